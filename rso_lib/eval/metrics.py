@@ -1,0 +1,240 @@
+"""The paper's evaluation metrics (section IV-C, following PC-CRS's protocol) as pure functions.
+
+Nothing here calls a model: the judged quantities (watching intentions, truthfulness ratings) come
+from :mod:`rso_lib.eval.judges`, and this module turns them -- plus what the transcripts record
+(acceptance, replies, recommended items, retrieval rankings) -- into numbers.
+
+Per-dialogue metrics
+--------------------
+* **WI** -- watching intention 1-5 after the dialogue (the judge role-plays the persona).
+* **PRS** -- persuasiveness, :func:`persuasiveness`:
+  ``PRS = 1 - (i_true - i_post) / (i_true - i_pre)``; ``i_pre`` from the title only, ``i_post``
+  after the dialogue, ``i_true`` from the full item record. Dialogues with ``i_post > i_true``
+  (the system oversold the item) and dialogues with ``i_pre == i_true`` (PRS undefined) are not
+  averaged; both counts are reported.
+* **Cred** -- credibility 1-5: mean truthfulness rating of the system turns that present an item,
+  judged against that item's knowledge-base facts, :func:`credibility`.
+* **Conv-SR** -- 1 if the user accepted, :func:`conversion_success`.
+* **Rec-SR** -- 1 if the recommended item's genres cover the target genres, :func:`rec_success`.
+* **Recall@k** -- 1 if a valid target is in the top ``k`` of the final retrieval ranking,
+  :func:`recall_at_k`.
+
+Corpus-level metric
+-------------------
+* **Dist-2** -- distinct bigrams / all bigrams over all system replies of one system,
+  :func:`distinct_n`.
+
+Aggregation
+-----------
+:func:`summarise` gives mean, n and a seeded 95% percentile-bootstrap CI of per-dialogue values;
+missing values (``None`` / NaN: a judge reply that could not be parsed, a dialogue without a
+recommendation) are never filled in: they are counted in ``n_missing``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass
+from typing import Callable, Iterable, Sequence
+
+import numpy as np
+
+# --------------------------------------------------------------------------------------------
+# Dist-n
+# --------------------------------------------------------------------------------------------
+
+_TOKEN = re.compile(r"\w+(?:'\w+)?|[^\w\s]", re.UNICODE)
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-cased word and punctuation tokens (``"Don't stop!"`` -> ``["don't", "stop", "!"]``)."""
+    return _TOKEN.findall(text.lower())
+
+
+def ngrams(tokens: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    """Contiguous n-grams of one token list (none if it is shorter than ``n``)."""
+    return [tuple(tokens[i : i + n]) for i in range(len(tokens) - n + 1)]
+
+
+@dataclass(frozen=True)
+class DistinctN:
+    value: float  # distinct / total; NaN if there is no n-gram at all
+    distinct: int
+    total: int
+
+
+def distinct_n(texts: Iterable[str], n: int = 2) -> DistinctN:
+    """Dist-n over a corpus of replies: distinct n-grams / all n-grams.
+
+    N-grams never cross reply boundaries (each reply is tokenised on its own). An empty corpus
+    gives NaN rather than 0, so that "no replies" is not mistaken for "no diversity".
+
+    Args:
+        texts: the system replies of one system (all dialogues, all turns).
+        n: n-gram order (default 2 = Dist-2).
+    """
+    counts: set[tuple[str, ...]] = set()
+    total = 0
+    for t in texts:
+        grams = ngrams(tokenize(t), n)
+        total += len(grams)
+        counts.update(grams)
+    value = len(counts) / total if total else float("nan")
+    return DistinctN(value=value, distinct=len(counts), total=total)
+
+
+# --------------------------------------------------------------------------------------------
+# PRS (persuasiveness)
+# --------------------------------------------------------------------------------------------
+
+PRS_OK = "ok"
+PRS_OVER = "over"  # i_post > i_true: counted apart
+PRS_EXCLUDED = "excluded"  # i_pre == i_true: PRS undefined
+PRS_MISSING = "missing"  # one of the three intentions could not be judged
+
+
+@dataclass(frozen=True)
+class PRSCase:
+    status: str  # PRS_OK | PRS_OVER | PRS_EXCLUDED | PRS_MISSING
+    value: float | None  # the PRS of this dialogue when status == PRS_OK
+
+
+def persuasiveness(i_pre: float | None, i_post: float | None, i_true: float | None, tol: float = 1e-9) -> PRSCase:
+    """Paper section IV-C: ``PRS = 1 - (i_true - i_post) / (i_true - i_pre)``.
+
+    PRS = 1 when the dialogue moved the user's intention all the way to the one the full item
+    record warrants, 0 when it did not move it at all (negative when it moved it away).
+
+    Args:
+        i_pre: watching intention (1-5) from the title only.
+        i_post: watching intention after the dialogue.
+        i_true: watching intention from the full item record.
+        tol: two intentions closer than this are equal (expected ratings are floats).
+
+    Returns:
+        PRSCase: ``over`` if ``i_post > i_true`` (checked first, as in PC-CRS), ``excluded`` if
+        ``i_pre == i_true``, ``missing`` if any input is None/NaN, else ``ok`` with the value.
+    """
+    vals = (i_pre, i_post, i_true)
+    if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in vals):
+        return PRSCase(PRS_MISSING, None)
+    if i_post > i_true + tol:
+        return PRSCase(PRS_OVER, None)
+    if abs(i_true - i_pre) <= tol:
+        return PRSCase(PRS_EXCLUDED, None)
+    return PRSCase(PRS_OK, 1.0 - (i_true - i_post) / (i_true - i_pre))
+
+
+@dataclass(frozen=True)
+class PRSSummary:
+    mean: float  # over the "ok" dialogues; NaN if there are none
+    n: int  # dialogues averaged
+    n_over: int  # i_post > i_true (counted apart)
+    n_excluded: int  # i_pre == i_true
+    n_missing: int  # an intention could not be judged
+    ci_low: float
+    ci_high: float
+
+
+def summarise_prs(cases: Sequence[PRSCase], seed: int = 0, n_boot: int = 1000) -> PRSSummary:
+    """Mean PRS over the ``ok`` dialogues with a bootstrap CI, and the three other counts."""
+    ok = [c.value for c in cases if c.status == PRS_OK]
+    s = summarise(ok, seed=seed, n_boot=n_boot)
+    return PRSSummary(
+        mean=s.mean, n=s.n, ci_low=s.ci_low, ci_high=s.ci_high,
+        n_over=sum(c.status == PRS_OVER for c in cases),
+        n_excluded=sum(c.status == PRS_EXCLUDED for c in cases),
+        n_missing=sum(c.status == PRS_MISSING for c in cases),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Cred, Conv-SR, Rec-SR, Recall@k (per dialogue)
+# --------------------------------------------------------------------------------------------
+
+
+def credibility(turn_scores: Sequence[float | None]) -> float | None:
+    """Credibility of one dialogue: the mean truthfulness (1-5) of its judged system turns.
+
+    ``None`` entries (a judgement that could not be parsed) are left out of the mean -- the
+    caller counts them; a dialogue with no judged turn gives ``None`` (not a score of 0)."""
+    vals = [float(s) for s in turn_scores if s is not None and not math.isnan(float(s))]
+    return sum(vals) / len(vals) if vals else None
+
+
+def conversion_success(accepted: bool) -> float:
+    """Conv-SR of one dialogue: 1.0 if the user accepted a recommendation, else 0.0."""
+    return 1.0 if accepted else 0.0
+
+
+def rec_success(item_genres: Sequence[str] | None, target_genres: Sequence[str]) -> float:
+    """Rec-SR of one dialogue: 1.0 iff the recommended item's genres cover every target genre
+    (case-insensitive). No recommended item (``None``) -> 0.0."""
+    if item_genres is None:
+        return 0.0
+    have = {g.strip().lower() for g in item_genres}
+    return 1.0 if all(g.strip().lower() in have for g in target_genres) else 0.0
+
+
+def recall_at_k(ranking: Sequence[str] | None, is_valid: Callable[[str], bool] | set[str], k: int) -> float:
+    """Recall@k of one dialogue: 1.0 iff one of the first ``k`` items of the final retrieval
+    ranking is a valid target (its genres cover the target genres).
+
+    Args:
+        ranking: item ids, best first (the retriever's full ranking of the last retrieval).
+        is_valid: a predicate on item ids, or the set of valid target ids.
+        k: cut-off (1 or 5 in the paper).
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    if not ranking:
+        return 0.0
+    pred = is_valid.__contains__ if isinstance(is_valid, (set, frozenset)) else is_valid
+    return 1.0 if any(pred(i) for i in list(ranking)[:k]) else 0.0
+
+
+# --------------------------------------------------------------------------------------------
+# Aggregation
+# --------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Summary:
+    mean: float  # NaN if no value
+    n: int  # values used
+    n_missing: int  # None / NaN inputs left out
+    ci_low: float  # 95% percentile bootstrap (NaN if n < 2)
+    ci_high: float
+
+    def as_dict(self, prefix: str = "") -> dict[str, float | int]:
+        return {f"{prefix}{k}": v for k, v in asdict(self).items()}
+
+
+def bootstrap_ci(values: Sequence[float], seed: int = 0, n_boot: int = 1000, level: float = 0.95) -> tuple[float, float]:
+    """Percentile bootstrap CI of the mean. Seeded: the same values and seed give the same CI.
+
+    Resamples ``n_boot`` times with replacement: ``idx [n_boot, n]`` -> means ``[n_boot]``.
+    Fewer than 2 values -> (NaN, NaN): no interval can be claimed."""
+    x = np.asarray(values, dtype=np.float64)
+    if x.size < 2:
+        return (float("nan"), float("nan"))
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, x.size, size=(n_boot, x.size))
+    means = x[idx].mean(axis=1)
+    a = (1.0 - level) / 2.0
+    lo, hi = np.quantile(means, [a, 1.0 - a])
+    return (float(lo), float(hi))
+
+
+def summarise(values: Iterable[float | None], seed: int = 0, n_boot: int = 1000) -> Summary:
+    """Mean, n, missing count and 95% bootstrap CI of per-dialogue values (None/NaN = missing)."""
+    vals, missing = [], 0
+    for v in values:
+        if v is None or (isinstance(v, float) and math.isnan(v)):
+            missing += 1
+        else:
+            vals.append(float(v))
+    mean = float(np.mean(vals)) if vals else float("nan")
+    lo, hi = bootstrap_ci(vals, seed=seed, n_boot=n_boot)
+    return Summary(mean=mean, n=len(vals), n_missing=missing, ci_low=lo, ci_high=hi)
