@@ -1,0 +1,129 @@
+"""Simulation targets (RSO / PC-CRS protocol): who the simulated user is and which genres they want.
+
+* INSPIRED test: ``inspired/inspired_dialog_ids2user_id_and_genre_dict.jsonl`` (99 rows,
+  ``{dialog_id, user_id, genre_dict: [genres]}``) joined to ``inspired-test.txt`` (order and the
+  set of dialogues come from the split file; a mapping row overrides the split's own
+  user_id / genre_dict). For ``train`` the split file's own ``user_id`` / ``genre_dict`` are used;
+  ``valid`` has no ``genre_dict`` (DataError).
+* ReDial test: ``redial/redial_dialog_ids2user_id_and_genre_dict.jsonl`` (198 rows) joined to
+  ``redial/redial-test.txt``; user ids point at INSPIRED seekers.
+
+The persona is the INSPIRED seeker persona of that ``user_id``
+(:func:`rso_lib.data.personas.load_seeker_personas`). A user without survey rows gets a neutral
+persona and an Issue (none in the shared data). 8 INSPIRED test targets have an empty genre list:
+kept (every item covers them; see :meth:`KnowledgeBase.covers`).
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+from rso_lib.data._io import iter_jsonl
+from rso_lib.data.personas import load_seeker_personas
+from rso_lib.data.records import DataError, Issue, Persona, SimTarget
+
+INSPIRED_MAP = "inspired/inspired_dialog_ids2user_id_and_genre_dict.jsonl"
+REDIAL_MAP = "redial/redial_dialog_ids2user_id_and_genre_dict.jsonl"
+REDIAL_TEST = "redial/redial-test.txt"
+
+
+def _genres(v) -> list[str] | None:
+    if not isinstance(v, list):
+        return None
+    out: list[str] = []
+    for g in v:
+        g = str(g).strip().lower()
+        if g and g not in out:
+            out.append(g)
+    return out
+
+
+def _read_map(path: Path, issues: list[Issue]) -> dict[str, tuple[str, list[str], int]]:
+    out: dict[str, tuple[str, list[str], int]] = {}
+    for lineno, obj in iter_jsonl(path, issues, "dialogue -> user/genre mapping"):
+        did, uid, g = obj.get("dialog_id"), obj.get("user_id"), _genres(obj.get("genre_dict"))
+        if not did or not uid or g is None:
+            bad = "dialog_id" if not did else "user_id" if not uid else "genre_dict"
+            issues.append(Issue(str(path), lineno, bad, f"missing or invalid {bad}", "skipped"))
+            continue
+        out[str(did)] = (str(uid), g, lineno)
+    return out
+
+
+def _split_rows(dataset: str, data_dir: Path, split: str, issues: list[Issue]) -> list[tuple[str, str | None, list[str] | None, str, int]]:
+    """(dialog_id, user_id, genres, path, line) for each dialogue of the split, in file order."""
+    if dataset == "inspired":
+        from rso_lib.data.inspired import strategy_split_path
+        path = strategy_split_path(data_dir, split)
+    elif dataset == "redial":
+        if split != "test":
+            raise ValueError("ReDial simulation targets exist for split='test' only (redial-test.txt)")
+        path = data_dir / REDIAL_TEST
+    else:
+        raise ValueError(f"unknown dataset {dataset!r}; expected 'inspired' or 'redial'")
+    rows = []
+    for lineno, obj in iter_jsonl(path, issues, f"{dataset} {split} dialogues"):
+        did = obj.get("dialog_id")
+        if not did:
+            issues.append(Issue(str(path), lineno, "dialog_id", "missing dialog_id", "skipped"))
+            continue
+        rows.append((str(did), obj.get("user_id"), _genres(obj.get("genre_dict")), str(path), lineno))
+    return rows
+
+
+def load_sim_targets_with_issues(data_dir: str | Path, dataset: str = "inspired", split: str = "test"
+                                 ) -> tuple[list[SimTarget], list[Issue]]:
+    """:func:`load_sim_targets` that also returns the non-fatal Issues."""
+    data_dir = Path(data_dir)
+    issues: list[Issue] = []
+    rows = _split_rows(dataset, data_dir, split, issues)
+    mapping: dict[str, tuple[str, list[str], int]] = {}
+    if split == "test":
+        mapping = _read_map(data_dir / (INSPIRED_MAP if dataset == "inspired" else REDIAL_MAP), issues)
+    personas, p_issues = load_seeker_personas(data_dir)
+    issues += p_issues
+    targets: list[SimTarget] = []
+    for did, uid, genres, path, lineno in rows:
+        if did in mapping:
+            uid, genres, _ = mapping[did]
+        if not uid or genres is None:
+            if split == "valid" and dataset == "inspired":
+                raise DataError(path, "the INSPIRED valid split has no genre_dict: simulation targets exist for "
+                                      "train and test only", line=lineno, field="genre_dict")
+            missing = "user_id" if not uid else "genre_dict"
+            issues.append(Issue(path, lineno, missing, f"dialogue {did} has no {missing} (not in the mapping file either)", "skipped"))
+            continue
+        persona = personas.get(uid)
+        if persona is None:
+            issues.append(Issue(path, lineno, "user_id", f"user {uid} has no seeker survey row: neutral persona used", "kept"))
+            persona = Persona(user_id=uid, description="You are looking for a movie to watch and chat with a "
+                                                       "recommender about it, answering in one or two short sentences.",
+                              fields={"missing_survey": True})
+        targets.append(SimTarget(dialog_id=did, dataset=dataset, user_id=uid, persona=persona, target_genres=genres))
+    unmatched = set(mapping) - {r[0] for r in rows}
+    for did in sorted(unmatched):
+        issues.append(Issue(str(data_dir / (INSPIRED_MAP if dataset == "inspired" else REDIAL_MAP)), mapping[did][2],
+                            "dialog_id", f"dialogue {did} is not in the {split} split", "skipped"))
+    if not targets:
+        raise DataError(rows[0][3] if rows else data_dir, f"no simulation target for {dataset}/{split}")
+    return targets, issues
+
+
+def load_sim_targets(data_dir: str | Path, dataset: str = "inspired", split: str = "test") -> list[SimTarget]:
+    """Simulation targets of a dataset split (INSPIRED: 99 test, ReDial: 198 test), in split-file
+    order. Non-fatal problems are emitted as ``warnings.warn`` (use
+    :func:`load_sim_targets_with_issues` to get them as :class:`Issue` records).
+
+    Args:
+        data_dir: data directory.
+        dataset: ``"inspired"`` | ``"redial"``.
+        split: ``"test"`` (default); INSPIRED also ``"train"``.
+    """
+    targets, issues = load_sim_targets_with_issues(data_dir, dataset, split)
+    # Shifted survey rows are a known, handled quirk of the survey files: only warn about
+    # problems with the targets themselves.
+    for i in issues:
+        if not i.path.endswith(".tsv"):
+            warnings.warn(str(i), stacklevel=2)
+    return targets
