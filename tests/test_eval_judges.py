@@ -1,0 +1,178 @@
+"""Judges (parsing, option scoring, sampling with failure counts) and the per-system evaluation on
+hand-made transcripts, with metrics asserted from the written result files."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from rso_lib.data.records import DataError, Item
+from rso_lib.eval import judges as J
+from rso_lib.eval.evaluate import evaluate_system
+from rso_lib.eval.transcripts import read_transcript
+from rso_lib.llm.scripted import ScriptedLLM
+
+
+@pytest.mark.parametrize(
+    "text,want",
+    [("Rating: 4", 4), ("rating=2 because it is dull", 2), (" 5 ", 5), ("3/5", 3), ("**Rating:** 1", 1),
+     ("Rating: 7", None), ("4.5", None), ("I like it", None), ("Rating: 45", None), ("", None)],
+)
+def test_parse_rating(text, want):
+    assert J.parse_rating(text) == want
+
+
+def test_rate_score_mode_expected_value():
+    llm = ScriptedLLM(option_probs=lambda m, o: [0, 0, 0.5, 0.5, 0])
+    r = J.rate(llm, [[{"role": "user", "content": "x"}]] * 3, J.JudgeConfig(mode="score", batch_size=2))
+    assert r.values == pytest.approx([3.5, 3.5, 3.5]) and r.parse_failures == 0
+    assert len(llm.score_calls) == 2  # batched: 3 requests in chunks of 2
+    assert llm.score_calls[0][1] == list(J.RATING_OPTIONS)
+
+
+def test_rate_sample_mode_counts_failures_never_fills():
+    replies = iter(["Rating: 4", "no idea", "2", "blah", "nope", "Rating: 9"])
+    llm = ScriptedLLM(replies=lambda m: next(replies))
+    r = J.rate(llm, [[{"role": "user", "content": "a"}], [{"role": "user", "content": "b"}]],
+               J.JudgeConfig(mode="sample", samples=3))
+    assert r.values[0] == pytest.approx(3.0)  # mean of 4 and 2
+    assert r.values[1] is None  # nothing parsable -> missing, not a score
+    assert r.parse_failures == 4
+    assert llm.chat_calls[0][1].n == 3
+
+
+def test_judge_config_rejects_unknown_mode():
+    with pytest.raises(ValueError):
+        J.JudgeConfig(mode="vote")
+
+
+# ---------------------------------------------------------------- hand-made transcripts ------
+
+
+class TinyKB:
+    def __init__(self, items):
+        self.items = {i.item_id: i for i in items}
+
+    def get(self, iid):
+        return self.items.get(str(iid))
+
+    def covers(self, iid, genres):
+        it = self.items.get(str(iid))
+        return it is not None and set(genres) <= set(it.genres)
+
+
+KB = TinyKB([
+    Item("m1", "Alien", 1979, ["horror", "sci-fi"], plot="A crew meets a creature.", director=["Ridley Scott"]),
+    Item("m2", "Airplane!", 1980, ["comedy"], plot="A pilot panics."),
+    Item("m3", "Heat", 1995, ["crime", "drama"], plot="A heist."),
+])
+
+
+def _episode(did, accepted, turns, genres=("horror",)):
+    return {"record": "episode", "dialog_id": did, "accepted": accepted,
+            "target": {"dataset": "inspired", "user_id": "u" + did, "target_genres": list(genres),
+                       "persona": {"user_id": "u", "description": "A student who loves scary films."}},
+            "turns": turns}
+
+
+def _turn(reply, chosen=None, retrieved=(), pf=0, strategy="credibility"):
+    return {"reply": reply, "user_reply": "ok", "strategy": strategy, "chosen_item": chosen,
+            "retrieved": list(retrieved), "parse_failures": pf}
+
+
+def _judge():
+    """Option probabilities by prompt kind: pre -> 2, post -> 4, true -> 5, credibility -> 3."""
+    def probs(messages, options):
+        text = messages[-1]["content"]
+        if "fact-checker" in messages[0]["content"]:
+            want = 3
+        elif "its title" in text:
+            want = 2
+        elif "conversation" in text:
+            want = 4
+        else:
+            want = 5
+        p = np.zeros(len(options))
+        p[want - 1] = 1.0
+        return p
+    return ScriptedLLM(option_probs=probs)
+
+
+@pytest.fixture
+def transcript(tmp_path):
+    eps = [
+        _episode("d1", True, [_turn("Hello there, what do you like?", retrieved=["m2", "m1"]),
+                              _turn("Alien is a horror film by Ridley Scott.", chosen="m1", retrieved=["m1", "m3"], pf=1)]),
+        _episode("d2", False, [_turn("Try Airplane! a funny film.", chosen="m2", retrieved=["m2", "m3", "m1"])]),
+        _episode("d3", False, [_turn("What do you like?", retrieved=[])]),  # no recommendation
+    ]
+    p = tmp_path / "RSO.jsonl"
+    p.write_text("\n".join(json.dumps(e) for e in eps) + "\n\n")
+    return p
+
+
+def test_evaluate_system_from_transcript_and_result_files(transcript, tmp_path, monkeypatch):
+    dialogues = read_transcript(transcript, system="RSO")
+    assert [d.recommended_item for d in dialogues] == ["m1", "m2", None]
+    judge = _judge()
+    ev = evaluate_system(dialogues, KB, judge, J.JudgeConfig(mode="score"), seed=0)
+
+    # write through the results writer and assert from the files (not from the objects)
+    monkeypatch.setenv("RSO_ROOT", str(tmp_path))
+    from rso_lib.results import provenance, write_table
+    paths = write_table(pd.DataFrame([ev.row]), "t", "unit", provenance(0))
+    got = pd.read_csv(paths["csv"]).iloc[0]
+    assert got["n"] == 3
+    assert got["Conv-SR"] == pytest.approx(1 / 3)
+    assert got["Rec-SR"] == pytest.approx(1 / 3)  # d1: m1 covers horror; d2: comedy does not; d3: none
+    assert got["Recall@1"] == pytest.approx(1 / 3)  # d1 final ranking [m1, m3]; d2 [m2, m3, m1]
+    assert got["Recall@5"] == pytest.approx(2 / 3)  # d2 has m1 at rank 3; d3 no ranking
+    assert got["WI"] == pytest.approx(4.0) and got["WI_n"] == 2
+    assert got["PRS"] == pytest.approx(1 - (5 - 4) / (5 - 2)) and got["PRS_n"] == 2
+    assert got["PRS_missing"] == 1  # d3 had nothing to judge
+    assert got["Cred"] == pytest.approx(3.0) and got["Cred_n"] == 2
+    assert got["engine_parse_failures"] == 1
+    assert got["no_recommendation"] == 1
+    # Dist-2 over the 4 system replies, counted by hand
+    from rso_lib.eval.metrics import distinct_n
+    assert got["Dist-2"] == pytest.approx(distinct_n([t.reply for d in dialogues for t in d.turns]).value)
+    # batched: 4 passes (pre, post, true, cred), each one backend call here
+    assert len(judge.score_calls) == 4
+    assert [len(b) for b, _ in judge.score_calls] == [2, 2, 2, 2]
+
+
+def test_prs_over_counted_apart(transcript):
+    def probs(messages, options):  # post 5 > true 3: oversold
+        text = messages[-1]["content"]
+        want = 2 if "its title" in text else 5 if "conversation" in text else 3
+        p = np.zeros(5)
+        p[want - 1] = 1
+        return p
+    ev = evaluate_system(read_transcript(transcript, system="X"), KB, ScriptedLLM(option_probs=probs), seed=0)
+    assert ev.row["PRS_over"] == 2 and ev.row["PRS_n"] == 0 and np.isnan(ev.row["PRS"])
+
+
+def test_no_judge_reports_nan_and_note(transcript):
+    ev = evaluate_system(read_transcript(transcript, system="X"), KB, None)
+    assert np.isnan(ev.row["WI"]) and ev.row["Conv-SR"] == pytest.approx(1 / 3)
+    assert any("no judge" in n for n in ev.notes)
+
+
+def test_read_transcript_bad_line_names_file_and_line(tmp_path):
+    p = tmp_path / "bad.jsonl"
+    p.write_text(json.dumps(_episode("d1", True, [])) + "\n{not json\n")
+    with pytest.raises(DataError) as e:
+        read_transcript(p)
+    assert "bad.jsonl:2" in str(e.value)
+    p.write_text(json.dumps({"dialog_id": "x", "turns": []}) + "\n")
+    with pytest.raises(DataError) as e:
+        read_transcript(p)
+    assert ":1" in str(e.value) and "target" in str(e.value)
+
+
+def test_rerun_duplicate_dialog_keeps_last(tmp_path):
+    p = tmp_path / "t.jsonl"
+    p.write_text(json.dumps(_episode("d1", False, [])) + "\n" + json.dumps(_episode("d1", True, [])) + "\n")
+    ds = read_transcript(p)
+    assert len(ds) == 1 and ds[0].accepted is True
