@@ -13,6 +13,8 @@ from rso_lib.eval.evaluate import evaluate_system
 from rso_lib.eval.transcripts import read_transcript
 from rso_lib.llm.scripted import ScriptedLLM
 
+from eval_support import KB, _judge, _rows, _turn, _write  # tests/eval_support.py
+
 
 @pytest.mark.parametrize(
     "text,want",
@@ -50,66 +52,14 @@ def test_judge_config_rejects_unknown_mode():
 # ---------------------------------------------------------------- hand-made transcripts ------
 
 
-class TinyKB:
-    def __init__(self, items):
-        self.items = {i.item_id: i for i in items}
-
-    def get(self, iid):
-        return self.items.get(str(iid))
-
-    def covers(self, iid, genres):
-        it = self.items.get(str(iid))
-        return it is not None and set(genres) <= set(it.genres)
-
-
-KB = TinyKB([
-    Item("m1", "Alien", 1979, ["horror", "sci-fi"], plot="A crew meets a creature.", director=["Ridley Scott"]),
-    Item("m2", "Airplane!", 1980, ["comedy"], plot="A pilot panics."),
-    Item("m3", "Heat", 1995, ["crime", "drama"], plot="A heist."),
-])
-
-
-def _episode(did, accepted, turns, genres=("horror",)):
-    return {"record": "episode", "dialog_id": did, "accepted": accepted,
-            "target": {"dataset": "inspired", "user_id": "u" + did, "target_genres": list(genres),
-                       "persona": {"user_id": "u", "description": "A student who loves scary films."}},
-            "turns": turns}
-
-
-def _turn(reply, chosen=None, retrieved=(), pf=0, strategy="credibility"):
-    return {"reply": reply, "user_reply": "ok", "strategy": strategy, "chosen_item": chosen,
-            "retrieved": list(retrieved), "parse_failures": pf}
-
-
-def _judge():
-    """Option probabilities by prompt kind: pre -> 2, post -> 4, true -> 5, credibility -> 3."""
-    def probs(messages, options):
-        text = messages[-1]["content"]
-        if "fact-checker" in messages[0]["content"]:
-            want = 3
-        elif "its title" in text:
-            want = 2
-        elif "conversation" in text:
-            want = 4
-        else:
-            want = 5
-        p = np.zeros(len(options))
-        p[want - 1] = 1.0
-        return p
-    return ScriptedLLM(option_probs=probs)
-
-
 @pytest.fixture
 def transcript(tmp_path):
-    eps = [
-        _episode("d1", True, [_turn("Hello there, what do you like?", retrieved=["m2", "m1"]),
-                              _turn("Alien is a horror film by Ridley Scott.", chosen="m1", retrieved=["m1", "m3"], pf=1)]),
-        _episode("d2", False, [_turn("Try Airplane! a funny film.", chosen="m2", retrieved=["m2", "m3", "m1"])]),
-        _episode("d3", False, [_turn("What do you like?", retrieved=[])]),  # no recommendation
-    ]
-    p = tmp_path / "RSO.jsonl"
-    p.write_text("\n".join(json.dumps(e) for e in eps) + "\n\n")
-    return p
+    return _write(tmp_path / "RSO.jsonl", [
+        _rows("d1", True, [_turn("Hello there, what do you like?", retrieved=["m2", "m1"]),
+                           _turn("Alien is a horror film by Ridley Scott.", chosen="m1", retrieved=["m1", "m3"], pf=1)]),
+        _rows("d2", False, [_turn("Try Airplane! a funny film.", chosen="m2", retrieved=["m2", "m3", "m1"])]),
+        _rows("d3", False, [_turn("What do you like?", retrieved=[])]),  # no recommendation
+    ])
 
 
 def test_evaluate_system_from_transcript_and_result_files(transcript, tmp_path, monkeypatch):
@@ -160,19 +110,25 @@ def test_no_judge_reports_nan_and_note(transcript):
 
 
 def test_read_transcript_bad_line_names_file_and_line(tmp_path):
+    rows = _rows("d1", True, [_turn("Alien!", chosen="m1", retrieved=["m1"])])
     p = tmp_path / "bad.jsonl"
-    p.write_text(json.dumps(_episode("d1", True, [])) + "\n{not json\n")
-    with pytest.raises(DataError) as e:
+    p.write_text(json.dumps(rows[0]) + "\n{not json\n")
+    with pytest.raises(ValueError) as e:
         read_transcript(p)
     assert "bad.jsonl:2" in str(e.value)
-    p.write_text(json.dumps({"dialog_id": "x", "turns": []}) + "\n")
-    with pytest.raises(DataError) as e:
+    bad = dict(rows[0])
+    del bad["reply"]
+    p.write_text(json.dumps(bad) + "\n")
+    with pytest.raises(ValueError) as e:
         read_transcript(p)
-    assert ":1" in str(e.value) and "target" in str(e.value)
+    assert "bad.jsonl:1" in str(e.value) and "reply" in str(e.value)
+    with pytest.raises(DataError):
+        read_transcript(tmp_path / "missing.jsonl")
 
 
-def test_rerun_duplicate_dialog_keeps_last(tmp_path):
-    p = tmp_path / "t.jsonl"
-    p.write_text(json.dumps(_episode("d1", False, [])) + "\n" + json.dumps(_episode("d1", True, [])) + "\n")
-    ds = read_transcript(p)
-    assert len(ds) == 1 and ds[0].accepted is True
+def test_mentioned_item_wins_and_unfinished_skipped(tmp_path):
+    d1 = _rows("d1", False, [_turn("Heat is great", chosen="m1", retrieved=["m1", "m3"], mentioned="m3")])
+    d2 = _rows("d2", False, [_turn("x", retrieved=["m1"]), _turn("y", retrieved=["m1"])])[:1]  # not done
+    ds = read_transcript(_write(tmp_path / "t.jsonl", [d1, d2]))
+    assert [d.dialog_id for d in ds] == ["d1"]
+    assert ds[0].recommended_item == "m3" and ds[0].final_ranking == ["m1", "m3"]

@@ -63,7 +63,7 @@ def judge_dialogues(dialogues: Sequence[EvalDialogue], kb: KBLike, judge: ChatLL
     owners, cred_batch = [], []
     for k, d in enumerate(dialogues):
         for t in d.turns:
-            item = kb.get(t.chosen_item) if t.chosen_item else None
+            item = kb.get(t.presented_item) if t.presented_item else None
             if item is not None and t.reply.strip():
                 owners.append(k)
                 cred_batch.append(J.credibility_messages(t.reply, item))

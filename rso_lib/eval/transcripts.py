@@ -1,21 +1,25 @@
 """What evaluation needs from a finished dialogue, read from engine Episodes or JSONL transcripts.
 
-The dialogue engine (``rso_lib.dialogue.engine``) writes one JSON object per finished dialogue;
-evaluation only needs a few of its fields, so this module maps an Episode (object) or a transcript
-record (dict) to a small :class:`EvalDialogue`. Keeping the mapping in one place means a change of
-the transcript schema touches one function, not every metric.
+The dialogue engine writes one JSON line per system turn (schema ``rso.transcript/1``, see
+``rso_lib.dialogue.transcript``); :func:`read_transcript` rebuilds the finished Episodes with that
+module's validating reader and maps each to a small :class:`EvalDialogue`. Keeping the mapping in
+one place means a change of the transcript schema touches one function, not every metric.
 
-Fields read (others are ignored):
+Fields read (others are ignored; objects or dicts both work):
 
-* dialogue: ``dialog_id``, ``target`` (``{dataset, user_id, persona: {description}, target_genres}``),
-  ``accepted``, ``turns``, optional ``system``, ``dataset``, ``parse_failures``;
-* turn: ``strategy``, ``reply``, ``user_reply``, ``retrieved`` (item ids, best first),
-  ``chosen_item`` (item id or None), ``parse_failures`` (int or dict of counts).
+* dialogue: ``dialog_id``, ``system``, ``target`` (``dataset``, ``persona.description``,
+  ``target_genres``), ``accepted``, ``accepted_item``, ``turns``, ``parse_failures``;
+* turn: ``strategy``, ``reply``, ``user_reply``, ``ranking`` (else ``retrieved``: item ids, best
+  first), ``chosen_item`` (the item whose facts the Actor got), ``mentioned_item`` (the item the
+  user saw named), ``parse_failures`` (dict of counts by role, or an int).
+
+The item a turn *presents* is ``mentioned_item`` if the simulator found one named in the reply,
+else ``chosen_item``; the dialogue's recommended item is the accepted item, else the last
+presented one.
 """
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable
@@ -29,8 +33,13 @@ class EvalTurn:
     user_reply: str = ""
     strategy: str | None = None  # canonical strategy id, None for systems without a planner
     retrieved: list[str] = field(default_factory=list)  # item ids, best first (full ranking kept)
-    chosen_item: str | None = None  # the item the reply presents, if any
+    chosen_item: str | None = None  # the item whose facts the Actor got, if any
+    mentioned_item: str | None = None  # the item the user saw named in the reply, if any
     parse_failures: int = 0
+
+    @property
+    def presented_item(self) -> str | None:
+        return self.mentioned_item or self.chosen_item
 
 
 @dataclass
@@ -43,13 +52,16 @@ class EvalDialogue:
     accepted: bool
     turns: list[EvalTurn]
     parse_failures: int = 0  # engine-side parse failures (all roles, all turns)
+    accepted_item: str | None = None
 
     @property
     def recommended_item(self) -> str | None:
-        """The last item the system presented (what the user ends the dialogue with)."""
+        """The accepted item, else the last item the system presented."""
+        if self.accepted_item:
+            return self.accepted_item
         for t in reversed(self.turns):
-            if t.chosen_item:
-                return t.chosen_item
+            if t.presented_item:
+                return t.presented_item
         return None
 
     @property
@@ -96,13 +108,15 @@ def to_eval_dialogue(ep: Any, system: str | None = None, dataset: str | None = N
     persona_text = _get(persona, "description", "") if persona is not None else ""
     turns = []
     for t in _get(ep, "turns") or []:
-        retrieved = [i for i in (_item_id(r) for r in (_get(t, "retrieved") or [])) if i is not None]
+        ranking = _get(t, "ranking") or _get(t, "retrieved") or []
+        retrieved = [i for i in (_item_id(r) for r in ranking) if i is not None]
         turns.append(EvalTurn(
             reply=str(_get(t, "reply", "") or ""),
             user_reply=str(_get(t, "user_reply", "") or ""),
             strategy=_get(t, "strategy"),
             retrieved=retrieved,
             chosen_item=_item_id(_get(t, "chosen_item")),
+            mentioned_item=_item_id(_get(t, "mentioned_item")),
             parse_failures=_count(_get(t, "parse_failures")),
         ))
     ep_pf = _count(_get(ep, "parse_failures"))
@@ -115,31 +129,22 @@ def to_eval_dialogue(ep: Any, system: str | None = None, dataset: str | None = N
         accepted=bool(_get(ep, "accepted", False)),
         turns=turns,
         parse_failures=ep_pf if ep_pf else sum(t.parse_failures for t in turns),
+        accepted_item=_item_id(_get(ep, "accepted_item")),
     )
 
 
-def read_transcript(path: str | Path, system: str | None = None, dataset: str | None = None) -> list[EvalDialogue]:
-    """Read a JSONL transcript (one finished dialogue per line). Blank lines are skipped; a line
-    that is not JSON or lacks a needed field raises :class:`DataError` naming file, line, field.
-    If the same ``dialog_id`` appears twice (a rerun appended it), the last record wins."""
+def read_transcript(path: str | Path, system: str | None = None, dataset: str | None = None,
+                    finished_only: bool = True) -> list[EvalDialogue]:
+    """Read an engine transcript (``rso.transcript/1`` JSONL, one line per turn) into
+    EvalDialogues, in file order. Every line is validated by the engine's reader, which raises
+    ``TranscriptError`` naming file and line; unfinished dialogues are skipped unless
+    ``finished_only`` is False."""
+    from rso_lib.dialogue.transcript import read_episodes  # eval sits right of dialogue
+
     path = Path(path)
-    out: dict[str, EvalDialogue] = {}
-    with path.open(encoding="utf-8") as f:
-        for ln, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise DataError(path, f"not a JSON object: {e.msg}", line=ln) from None
-            if not isinstance(rec, dict) or rec.get("record", "episode") != "episode":
-                continue  # header / other record kinds
-            try:
-                d = to_eval_dialogue(rec, system=system, dataset=dataset)
-            except (KeyError, TypeError, ValueError) as e:
-                raise DataError(path, f"missing or malformed field ({e})", line=ln, field=str(e).strip("'")) from None
-            out[d.dialog_id] = d
-    return list(out.values())
+    if not path.exists():
+        raise DataError(path, "transcript not found (run the dialogues first)")
+    return [to_eval_dialogue(e, system=system, dataset=dataset) for e in read_episodes(path, finished_only=finished_only)]
 
 
 def episodes_to_eval(episodes: Iterable[Any], system: str, dataset: str) -> list[EvalDialogue]:

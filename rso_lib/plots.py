@@ -1,0 +1,154 @@
+"""Figures 3, 4 and 5 of the paper (seaborn), from the tables in :mod:`rso_lib.eval.tables`.
+
+Each function takes a DataFrame and returns a matplotlib Figure; save it with
+:func:`rso_lib.results.save_figure` (PNG + PDF). Where the paper gives a number (see
+:mod:`rso_lib.eval.paper_numbers`), it is drawn as a black cross beside our bar.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: notebooks under papermill / CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+
+from rso_lib.strategies import STRATEGIES, display_name  # noqa: E402
+
+sns.set_theme(style="whitegrid", context="paper")
+
+
+def fig_strategy_distribution(shares: pd.DataFrame, stages: Sequence[str] | None = None, min_share: float = 0.0):
+    """Fig. 3: share of each strategy by conversation progress, one panel per training stage
+    (e.g. SFT only vs after RL), stacked bars over progress bins.
+
+    Args:
+        shares: output of :func:`rso_lib.eval.tables.strategy_shares` (stage, bin, strategy, share).
+        stages: panel order (default: order of appearance).
+        min_share: strategies whose largest share is below this are left out of the legend
+            (their bars are still drawn).
+    """
+    stages = list(stages or dict.fromkeys(shares["stage"]))
+    n_bins = int(shares["bin"].max()) + 1
+    colors = dict(zip(STRATEGIES, sns.color_palette("tab20", len(STRATEGIES))))
+    fig, axes = plt.subplots(1, len(stages), figsize=(4.2 * len(stages) + 1.8, 3.4), sharey=True, squeeze=False)
+    for ax, stage in zip(axes[0], stages):
+        g = shares[shares["stage"] == stage]
+        bottom = np.zeros(n_bins)
+        for s in STRATEGIES:
+            vals = g[g["strategy"] == s].sort_values("bin")["share"].to_numpy()
+            if vals.size == 0:
+                continue
+            ax.bar(np.arange(n_bins), vals, bottom=bottom, color=colors[s], width=0.85,
+                   label=display_name(s) if vals.max() > min_share else None)
+            bottom += vals
+        ax.set_title(stage)
+        ax.set_xticks(np.arange(n_bins))
+        ax.set_xticklabels([f"{int(100 * b / n_bins)}-{int(100 * (b + 1) / n_bins)}%" for b in range(n_bins)],
+                           rotation=30, fontsize=7)
+        ax.set_xlabel("conversation progress")
+        ax.set_ylim(0, 1)
+    axes[0][0].set_ylabel("share of system turns")
+    handles, labels = [], []
+    for ax in axes[0]:
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    fig.legend(handles, labels, loc="center left", bbox_to_anchor=(1.0, 0.5), fontsize=7, frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def _bars(ax, df: pd.DataFrame, metrics: Sequence[str], hue: str, order: Sequence[str]):
+    """Grouped bars: x = metric, hue = system; error bars from ``<metric>_lo/_hi`` when present;
+    the paper's value (``paper:<metric>``) as a black cross."""
+    n = len(order)
+    width = 0.8 / max(n, 1)
+    pal = sns.color_palette("deep", n)
+    for j, name in enumerate(order):
+        row = df[df[hue] == name]
+        if row.empty:
+            continue
+        row = row.iloc[0]
+        xs = np.arange(len(metrics)) - 0.4 + width * (j + 0.5)
+        ys = np.array([float(row.get(m, np.nan)) for m in metrics])
+        lo = np.array([float(row.get(f"{m}_lo", np.nan)) for m in metrics])
+        hi = np.array([float(row.get(f"{m}_hi", np.nan)) for m in metrics])
+        err = np.vstack([np.where(np.isnan(lo), 0, ys - lo), np.where(np.isnan(hi), 0, hi - ys)])
+        ax.bar(xs, np.nan_to_num(ys), width=width, color=pal[j], label=name, yerr=np.clip(np.nan_to_num(err), 0, None),
+               capsize=2, error_kw={"lw": 0.8})
+        for x, m in zip(xs, metrics):
+            pv = row.get(f"paper:{m}")
+            if pv is not None and not (isinstance(pv, float) and np.isnan(pv)):
+                ax.plot([x], [float(pv)], "kx", ms=6, label="paper" if "paper" not in ax.get_legend_handles_labels()[1] else None)
+    ax.set_xticks(np.arange(len(metrics)))
+    ax.set_xticklabels(metrics)
+
+
+# The three panels of Fig. 5 (and the two-scale layout of Fig. 4): rates in [0, 1], ratings 1-5.
+PANELS_RATES = ("Conv-SR", "Rec-SR", "Recall@1", "Recall@5")
+PANELS_JUDGED = ("WI", "Cred")
+PANELS_TEXT = ("PRS", "Dist-2")
+
+
+def fig_ablations(table: pd.DataFrame, order: Sequence[str] | None = None):
+    """Fig. 5 (a-c): RSO against its ablations, one row of three panels per dataset:
+    (a) success rates, (b) judged ratings 1-5, (c) persuasiveness and Dist-2.
+
+    Args:
+        table: rows of :func:`rso_lib.eval.tables.metrics_table` (status == "run").
+        order: system order (default: order of appearance).
+    """
+    t = table[table.get("status", "run") == "run"] if "status" in table else table
+    order = list(order or dict.fromkeys(t["system"]))
+    datasets = list(dict.fromkeys(t["dataset"]))
+    fig, axes = plt.subplots(len(datasets), 3, figsize=(13, 3.3 * len(datasets)), squeeze=False)
+    for r, ds in enumerate(datasets):
+        d = t[t["dataset"] == ds]
+        for c, (metrics, ylim, tag) in enumerate([(PANELS_RATES, (0, 1), "a"), (PANELS_JUDGED, (1, 5), "b"),
+                                                   (PANELS_TEXT, None, "c")]):
+            ax = axes[r][c]
+            _bars(ax, d, metrics, "system", order)
+            if ylim:
+                ax.set_ylim(*ylim)
+            ax.set_title(f"({tag}) {ds}", fontsize=9)
+    h, lab = axes[0][0].get_legend_handles_labels()
+    fig.legend(h, lab, loc="upper center", ncol=min(len(lab), 6), bbox_to_anchor=(0.5, 1.04), frameon=False)
+    fig.tight_layout()
+    return fig
+
+
+def fig_scale(table: pd.DataFrame, metrics: Sequence[str] = ("WI", "PRS", "Cred", "Conv-SR"), order: Sequence[str] | None = None):
+    """Fig. 4: RSO on a small backbone against prompt-only CRSs on (larger) backbones, one panel
+    per metric, one bar per ``system`` label (``"RSO (SmolLM2-135M)"``...), datasets side by side
+    as hue."""
+    t = table[table["status"] == "run"] if "status" in table else table
+    order = list(order or dict.fromkeys(t["system"]))
+    datasets = list(dict.fromkeys(t["dataset"]))
+    fig, axes = plt.subplots(1, len(metrics), figsize=(3.3 * len(metrics), 3.4), squeeze=False)
+    pal = sns.color_palette("deep", len(datasets))
+    width = 0.8 / max(len(datasets), 1)
+    for ax, m in zip(axes[0], metrics):
+        for j, ds in enumerate(datasets):
+            d = t[t["dataset"] == ds].set_index("system").reindex(order)
+            xs = np.arange(len(order)) - 0.4 + width * (j + 0.5)
+            ys = pd.to_numeric(d[m], errors="coerce").to_numpy()
+            ax.bar(xs, np.nan_to_num(ys), width=width, color=pal[j], label=ds)
+            if f"paper:{m}" in d:
+                pv = pd.to_numeric(d[f"paper:{m}"], errors="coerce").to_numpy()
+                ok = ~np.isnan(pv)
+                ax.plot(xs[ok], pv[ok], "kx", ms=6, label="paper" if ok.any() and j == 0 else None)
+        ax.set_title(m)
+        ax.set_xticks(np.arange(len(order)))
+        ax.set_xticklabels(order, rotation=30, ha="right", fontsize=7)
+        if m in ("WI", "Cred"):
+            ax.set_ylim(1, 5)
+    h, lab = axes[0][0].get_legend_handles_labels()
+    fig.legend(h, lab, loc="upper center", ncol=len(lab), bbox_to_anchor=(0.5, 1.06), frameon=False)
+    fig.tight_layout()
+    return fig
