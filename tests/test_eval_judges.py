@@ -19,7 +19,7 @@ from eval_support import KB, _judge, _rows, _turn, _write  # tests/eval_support.
 @pytest.mark.parametrize(
     "text,want",
     [("Rating: 4", 4), ("rating=2 because it is dull", 2), (" 5 ", 5), ("3/5", 3), ("**Rating:** 1", 1),
-     ("Rating: 7", None), ("4.5", None), ("I like it", None), ("Rating: 45", None), ("", None)],
+     ("4\n\nLikely answer: it", 4), ("50 (thirty-five)", None), ("Rating: 7", None), ("4.5", None), ("I like it", None), ("Rating: 45", None), ("", None)],
 )
 def test_parse_rating(text, want):
     assert J.parse_rating(text) == want
@@ -132,3 +132,14 @@ def test_mentioned_item_wins_and_unfinished_skipped(tmp_path):
     ds = read_transcript(_write(tmp_path / "t.jsonl", [d1, d2]))
     assert [d.dialog_id for d in ds] == ["d1"]
     assert ds[0].recommended_item == "m3" and ds[0].final_ranking == ["m1", "m3"]
+
+
+def test_prompts_cut_long_facts_and_dialogues():
+    item = Item("x", "Long", 2000, ["drama"], plot="word " * 1000)
+    msg = J.credibility_messages("It is long.", item, max_facts_chars=300)[-1]["content"]
+    assert "word word" in msg and len(msg) < 1000
+    true = J.intention_messages("true", "p", ["drama"], item, max_facts_chars=300)[-1]["content"]
+    assert len(true) < 1200
+    from rso_lib.eval.transcripts import EvalTurn
+    text = J.dialogue_text([EvalTurn(reply="a" * 500, user_reply="b" * 500)], max_chars=100)
+    assert text.startswith("...") and len(text) == 103 and text.endswith("b" * 50)

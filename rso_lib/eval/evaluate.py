@@ -51,7 +51,7 @@ def judge_dialogues(dialogues: Sequence[EvalDialogue], kb: KBLike, judge: ChatLL
         pre.append(J.intention_messages("pre", d.persona, d.target_genres, item))
         post.append(J.intention_messages("post", d.persona, d.target_genres, item,
                                          J.dialogue_text(d.turns, cfg.max_dialogue_chars)))
-        true.append(J.intention_messages("true", d.persona, d.target_genres, item))
+        true.append(J.intention_messages("true", d.persona, d.target_genres, item, max_facts_chars=cfg.max_facts_chars))
     r_pre, r_post, r_true = (J.rate(judge, b, cfg) for b in (pre, post, true))
     i_pre = [None] * len(dialogues)
     i_post = [None] * len(dialogues)
@@ -66,7 +66,7 @@ def judge_dialogues(dialogues: Sequence[EvalDialogue], kb: KBLike, judge: ChatLL
             item = kb.get(t.presented_item) if t.presented_item else None
             if item is not None and t.reply.strip():
                 owners.append(k)
-                cred_batch.append(J.credibility_messages(t.reply, item))
+                cred_batch.append(J.credibility_messages(t.reply, item, cfg.max_facts_chars))
     r_cred = J.rate(judge, cred_batch, cfg)
     per_turn: list[list[float | None]] = [[] for _ in dialogues]
     for k, v in zip(owners, r_cred.values):

@@ -43,6 +43,8 @@ class JudgeConfig:
         batch_size: requests per backend call (default 16).
         max_dialogue_chars: the dialogue shown to the post-dialogue judge is cut to its last
             this-many characters (default 3000; small models have short contexts).
+        max_facts_chars: an item's knowledge-base facts are cut to this many characters
+            (default 1200; long plots cost prefill time and say little more).
         seed: base seed of sampled judgements (default 0).
     """
 
@@ -52,6 +54,7 @@ class JudgeConfig:
     max_tokens: int = 8
     batch_size: int = 16
     max_dialogue_chars: int = 3000
+    max_facts_chars: int = 1200
     seed: int = 0
 
     def __post_init__(self):
@@ -92,7 +95,13 @@ def _persona_block(persona: str, target_genres: Sequence[str]) -> str:
     return f"You are this person: {who}\nYou are looking for a movie of these genres: {genres}."
 
 
-def intention_messages(kind: str, persona: str, target_genres: Sequence[str], item: Item, dialogue_text: str = "") -> Messages:
+def _facts(item: Item, max_chars: int) -> str:
+    f = item.facts()
+    return f if len(f) <= max_chars else f[: max_chars - 3].rstrip() + "..."
+
+
+def intention_messages(kind: str, persona: str, target_genres: Sequence[str], item: Item, dialogue_text: str = "",
+                       max_facts_chars: int = 1200) -> Messages:
     """Messages asking the persona's watching intention for ``item``.
 
     Args:
@@ -102,6 +111,7 @@ def intention_messages(kind: str, persona: str, target_genres: Sequence[str], it
         target_genres: the genres the simulated user wants.
         item: the recommended item.
         dialogue_text: the dialogue (``"post"`` only), already cut to length.
+        max_facts_chars: cut of the item facts (``"true"`` only).
     """
     if kind == "pre":
         evidence = f"All you know about the movie is its title: {item.name}."
@@ -111,7 +121,7 @@ def intention_messages(kind: str, persona: str, target_genres: Sequence[str], it
             f"is what was said in this conversation:\n---\n{dialogue_text}\n---"
         )
     elif kind == "true":
-        evidence = f"Here is everything about the movie:\n{item.facts()}"
+        evidence = f"Here is everything about the movie:\n{_facts(item, max_facts_chars)}"
     else:
         raise ValueError(f"intention kind must be pre|post|true, got {kind!r}")
     return [
@@ -120,12 +130,12 @@ def intention_messages(kind: str, persona: str, target_genres: Sequence[str], it
     ]
 
 
-def credibility_messages(reply: str, item: Item) -> Messages:
+def credibility_messages(reply: str, item: Item, max_facts_chars: int = 1200) -> Messages:
     """Messages asking how truthful ``reply`` is about ``item`` given its knowledge-base facts."""
     return [
         {"role": "system", "content": "You are a careful fact-checker of movie recommendations."},
         {"role": "user", "content": (
-            f"Facts about the movie from a movie database:\n{item.facts()}\n\n"
+            f"Facts about the movie from a movie database:\n{_facts(item, max_facts_chars)}\n\n"
             f'The recommender said:\n"{reply.strip()}"\n\n{_CRED_RUBRIC}'
         )},
     ]
@@ -149,11 +159,12 @@ def dialogue_text(turns, max_chars: int) -> str:
 # --------------------------------------------------------------------------------------------
 
 _RATING_RE = re.compile(r"rating\s*[:=]?\s*\**\s*([1-5])(?![0-9.])", re.IGNORECASE)
-_BARE_RE = re.compile(r"^\s*\**\s*([1-5])(?:\s*/\s*5)?\s*\**\s*[.!]?\s*$")
+_BARE_RE = re.compile(r"^\s*\**\s*([1-5])(?:\s*/\s*5)?\s*\**\s*[.!]?[ \t]*(?:\n|$)")
 
 
 def parse_rating(text: str) -> int | None:
-    """``"Rating: 4"`` / ``"rating=4 because..."`` / a bare ``"4"`` -> 4; anything else -> None.
+    """``"Rating: 4"`` / ``"rating=4 because..."`` / a bare ``"4"`` (alone on the first line) -> 4;
+    anything else -> None.
 
     A reply that names no rating, or a rating outside 1-5 (``"Rating: 7"``, ``"4.5"``), is a
     parse failure: it must be counted, not guessed."""
