@@ -99,3 +99,14 @@ def test_sim_targets_mapping_problems(tmp_path, data_dir):
     assert mine == [("inspired_dialog_ids2user_id_and_genre_dict.jsonl", 2, None),
                     ("inspired-test.txt", 2, "user_id"),
                     ("inspired_dialog_ids2user_id_and_genre_dict.jsonl", 3, "dialog_id")]
+
+
+def test_targets_roundtrip(tmp_path, data_dir):
+    from rso_lib.data.targets import read_sim_targets, write_sim_targets
+    ts = load_sim_targets(data_dir, "redial")
+    p = tmp_path / "t.jsonl"
+    assert write_sim_targets(p, ts) == 198
+    assert read_sim_targets(p) == ts
+    p.write_text(p.read_text().splitlines()[0] + "\n{bad\n")
+    with pytest.raises(DataError, match="t.jsonl:2"):
+        read_sim_targets(p)

@@ -127,3 +127,43 @@ def load_sim_targets(data_dir: str | Path, dataset: str = "inspired", split: str
         if not i.path.endswith(".tsv"):
             warnings.warn(str(i), stacklevel=2)
     return targets
+
+
+def targets_path(profile: str, dataset: str) -> Path:
+    """``runs/<profile>/data/targets_<dataset>.jsonl`` (written by notebook 01)."""
+    from rso_lib.paths import run_dir
+    return run_dir(profile) / "data" / f"targets_{dataset}.jsonl"
+
+
+def write_sim_targets(path: str | Path, targets: list[SimTarget]) -> int:
+    """JSONL, one :class:`SimTarget` a line (``dataclasses.asdict``), atomic write."""
+    import dataclasses
+    import json
+    import os
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    with tmp.open("w", encoding="utf-8") as f:
+        for t in targets:
+            f.write(json.dumps(dataclasses.asdict(t), ensure_ascii=False, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return len(targets)
+
+
+def read_sim_targets(path: str | Path) -> list[SimTarget]:
+    """Read :func:`write_sim_targets` output; a bad line raises :class:`DataError` naming it."""
+    issues: list[Issue] = []
+    out: list[SimTarget] = []
+    for lineno, o in iter_jsonl(Path(path), issues, "simulation targets"):
+        try:
+            p = o["persona"]
+            out.append(SimTarget(str(o["dialog_id"]), o["dataset"], str(o["user_id"]),
+                                 Persona(str(p["user_id"]), p["description"], dict(p.get("fields") or {})),
+                                 list(o["target_genres"])))
+        except (KeyError, TypeError) as e:
+            raise DataError(path, f"bad simulation target: missing {e}", line=lineno) from e
+    if issues:
+        i = issues[0]
+        raise DataError(path, i.message, line=i.line)
+    return out
