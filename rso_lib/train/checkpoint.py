@@ -1,0 +1,187 @@
+"""Resumable training checkpoints, written atomically.
+
+A checkpoint is one directory ``<root>/step-00000042/`` holding everything needed to continue a
+run so that it ends with exactly (bitwise) the weights of an uninterrupted run:
+
+* ``model/``: the Planner (``model.safetensors`` + ``planner.json`` + tokenizer), via
+  :meth:`Planner.save` -- safetensors, never pickle;
+* ``optimizer.pt`` / ``scheduler.pt``: their ``state_dict()`` (tensors, numbers, strings only);
+* ``rng.pt``: python ``random``, numpy global and torch (CPU, and CUDA when present) RNG states,
+  plus the state of any named ``torch.Generator`` the trainer owns (e.g. the Planner's sampling
+  generator in RL) -- all stored as tensors/ints;
+* ``state.json``: step, epoch, position inside the epoch's data order, config, metric history.
+
+The ``.pt`` files are read with ``torch.load(weights_only=True)``, which refuses arbitrary
+objects. Writing goes to a hidden temporary directory that is renamed into place with
+:func:`os.replace` once complete, and the ``LATEST`` pointer is replaced the same way, so a run
+killed at any instant (even SIGKILL) leaves either the previous or the new checkpoint, never half
+of one. The data order itself is not stored: trainers derive it from ``(seed, epoch)``, so the
+position is enough to reproduce it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+LATEST = "LATEST"
+_PREFIX = "step-"
+
+
+def step_dir_name(step: int) -> str:
+    return f"{_PREFIX}{int(step):08d}"
+
+
+# ---------------------------------------------------------------- RNG states
+def capture_rng_state(generators: dict[str, torch.Generator] | None = None) -> dict[str, Any]:
+    """All RNG states as tensors/ints (loadable with ``weights_only=True``)."""
+    py_version, py_state, py_gauss = random.getstate()
+    np_kind, np_keys, np_pos, np_has_gauss, np_gauss = np.random.get_state()
+    state: dict[str, Any] = {
+        "python_version": int(py_version),
+        "python_state": torch.tensor(py_state, dtype=torch.int64),  # 625 ints
+        "python_gauss": py_gauss,  # None or float
+        "numpy_kind": str(np_kind),
+        "numpy_keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),  # 624 uint32 as int64
+        "numpy_pos": int(np_pos),
+        "numpy_has_gauss": int(np_has_gauss),
+        "numpy_gauss": float(np_gauss),
+        "torch": torch.get_rng_state(),
+        "generators": {k: g.get_state() for k, g in (generators or {}).items()},
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator] | None = None) -> None:
+    """Inverse of :func:`capture_rng_state`. A generator named at save time must be given back."""
+    random.setstate((state["python_version"], tuple(int(x) for x in state["python_state"].tolist()), state["python_gauss"]))
+    np.random.set_state(
+        (state["numpy_kind"], state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"],
+         state["numpy_has_gauss"], state["numpy_gauss"])
+    )
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+    saved = state.get("generators", {})
+    for name, g in (generators or {}).items():
+        if name not in saved:
+            raise KeyError(f"checkpoint holds no state for generator {name!r} (has {sorted(saved)})")
+        g.set_state(saved[name])
+
+
+# ---------------------------------------------------------------- save / load
+def _write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with open(tmp, "w") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def save_checkpoint(
+    root: str | os.PathLike,
+    step: int,
+    *,
+    model,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    state: dict[str, Any] | None = None,
+    generators: dict[str, torch.Generator] | None = None,
+    keep_last: int = 2,
+) -> Path:
+    """Write checkpoint ``step`` under ``root`` atomically and point ``root/LATEST`` at it.
+
+    ``model`` needs a ``save(dir)`` method (the Planner). ``state`` must be JSON-serialisable
+    (step, epoch, position, config, history...). Keeps the ``keep_last`` newest checkpoints
+    (0 = keep all). Returns the checkpoint directory."""
+    root = Path(root)
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / step_dir_name(step)
+    tmp = root / f".tmp-{step_dir_name(step)}-{os.getpid()}"
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir()
+    model.save(tmp / "model")
+    if optimizer is not None:
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    if scheduler is not None:
+        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+    torch.save(capture_rng_state(generators), tmp / "rng.pt")
+    # state.json last: its presence marks a complete directory (belt and braces with the rename)
+    (tmp / "state.json").write_text(json.dumps({"step": int(step), **(state or {})}, indent=1, sort_keys=True) + "\n")
+    if final.exists():  # same step written again (e.g. a rerun): swap, never leave a gap
+        trash = root / f".old-{final.name}-{os.getpid()}"
+        os.replace(final, trash)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
+    _write_text_atomic(root / LATEST, final.name + "\n")
+    if keep_last > 0:
+        for old in list_checkpoints(root)[:-keep_last]:
+            if old != final:
+                shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def list_checkpoints(root: str | os.PathLike) -> list[Path]:
+    """Complete checkpoints under ``root``, oldest first."""
+    root = Path(root)
+    if not root.is_dir():
+        return []
+    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(_PREFIX) and (p / "state.json").is_file())
+
+
+def latest_checkpoint(root: str | os.PathLike) -> Path | None:
+    """The checkpoint ``LATEST`` points at, else the newest complete one, else None."""
+    root = Path(root)
+    ptr = root / LATEST
+    if ptr.is_file():
+        cand = root / ptr.read_text().strip()
+        if (cand / "state.json").is_file():
+            return cand
+    found = list_checkpoints(root)
+    return found[-1] if found else None
+
+
+def load_checkpoint(
+    path: str | os.PathLike,
+    *,
+    model: torch.nn.Module,
+    optimizer: torch.optim.Optimizer | None = None,
+    scheduler: Any | None = None,
+    generators: dict[str, torch.Generator] | None = None,
+    restore_rng: bool = True,
+) -> dict[str, Any]:
+    """Load a checkpoint into existing objects (in place) and return its ``state.json`` dict.
+
+    Weights via safetensors; optimizer, scheduler and RNG states via ``torch.load(...,
+    weights_only=True)``."""
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not (path / "state.json").is_file():
+        raise FileNotFoundError(f"{path} is not a complete checkpoint (no state.json)")
+    weights = load_file(str(path / "model" / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(weights, strict=False)
+    params = dict(model.named_parameters())
+    missing = [k for k in missing if k in params]
+    if missing or unexpected:
+        raise ValueError(f"{path}: checkpoint does not match the model: missing {missing[:5]}, unexpected {list(unexpected)[:5]}")
+    if optimizer is not None:
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
+    if scheduler is not None:
+        scheduler.load_state_dict(torch.load(path / "scheduler.pt", weights_only=True))
+    if restore_rng:
+        restore_rng_state(torch.load(path / "rng.pt", weights_only=True), generators)
+    return json.loads((path / "state.json").read_text())
