@@ -79,6 +79,8 @@ def test_tsv_real_dicts_and_issues(tsvs):
     assert sum(len(d.turns) for d in dev) == 3538  # no row lost
     utt = dev[0].meta["utterances"][0]
     assert isinstance(utt["movie_dict"], dict) and isinstance(utt["genre_dict"], dict)
+    nxt = dev[0].meta["utterances"][1]
+    assert nxt["movie_dict"] == utt["movie_dict"] and nxt["movie_dict"] is not utt["movie_dict"]  # parsed once, not shared
     assert tsvs["test"][1] == []
     # the `movies` column is a ';'-separated list
     assert any(len(t.movies) > 1 for d in tsvs["test"][0] for t in d.turns)
