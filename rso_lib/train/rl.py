@@ -1,0 +1,348 @@
+"""Entropy-regularised REINFORCE for the Planner (paper Eq. 7-8), resumable.
+
+Eq. 8 (discounted return of turn t):   R_t = sum_{i>=0} gamma^i r_{t+i}
+Eq. 7 (loss of one dialogue):          L = - sum_t log pi(h_t | s_t) * R_t  -  beta * mean_t H(pi(.|s_t))
+
+r_t is the Rewarder's score of turn t in [0, 1] (paper: the mean of 10 sampled 1-5 judgements,
+rescaled). Read top to bottom: :class:`RLConfig`, :func:`discounted_returns` (Eq. 8),
+:func:`apply_baseline`, :func:`reinforce_loss` (Eq. 7), :func:`rl_update` (one policy-gradient
+step on a batch of episodes -- plain data, no engine needed), :func:`train_rl` (epochs x updates
+with checkpoints and resume), :func:`engine_collector` (the thin glue that gets episodes from the
+dialogue engine), :func:`plot_rl_curves`.
+
+Choices the paper leaves open, made explicit here:
+* Returns are used plain (``baseline="none"``, the paper's form). ``"mean"`` subtracts the batch
+  mean return, ``"normalise"`` also divides by its standard deviation (variance reduction; not
+  in the paper).
+* A batch of E episodes is averaged: L = -(1/E) sum_e sum_t log pi * R  -  beta * mean over all
+  turns of H.
+* During the update the Planner runs in eval mode (no dropout), so log pi is the probability of
+  the very policy that sampled the strategies (``act`` also runs in eval mode).
+* Gradient-norm clipping at 1.0 (``max_grad_norm``); the paper does not say.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from rso_lib.data.records import Turn
+from rso_lib.experts.planner import Planner
+from rso_lib.strategies import NUM_STRATEGIES, STRATEGIES
+from rso_lib.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+
+
+@dataclass
+class RLConfig:
+    """RL settings; defaults are the paper's where it gives them."""
+
+    lr: float = 1e-4  # Adam(W) learning rate (paper: 1e-4)
+    gamma: float = 0.99  # discount of Eq. 8 (paper: 0.99)
+    beta: float = 0.01  # entropy-bonus weight of Eq. 7 (paper value not transcribed here: our default)
+    baseline: str = "none"  # "none" (paper: plain returns) | "mean" | "normalise"
+    epochs: int = 10  # paper: 10
+    dialogues_per_epoch: int = 100  # paper: 100
+    dialogues_per_update: int = 10  # episodes per policy-gradient step (paper: not stated)
+    max_turns: int = 10  # system turns per dialogue (paper: <= 10); passed to the engine by the caller
+    max_grad_norm: float | None = 1.0  # gradient clipping (None: off)
+    weight_decay: float = 0.0
+    chunk_size: int = 32  # turns per forward/backward chunk (memory); the gradient is the same sum
+    seed: int = 0  # target order per epoch, engine seeds per update
+    save_every_updates: int = 1  # checkpoint every N updates (and always at the end)
+    keep_last: int = 2
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "RLConfig":
+        unknown = sorted(set(d) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise TypeError(f"unknown RLConfig keys {unknown}; known: {sorted(cls.__dataclass_fields__)}")
+        return cls(**d)
+
+    @property
+    def updates_per_epoch(self) -> int:
+        return math.ceil(self.dialogues_per_epoch / self.dialogues_per_update)
+
+
+@dataclass
+class EpisodeData:
+    """What RL needs from one dialogue: per system turn the state, the sampled strategy id and
+    the reward; plus whether the user accepted (for Conv-SR)."""
+
+    histories: list[list[Turn]]  # s_t: dialogue history before turn t
+    actions: list[int]  # h_t: index into STRATEGIES
+    rewards: list[float]  # r_t in [0, 1]
+    accepted: bool = False
+    dialog_id: str = ""
+
+    def __post_init__(self):
+        if not (len(self.histories) == len(self.actions) == len(self.rewards)):
+            raise ValueError(f"episode {self.dialog_id!r}: {len(self.histories)} states, {len(self.actions)} actions, "
+                             f"{len(self.rewards)} rewards")
+
+
+# ---------------------------------------------------------------- Eq. 8
+def discounted_returns(rewards: Sequence[float], gamma: float) -> list[float]:
+    """Eq. 8: R_t = sum_{i>=0} gamma^i r_{t+i}, computed backwards (R_t = r_t + gamma R_{t+1})."""
+    if not 0.0 <= gamma <= 1.0:
+        raise ValueError(f"gamma must be in [0, 1], got {gamma}")
+    out, acc = [0.0] * len(rewards), 0.0
+    for t in range(len(rewards) - 1, -1, -1):
+        acc = float(rewards[t]) + gamma * acc
+        out[t] = acc
+    return out
+
+
+def apply_baseline(returns: torch.Tensor, kind: str = "none") -> torch.Tensor:
+    """Optional variance reduction over a batch of returns [N]. ``"none"`` is the paper's Eq. 7."""
+    if kind == "none":
+        return returns
+    if kind == "mean":
+        return returns - returns.mean()
+    if kind == "normalise":
+        return (returns - returns.mean()) / (returns.std(unbiased=False) + 1e-8)
+    raise ValueError(f"baseline must be 'none', 'mean' or 'normalise', got {kind!r}")
+
+
+# ---------------------------------------------------------------- Eq. 7
+def reinforce_loss(logp: torch.Tensor, returns: torch.Tensor, entropy: torch.Tensor, beta: float,
+                   n_episodes: int = 1, n_turns: int | None = None) -> torch.Tensor:
+    """Eq. 7 over a batch: -(1/E) sum_t log pi(h_t|s_t) R_t  -  beta * mean_t H(pi(.|s_t)).
+
+    logp, returns, entropy: [N] over the N turns of E = ``n_episodes`` episodes (returns carry no
+    gradient). ``n_turns`` (default N) is the denominator of the entropy mean -- pass the batch's
+    total when this is one chunk of a bigger batch, so that the chunks' losses add up to the
+    batch's loss."""
+    n_turns = int(logp.numel()) if n_turns is None else int(n_turns)
+    pg = -(logp * returns.detach()).sum() / max(1, int(n_episodes))
+    return pg - beta * entropy.sum() / max(1, n_turns)
+
+
+def rl_update(planner: Planner, optimizer: torch.optim.Optimizer, episodes: Sequence[EpisodeData],
+              config: RLConfig) -> dict[str, Any]:
+    """One REINFORCE step (Eq. 7-8) on ``episodes``. Returns the update's log row: mean reward
+    (per turn), Conv-SR (share of episodes accepted), mean entropy and mean log-prob of the
+    policy at the visited states (before the step), loss, gradient norm, strategy histogram."""
+    eps = [e for e in episodes if e.actions]
+    hist = np.bincount([a for e in episodes for a in e.actions], minlength=NUM_STRATEGIES)
+    row: dict[str, Any] = {
+        "n_episodes": len(episodes), "n_turns": int(hist.sum()),
+        "mean_reward": float(np.mean([r for e in episodes for r in e.rewards])) if hist.sum() else float("nan"),
+        "conv_sr": float(np.mean([e.accepted for e in episodes])) if episodes else float("nan"),
+        "mean_episode_return": float(np.mean([discounted_returns(e.rewards, config.gamma)[0] for e in eps])) if eps else float("nan"),
+    }
+    row.update({f"n_{s}": int(c) for s, c in zip(STRATEGIES, hist)})
+    if not eps:  # nothing to learn from: no step (the optimizer state stays as it was)
+        row.update({"loss": float("nan"), "mean_entropy": float("nan"), "mean_logp": float("nan"), "grad_norm": 0.0})
+        return row
+    states = [h for e in eps for h in e.histories]
+    actions = [a for e in eps for a in e.actions]
+    returns = torch.tensor([R for e in eps for R in discounted_returns(e.rewards, config.gamma)], dtype=torch.float32)
+    returns = apply_baseline(returns, config.baseline)
+    n, n_eps = len(states), len(eps)
+    was = planner.training
+    planner.eval()  # log pi of the policy that acted (no dropout)
+    optimizer.zero_grad(set_to_none=True)
+    loss_sum, ent_sum, logp_sum = 0.0, 0.0, 0.0
+    try:
+        for i in range(0, n, config.chunk_size):
+            sl = slice(i, i + config.chunk_size)
+            logp, ent = planner.log_prob_and_entropy(states[sl], actions[sl])  # [c], [c]
+            loss = reinforce_loss(logp, returns[sl].to(logp.device), ent, config.beta, n_eps, n)
+            loss.backward()  # chunk losses add up to the batch loss, so do their gradients
+            loss_sum += float(loss.detach())
+            ent_sum += float(ent.detach().sum())
+            logp_sum += float(logp.detach().sum())
+        params = [p for p in planner.parameters() if p.requires_grad]
+        gn = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm if config.max_grad_norm else float("inf"))
+        optimizer.step()
+    finally:
+        planner.train(was)
+    row.update({"loss": loss_sum, "mean_entropy": ent_sum / n, "mean_logp": logp_sum / n, "grad_norm": float(gn)})
+    return row
+
+
+def build_rl_optimizer(planner: Planner, config: RLConfig) -> torch.optim.AdamW:
+    return torch.optim.AdamW([p for p in planner.parameters() if p.requires_grad], lr=config.lr,
+                             weight_decay=config.weight_decay)
+
+
+# ---------------------------------------------------------------- the loop
+#: collect(epoch, update, planner) -> the episodes of that update, sampled with the current planner.
+Collector = Callable[[int, int, Planner], list[EpisodeData]]
+
+
+@dataclass
+class RLResult:
+    planner: Planner
+    log: list[dict[str, Any]]  # one row per update
+    planner_dir: Path
+    resumed_from: int | None
+    seconds_per_update: float | None = None  # the update step only (not the dialogues)
+    seconds_per_collect: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def _save_planner_atomic(planner: Planner, target: Path) -> None:
+    tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    planner.save(tmp)
+    if target.exists():
+        old = target.with_name(f".old-{target.name}-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)
+
+
+def train_rl(config: RLConfig, planner: Planner, collect: Collector, out_dir: str | os.PathLike,
+             resume: bool = True, on_update: Callable[[int, dict], None] | None = None,
+             log: Callable[[str], None] = print) -> RLResult:
+    """``config.epochs`` x ``config.updates_per_epoch`` REINFORCE updates; each update first
+    collects its episodes with the current Planner via ``collect(epoch, update, planner)``.
+
+    ``out_dir`` (e.g. ``runs/<profile>/checkpoints/rl``) gets ``resume/step-*/`` checkpoints and
+    ``planner/`` (the final Planner). A run killed between updates resumes from the last
+    checkpoint; with a ``collect`` that is a deterministic function of (epoch, update, planner
+    weights) -- as :func:`engine_collector` makes it -- the resumed run ends with bitwise the
+    weights of an uninterrupted one. ``on_update(step, row)`` runs after each update (and its
+    checkpoint)."""
+    out_dir = Path(out_dir)
+    ckpt_root = out_dir / "resume"
+    optimizer = build_rl_optimizer(planner, config)
+    total = config.epochs * config.updates_per_epoch
+    step, rows, resumed_from = 0, [], None
+    ckpt = latest_checkpoint(ckpt_root) if resume else None
+    if ckpt is not None:
+        st = load_checkpoint(ckpt, model=planner, optimizer=optimizer)
+        if st.get("kind") != "rl" or st.get("total_updates") != total:
+            raise ValueError(f"{ckpt}: checkpoint is from a different RL run; delete {ckpt_root} or pass resume=False")
+        step, rows, resumed_from = st["step"], st["log"], st["step"]
+        log(f"[rl] resumed from {ckpt} (update {step}/{total})")
+    elif not resume and ckpt_root.exists():
+        shutil.rmtree(ckpt_root)
+
+    t_upd, t_col, n_timed = 0.0, 0.0, 0
+    while step < total:
+        epoch, update = divmod(step, config.updates_per_epoch)
+        t0 = time.perf_counter()
+        episodes = collect(epoch, update, planner)
+        t1 = time.perf_counter()
+        row = {"step": step + 1, "epoch": epoch + 1, "update": update + 1, **rl_update(planner, optimizer, episodes, config)}
+        t_col, t_upd, n_timed = t_col + (t1 - t0), t_upd + (time.perf_counter() - t1), n_timed + 1
+        rows.append(row)
+        step += 1
+        log(f"[rl] epoch {epoch + 1}/{config.epochs} update {update + 1}/{config.updates_per_epoch}: "
+            f"reward {row['mean_reward']:.3f} conv_sr {row['conv_sr']:.2f} entropy {row['mean_entropy']:.3f} "
+            f"loss {row['loss']:.4f} ({row['n_episodes']} dialogues, {row['n_turns']} turns; "
+            f"collect {t1 - t0:.1f}s, update {time.perf_counter() - t1:.2f}s)")
+        if step % max(1, config.save_every_updates) == 0 or step == total:
+            save_checkpoint(ckpt_root, step, model=planner, optimizer=optimizer, keep_last=config.keep_last,
+                            state={"kind": "rl", "total_updates": total, "log": rows, "config": asdict(config)})
+        if on_update is not None:
+            on_update(step, row)
+    _save_planner_atomic(planner, out_dir / "planner")
+    return RLResult(planner, rows, out_dir / "planner", resumed_from,
+                    seconds_per_update=(t_upd / n_timed) if n_timed else None,
+                    seconds_per_collect=(t_col / n_timed) if n_timed else None)
+
+
+# ---------------------------------------------------------------- engine glue
+def episodes_from_engine(episodes: Sequence[Any]) -> list[EpisodeData]:
+    """:class:`rso_lib.dialogue.transcript.Episode` -> :class:`EpisodeData`. A turn without a
+    Planner strategy or without a reward is an error (RL needs both): use a system with
+    ``strategy_mode="planner"`` and a rewarder."""
+    out = []
+    for ep in episodes:
+        for t in ep.turns:
+            if t.strategy_index is None or t.reward is None:
+                raise ValueError(f"dialogue {ep.dialog_id} turn {t.turn}: strategy_index={t.strategy_index}, "
+                                 f"reward={t.reward}; RL needs the Planner's strategy and a reward on every turn")
+        out.append(EpisodeData([list(t.history_before) for t in ep.turns], [int(t.strategy_index) for t in ep.turns],
+                               [float(t.reward) for t in ep.turns], bool(ep.accepted), ep.dialog_id))
+    return out
+
+
+def update_seed(seed: int, epoch: int, update: int) -> int:
+    """The engine seed of one update: a function of (seed, epoch, update) only."""
+    return int(np.random.default_rng([int(seed), int(epoch), int(update), 31]).integers(0, 2**31 - 1))
+
+
+def engine_collector(engine, targets: Sequence[Any], config: RLConfig, transcript_dir: str | os.PathLike | None = None
+                     ) -> Collector:
+    """A :data:`Collector` running ``engine`` (a :class:`rso_lib.dialogue.engine.DialogueEngine`
+    built with this Planner) with the Planner sampling.
+
+    Epoch e visits ``config.dialogues_per_epoch`` targets in an order drawn from (seed, e)
+    (cycling through ``targets`` when there are fewer); update u of that epoch takes the next
+    ``config.dialogues_per_update`` of them. Before each run the engine's seed is set to
+    :func:`update_seed` (seed, e, u), so the Planner's samples and every LLM call are a function
+    of (seed, epoch, update, weights) -- what exact resume needs. Each update writes
+    ``transcript_dir/rl_e{e}_u{u}.jsonl``; a rerun of a killed update reads its finished dialogues
+    back from there."""
+    if not targets:
+        raise ValueError("engine_collector: no targets")
+    tdir = Path(transcript_dir) if transcript_dir is not None else None
+
+    def collect(epoch: int, update: int, planner: Planner) -> list[EpisodeData]:
+        if engine.planner is not planner:
+            raise ValueError("engine_collector: the engine was built with a different Planner object")
+        rng = np.random.default_rng([int(config.seed), int(epoch), 17])
+        reps = math.ceil(config.dialogues_per_epoch / len(targets))
+        order = np.concatenate([rng.permutation(len(targets)) for _ in range(reps)])[: config.dialogues_per_epoch]
+        idx = order[update * config.dialogues_per_update : (update + 1) * config.dialogues_per_update]
+        batch = []
+        for j, i in enumerate(idx):  # a target drawn twice in an epoch gets its own dialog_id
+            t = targets[int(i)]
+            batch.append(t if list(idx).count(i) == 1 else _renamed(t, f"{t.dialog_id}#{j}"))
+        engine.seed = update_seed(config.seed, epoch, update)
+        path = tdir / f"rl_e{epoch:02d}_u{update:03d}.jsonl" if tdir is not None else None
+        return episodes_from_engine(engine.run(batch, path, sample_strategy=True))
+
+    return collect
+
+
+def _renamed(target, dialog_id: str):
+    from dataclasses import replace
+
+    return replace(target, dialog_id=dialog_id)
+
+
+# ---------------------------------------------------------------- figure
+def plot_rl_curves(rows: Sequence[dict[str, Any]], title: str = "Planner RL (Eq. 7-8)"):
+    """Per update: mean reward, Conv-SR, mean policy entropy, and the strategy shares (stacked)."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from rso_lib.strategies import display_name
+
+    x = [r["step"] for r in rows]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    for ax, key, lab in zip(axes[:3], ("mean_reward", "conv_sr", "mean_entropy"),
+                            ("mean turn reward", "Conv-SR", "policy entropy (nats)")):
+        ax.plot(x, [r[key] for r in rows], marker="o", ms=3)
+        ax.set_xlabel("update")
+        ax.set_ylabel(lab)
+        ax.grid(alpha=0.3)
+    axes[2].axhline(math.log(NUM_STRATEGIES), ls="--", c="grey", lw=0.8, label="uniform")
+    axes[2].legend(fontsize=7)
+    counts = np.array([[r.get(f"n_{s}", 0) for s in STRATEGIES] for r in rows], dtype=float)
+    shares = counts / np.clip(counts.sum(1, keepdims=True), 1, None)
+    axes[3].stackplot(x, shares.T, labels=[display_name(s) for s in STRATEGIES])
+    axes[3].set_xlabel("update")
+    axes[3].set_ylabel("strategy share")
+    axes[3].legend(fontsize=5, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.suptitle(title)
+    fig.tight_layout()
+    return fig
