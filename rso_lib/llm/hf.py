@@ -1,0 +1,502 @@
+"""The transformers backend: any local model directory or hub id, batched, on CPU or GPU.
+
+This is the one generation / option-scoring implementation of the kit; the embedded default
+(:mod:`rso_lib.llm.embedded`) is this class pointed at a converted copy of the packaged GGUF.
+
+Generation
+    A small decoding loop over ``model(...)`` with a KV cache instead of ``model.generate`` so that
+    every row gets its *own* ``torch.Generator`` -- the same request with the same ``seed`` gives
+    the same text whatever else is in the batch (``generate`` draws from one global stream).
+    Prompts are rendered with the tokenizer's chat template, LEFT padded (so the last column is
+    every row's next-token position), grouped by length and sent ``max_batch`` rows at a time.
+    Finished rows (EOS or a stop string) are dropped from the batch and from the KV cache.
+    ``temperature == 0`` is greedy (and ``n`` greedy replies are one computation, copied).
+
+Option scoring
+    One forward pass over ``prompt + prefix + option`` per (conversation, option); an option's
+    log-probability is the SUM of its tokens' log-probs (a multi-token option is scored as the
+    joint probability of all its tokens, not just the first one); the K options are then
+    normalised with a softmax, so each row sums to 1. When every option is a single token after
+    the same context, one pass over the context alone gives all K scores.
+
+Context limit (documented truncation rule, see :func:`truncate_messages`)
+    A prompt that does not fit ``max_context - max_tokens`` tokens is shortened by: (1) keeping
+    every system message and the last message whole, dropping the OLDEST non-system messages one
+    at a time; (2) if only the last non-system message is left and it still does not fit, cutting
+    the start of its text (keeping its end) and marking the cut with ``"[...] "``. A system prompt
+    that alone does not fit raises :class:`PromptTooLongError`. Nothing is cut in the middle, and
+    every truncation is counted in :meth:`HFChatLLM.stats` and logged once.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from rso_lib.llm.protocol import Messages, Sampling
+
+log = logging.getLogger(__name__)
+
+TRUNCATION_MARK = "[...] "
+
+
+class PromptTooLongError(ValueError):
+    """A prompt cannot be made to fit the model's context by the truncation rule."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Pure helpers (unit-tested without a model)
+# ----------------------------------------------------------------------------------------------
+
+
+def truncate_messages(
+    messages: Messages,
+    count_tokens: Callable[[Messages], int],
+    budget: int,
+    cut_left: Callable[[str, int], str],
+) -> tuple[Messages, int]:
+    """Shorten ``messages`` until ``count_tokens(messages) <= budget``, by the documented rule.
+
+    Args:
+        messages: the conversation (not modified).
+        count_tokens: tokens of a rendered conversation (chat template included).
+        budget: most prompt tokens allowed.
+        cut_left: ``cut_left(text, n_tokens_to_drop)`` -> ``text`` without (at least) its first
+            ``n_tokens_to_drop`` tokens.
+
+    Returns:
+        ``(messages, n_changes)`` where ``n_changes`` counts dropped messages + cut texts
+        (0 when the conversation already fits).
+
+    Raises:
+        PromptTooLongError: when the system message(s) + the marker alone exceed the budget.
+    """
+    msgs = [dict(m) for m in messages]
+    if count_tokens(msgs) <= budget:
+        return msgs, 0
+    changes = 0
+    # (1) drop the oldest non-system message while more than one non-system message is left
+    while count_tokens(msgs) > budget:
+        non_sys = [i for i, m in enumerate(msgs) if m.get("role") != "system"]
+        if len(non_sys) <= 1:
+            break
+        del msgs[non_sys[0]]
+        changes += 1
+    if count_tokens(msgs) <= budget:
+        return msgs, changes
+    # (2) left-cut the one remaining non-system message, keeping its end
+    non_sys = [i for i, m in enumerate(msgs) if m.get("role") != "system"]
+    if not non_sys:
+        raise PromptTooLongError(f"the system message alone is {count_tokens(msgs)} tokens, over the budget of {budget}")
+    i = non_sys[0]
+    text = msgs[i].get("content", "")
+    # tokens to drop: start at the excess, double until it fits, then bisect (last miss, first fit]
+    drop = max(1, count_tokens(msgs) - budget)
+    lo = drop - 1
+    while True:
+        cand = TRUNCATION_MARK + cut_left(text, drop)
+        trial = msgs[:i] + [{**msgs[i], "content": cand}] + msgs[i + 1 :]
+        if count_tokens(trial) <= budget:
+            best, hi = trial, drop
+            break
+        if cut_left(text, drop) == "":
+            raise PromptTooLongError(
+                f"prompt does not fit {budget} tokens even with the last message emptied "
+                f"(system prompt + template = {count_tokens(trial)} tokens)"
+            )
+        lo, drop = drop, drop * 2
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        cand = TRUNCATION_MARK + cut_left(text, mid)
+        trial = msgs[:i] + [{**msgs[i], "content": cand}] + msgs[i + 1 :]
+        if count_tokens(trial) <= budget:
+            best, hi = trial, mid
+        else:
+            lo = mid
+    return best, changes + 1
+
+
+def derive_seed(*parts: int) -> int:
+    """A well-mixed 63-bit seed from integer parts (request seed, sample index, ...)."""
+    return int(np.random.SeedSequence([int(p) % (2**63) for p in parts]).generate_state(2, dtype=np.uint64)[0] >> 1)
+
+
+def cpu_supports_bf16() -> bool:
+    """Whether this CPU has native bf16 matmul (AVX512-BF16 or AMX), where bf16 is ~2x faster."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def resolve_dtype(dtype: str, device: str):
+    """``"auto"`` -> bf16 on CUDA and on CPUs with native bf16, else fp32; or ``"bf16"|"fp16"|"fp32"``."""
+    import torch
+
+    names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
+             "fp32": torch.float32, "float32": torch.float32}
+    if dtype == "auto":
+        if device.startswith("cuda"):
+            return torch.bfloat16
+        return torch.bfloat16 if cpu_supports_bf16() else torch.float32
+    if dtype not in names:
+        raise ValueError(f"dtype {dtype!r} is not one of auto, {', '.join(names)}")
+    return names[dtype]
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return device
+
+
+def _apply_top_p(probs, top_p: float):
+    """Zero the tail outside the nucleus ``top_p`` (keeps at least the top token). probs [b, V]."""
+    import torch
+
+    if top_p >= 1.0:
+        return probs
+    sp, si = torch.sort(probs, dim=-1, descending=True)
+    cum = sp.cumsum(-1)
+    remove = (cum - sp) > top_p  # mass strictly before this token already exceeds top_p
+    sp = sp.masked_fill(remove, 0.0)
+    out = torch.zeros_like(probs).scatter(-1, si, sp)
+    return out / out.sum(-1, keepdim=True)
+
+
+# ----------------------------------------------------------------------------------------------
+# The backend
+# ----------------------------------------------------------------------------------------------
+
+
+class HFChatLLM:
+    """Transformers chat backend implementing :class:`rso_lib.llm.protocol.ChatLLM`.
+
+    Args:
+        model: local model directory or hub id (hub ids need network unless cached).
+        dtype: ``"auto"`` (bf16 on GPU / bf16-capable CPU, else fp32), ``"bf16"``, ``"fp16"``, ``"fp32"``.
+        device: ``"auto"`` (cuda if available), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` ...
+        max_batch: most rows per forward pass (default 16: measured best tok/s on 2 CPU cores).
+        max_context: context length in tokens (default: the model config's
+            ``max_position_embeddings``, capped at 32768).
+        model_id: name recorded in results and cache keys (default: ``model``).
+        backend: backend label (``"transformers"``; ``"embedded"`` for the packaged default).
+        system_prompt: if given, prepended as a system message to conversations without one.
+        trust_remote_code: passed to transformers (default False).
+        hf_model, hf_tokenizer: already-loaded objects (then ``model`` is only a label).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        dtype: str = "auto",
+        device: str = "auto",
+        max_batch: int = 16,
+        max_context: int | None = None,
+        model_id: str | None = None,
+        backend: str = "transformers",
+        system_prompt: str | None = None,
+        trust_remote_code: bool = False,
+        hf_model=None,
+        hf_tokenizer=None,
+    ):
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        self.backend = backend
+        self.model_id = model_id or str(model)
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.max_batch = int(max_batch)
+        self.system_prompt = system_prompt
+        t0 = time.perf_counter()
+        if hf_tokenizer is None:
+            hf_tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+        if hf_model is None:
+            hf_model = AutoModelForCausalLM.from_pretrained(model, dtype=self.dtype, trust_remote_code=trust_remote_code)
+        self.tokenizer = hf_tokenizer
+        self.model = hf_model.to(device=self.device, dtype=self.dtype).eval()
+        self.load_seconds = time.perf_counter() - t0
+        cfg = self.model.config
+        ctx = max_context or getattr(cfg, "max_position_embeddings", None) or 2048
+        self.max_context = int(min(ctx, 32768))
+        eos = set()
+        for src in (getattr(self.model, "generation_config", None), cfg):
+            e = getattr(src, "eos_token_id", None) if src is not None else None
+            if e is not None:
+                eos.update(e if isinstance(e, (list, tuple)) else [e])
+        if self.tokenizer.eos_token_id is not None:
+            eos.add(self.tokenizer.eos_token_id)
+        self.eos_ids = sorted(int(e) for e in eos)
+        pad = self.tokenizer.pad_token_id
+        self.pad_id = int(pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0))
+        # what changes outputs for the same model id: cache keys use it
+        self.fingerprint = f"{self.model_id}|{str(self.dtype).replace('torch.', '')}|ctx={self.max_context}|sys={system_prompt!r}"
+        self._has_template = bool(getattr(self.tokenizer, "chat_template", None))
+        if not self._has_template:
+            log.warning("%s has no chat template: using a plain 'ROLE: text' format", self.model_id)
+        self._stats = {"chat_calls": 0, "score_calls": 0, "rows": 0, "prompt_tokens": 0,
+                       "generated_tokens": 0, "truncations": 0, "seconds": 0.0}
+        self._warned_trunc = False
+
+    # ------------------------------------------------------------------ rendering / truncation
+    def _prep(self, messages: Messages) -> Messages:
+        msgs = [dict(m) for m in messages]
+        if self.system_prompt and not any(m.get("role") == "system" for m in msgs):
+            msgs.insert(0, {"role": "system", "content": self.system_prompt})
+        return msgs
+
+    def render(self, messages: Messages, add_generation_prompt: bool = True) -> str:
+        """The prompt text for ``messages`` (chat template, or ``ROLE: text`` lines without one)."""
+        msgs = self._prep(messages)
+        if self._has_template:
+            return self.tokenizer.apply_chat_template(msgs, tokenize=False, add_generation_prompt=add_generation_prompt)
+        text = "".join(f"{m['role'].upper()}: {m['content']}\n" for m in msgs)
+        return text + ("ASSISTANT:" if add_generation_prompt else "")
+
+    def _encode(self, text: str) -> list[int]:
+        # The rendered template already holds any BOS the model wants.
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _cut_left(self, text: str, n: int) -> str:
+        ids = self._encode(text)
+        return self.tokenizer.decode(ids[n:], skip_special_tokens=False) if n < len(ids) else ""
+
+    def fit(self, messages: Messages, reserve: int) -> Messages:
+        """``messages`` shortened to leave ``reserve`` tokens of context (see :func:`truncate_messages`)."""
+        budget = self.max_context - reserve
+        msgs, changes = truncate_messages(
+            self._prep(messages), lambda m: len(self._encode(self.render(m))), budget, self._cut_left
+        )
+        if changes:
+            self._stats["truncations"] += 1
+            if not self._warned_trunc:
+                log.warning("%s: prompt over %d tokens left-truncated (counted in stats()['truncations'])",
+                            self.model_id, budget)
+                self._warned_trunc = True
+        return msgs
+
+    def stats(self) -> dict:
+        """Counters: calls, rows, prompt/generated tokens, truncated prompts, seconds in the model."""
+        return dict(self._stats)
+
+    # ------------------------------------------------------------------ forward helpers
+    def _forward(self, ids_rows: list[list[int]], keep_last: int, cache=None):
+        """Left-padded forward pass. Returns (logits of the last ``keep_last`` positions [b, k, V]
+        as float32, attention mask [b, L], position ids [b, L])."""
+        import torch
+
+        L = max(len(r) for r in ids_rows)
+        b = len(ids_rows)
+        input_ids = torch.full((b, L), self.pad_id, dtype=torch.long)
+        attn = torch.zeros((b, L), dtype=torch.long)
+        for r, ids in enumerate(ids_rows):
+            input_ids[r, L - len(ids):] = torch.tensor(ids, dtype=torch.long)
+            attn[r, L - len(ids):] = 1
+        pos = (attn.cumsum(-1) - 1).clamp(min=0)
+        input_ids, attn, pos = (t.to(self.device) for t in (input_ids, attn, pos))
+        kw = dict(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=cache is not None)
+        if cache is not None:
+            kw["past_key_values"] = cache
+        try:
+            out = self.model(**kw, logits_to_keep=keep_last)
+        except TypeError:  # models without logits_to_keep
+            out = self.model(**kw)
+        return out.logits[:, -keep_last:, :].float(), attn, pos
+
+    # ------------------------------------------------------------------ generation
+    def chat(self, batch: Sequence[Messages], sampling: Sampling = Sampling()) -> list[list[str]]:
+        """Replies for each conversation: ``[len(batch)][sampling.n]`` strings (see module doc)."""
+        import torch
+
+        if sampling.n < 1 or sampling.max_tokens < 1:
+            raise ValueError(f"n and max_tokens must be >= 1 (got n={sampling.n}, max_tokens={sampling.max_tokens})")
+        t0 = time.perf_counter()
+        self._stats["chat_calls"] += 1
+        prompts = [self._encode(self.render(self.fit(m, sampling.max_tokens))) for m in batch]
+        greedy = sampling.temperature <= 0
+        n_eff = 1 if greedy else sampling.n
+        base = None
+        if not greedy and sampling.seed is None:
+            base = int(torch.randint(0, 2**62, (1,)).item())  # follows torch.manual_seed
+        rows = []  # (conversation index, sample index, prompt ids, generator seed)
+        for i, p in enumerate(prompts):
+            for j in range(n_eff):
+                seed = None
+                if not greedy:
+                    seed = derive_seed(sampling.seed, j) if sampling.seed is not None else derive_seed(base, i, j)
+                rows.append((i, j, p, seed))
+        order = sorted(range(len(rows)), key=lambda r: -len(rows[r][2]))
+        texts: dict[int, str] = {}
+        for s in range(0, len(order), self.max_batch):
+            chunk = order[s : s + self.max_batch]
+            outs = self._generate_chunk([rows[r][2] for r in chunk], [rows[r][3] for r in chunk], sampling)
+            texts.update(zip(chunk, outs))
+        result: list[list[str]] = [[] for _ in batch]
+        for r, (i, j, _, _) in enumerate(rows):
+            result[i].append(texts[r])
+        if greedy and sampling.n > 1:
+            result = [res * sampling.n for res in result]
+        self._stats["rows"] += len(rows)
+        self._stats["prompt_tokens"] += sum(len(r[2]) for r in rows)
+        self._stats["seconds"] += time.perf_counter() - t0
+        return result
+
+    def _generate_chunk(self, prompts: list[list[int]], seeds: list[int | None], sampling: Sampling) -> list[str]:
+        import torch
+
+        greedy = sampling.temperature <= 0
+        b = len(prompts)
+        gens = []
+        for sd in seeds:
+            g = None
+            if sd is not None:
+                g = torch.Generator(device=self.device)
+                g.manual_seed(sd)
+            gens.append(g)
+        eos = torch.tensor(self.eos_ids, dtype=torch.long, device=self.device)
+        done_text: list[str | None] = [None] * b
+        gen_ids: list[list[int]] = [[] for _ in range(b)]
+        active = list(range(b))  # current row -> chunk row
+        with torch.inference_mode():
+            from transformers import DynamicCache
+
+            cache = DynamicCache()
+            logits, attn, pos = self._forward(prompts, 1, cache)
+            logits = logits[:, -1, :]
+            pos = pos[:, -1:]
+            for step in range(sampling.max_tokens):
+                if greedy:
+                    nxt = logits.argmax(-1)
+                else:
+                    probs = torch.softmax(logits / sampling.temperature, dim=-1)
+                    probs = _apply_top_p(probs, sampling.top_p)
+                    nxt = torch.stack([torch.multinomial(probs[k], 1, generator=gens[active[k]])[0]
+                                       for k in range(len(active))])
+                is_eos = torch.isin(nxt, eos).tolist()
+                keep = []
+                for k, row in enumerate(active):
+                    if is_eos[k]:
+                        done_text[row] = self._finish(gen_ids[row], sampling.stop)
+                        continue
+                    gen_ids[row].append(int(nxt[k]))
+                    if sampling.stop:
+                        txt = self.tokenizer.decode(gen_ids[row], skip_special_tokens=True)
+                        if any(st in txt for st in sampling.stop):
+                            done_text[row] = self._finish(gen_ids[row], sampling.stop)
+                            continue
+                    keep.append(k)
+                self._stats["generated_tokens"] += len(active)
+                if not keep or step == sampling.max_tokens - 1:
+                    break
+                if len(keep) < len(active):
+                    idx = torch.tensor(keep, dtype=torch.long, device=self.device)
+                    cache.batch_select_indices(idx)  # drop finished rows from the KV cache
+                    attn, pos, nxt = attn[idx], pos[idx], nxt[idx]
+                    active = [active[k] for k in keep]
+                attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
+                pos = pos + 1
+                out = self.model(input_ids=nxt.unsqueeze(1), attention_mask=attn, position_ids=pos,
+                                 past_key_values=cache, use_cache=True)
+                logits = out.logits[:, -1, :].float()
+        for row in range(b):
+            if done_text[row] is None:
+                done_text[row] = self._finish(gen_ids[row], sampling.stop)
+        return done_text  # type: ignore[return-value]
+
+    def _finish(self, ids: list[int], stop: Sequence[str]) -> str:
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        cut = min((text.find(s) for s in stop if s and s in text), default=-1)
+        return text[:cut] if cut >= 0 else text
+
+    # ------------------------------------------------------------------ option scoring
+    def _split_ids(self, ctx_text: str, option: str) -> tuple[list[int], list[int]]:
+        """Context ids and option ids such that ctx + opt is the tokenization of ctx_text+option.
+
+        If the option merges with the last context token (BPE across the boundary), the context
+        is shortened to the longest common prefix and the merged token counts as the option's."""
+        ctx = self._encode(ctx_text)
+        full = self._encode(ctx_text + option)
+        n = 0
+        for a, b in zip(ctx, full):
+            if a != b:
+                break
+            n += 1
+        if n == len(full):  # empty option
+            raise ValueError(f"option {option!r} adds no tokens")
+        return full[:n], full[n:]
+
+    def score_options_raw(self, batch: Sequence[Messages], options: Sequence[str], prefix: str = "") -> np.ndarray:
+        """Unnormalised log P(option | conversation, prefix): float64 ``[B, K]`` (sum over the
+        option's tokens)."""
+        import torch
+
+        if len(options) == 0:
+            raise ValueError("score_options needs at least one option")
+        t0 = time.perf_counter()
+        self._stats["score_calls"] += 1
+        K = len(options)
+        B = len(batch)
+        reserve = max(len(self._encode(prefix + o)) for o in options) + 2
+        split = []  # [B][K] (ctx ids, opt ids)
+        for m in batch:
+            ctx_text = self.render(self.fit(m, reserve)) + prefix
+            split.append([self._split_ids(ctx_text, o) for o in options])
+        out = np.zeros((B, K), dtype=np.float64)
+        single = all(len(o) == 1 and c == s[0][0] for s in split for c, o in s)
+        with torch.inference_mode():
+            if single:
+                # one pass over each context; all K options read off the last position
+                order = sorted(range(B), key=lambda i: -len(split[i][0][0]))
+                for s in range(0, B, self.max_batch):
+                    ch = order[s : s + self.max_batch]
+                    logits, _, _ = self._forward([split[i][0][0] for i in ch], 1)
+                    lp = torch.log_softmax(logits[:, -1, :], dim=-1)
+                    for r, i in enumerate(ch):
+                        tok = torch.tensor([split[i][k][1][0] for k in range(K)], device=lp.device)
+                        out[i] = lp[r, tok].double().cpu().numpy()
+                    self._stats["prompt_tokens"] += sum(len(split[i][0][0]) for i in ch)
+            else:
+                seqs = [(i, k) for i in range(B) for k in range(K)]
+                seqs.sort(key=lambda ik: -len(split[ik[0]][ik[1]][0]) - len(split[ik[0]][ik[1]][1]))
+                for s in range(0, len(seqs), self.max_batch):
+                    ch = seqs[s : s + self.max_batch]
+                    ids = [split[i][k][0] + split[i][k][1] for i, k in ch]
+                    m = max(len(split[i][k][1]) for i, k in ch) + 1
+                    logits, _, _ = self._forward(ids, m)  # [b, m, V]: positions L-m .. L-1
+                    lp = torch.log_softmax(logits, dim=-1)
+                    for r, (i, k) in enumerate(ch):
+                        opt = split[i][k][1]
+                        c = len(opt)
+                        # logits at positions L-c-1 .. L-2 predict the option tokens at L-c .. L-1
+                        rows = lp[r, m - c - 1 : m - 1, :]
+                        out[i, k] = float(rows.gather(1, torch.tensor(opt, device=rows.device)[:, None]).sum())
+                    self._stats["prompt_tokens"] += sum(len(x) for x in ids)
+        self._stats["rows"] += B
+        self._stats["seconds"] += time.perf_counter() - t0
+        return out
+
+    def score_options(self, batch: Sequence[Messages], options: Sequence[str], prefix: str = "") -> np.ndarray:
+        """Normalised probability of each option as the start of the reply after ``prefix``:
+        float64 ``[B, K]``, rows sum to 1 (softmax of :meth:`score_options_raw`)."""
+        return normalise_logprobs(self.score_options_raw(batch, options, prefix))
+
+
+def normalise_logprobs(lp: np.ndarray) -> np.ndarray:
+    """Row-wise softmax of option log-probs ``[B, K]`` -> probabilities summing to 1."""
+    lp = np.asarray(lp, dtype=np.float64)
+    m = lp.max(axis=1, keepdims=True)
+    m = np.where(np.isfinite(m), m, 0.0)
+    e = np.exp(lp - m)
+    s = e.sum(axis=1, keepdims=True)
+    if np.any(s == 0) or not np.all(np.isfinite(s)):
+        raise ValueError("option log-probabilities are all -inf for some row")
+    return e / s
