@@ -1,0 +1,328 @@
+"""Simulated users: the same persona + target genres (:class:`SimTarget`), two simulators.
+
+* :class:`AgendaSimulator` (Zhang & Balog, KDD 2020, the paper's ref. [20]): a deterministic state
+  machine. It opens by asking for a movie of its first target genre, answers the recommender's
+  questions by disclosing its other target genres, asks for details about a recommended movie,
+  and **accepts iff the recommended movie's genres in the knowledge base cover its targets**
+  (after one detail question by default, as the agenda's "inquire, then accept" step). Its words
+  come from templates, optionally reworded by an LLM (``paraphrase_llm``); the decision never
+  depends on the LLM.
+* :class:`LLMSimulator` (RSO / PC-CRS protocol): an LLM role-plays the persona and target genres,
+  asks for details, and accepts only a movie that fits. With a 135M model, free-form accept/reject
+  is noise, so the *decision* is taken by option scoring (``score_options`` over
+  ``accept`` / ``reject`` on a prompt that shows the movie's facts) and, by default
+  (``require_kb_cover=True``), only a movie whose genres cover the targets can be accepted;
+  the LLM then verbalises the decision taken. With a 7B judge, set ``require_kb_cover=False`` to
+  let the LLM decide alone, as in the paper.
+
+Both detect which movie the system's reply recommends with :class:`TitleMatcher` (the chosen and
+retrieved candidates first, then any catalogue title), so an Actor that never names its movie has
+not recommended anything.
+
+:class:`SimulatorReward` turns the grounded simulator outcome into the turn reward
+(``REWARD: simulator``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field, replace
+from typing import Iterable, Sequence
+
+import numpy as np
+
+from rso_lib.data.records import Item, SimTarget, Turn
+from rso_lib.experts.prompts import (
+    paraphrase_prompt, simulator_decision_prompt, simulator_open_prompt, simulator_reply_prompt,
+)
+from rso_lib.experts.reasoner import clean_reply
+from rso_lib.experts.rewarder import RewardResult, should_stop
+from rso_lib.llm.protocol import ChatLLM, Sampling
+
+
+def _norm_tokens(s: str) -> list[str]:
+    return re.sub(r"[^a-z0-9]+", " ", s.lower()).split()
+
+
+def _pick(options: Sequence[str], *key) -> str:
+    """A deterministic, seed-free choice among template variants (stable across Python runs,
+    unlike ``hash``)."""
+    h = int(hashlib.md5("|".join(map(str, key)).encode()).hexdigest()[:8], 16)
+    return options[h % len(options)]
+
+
+def covers(item: Item, genres: Sequence[str]) -> bool:
+    """An item is a valid target iff its genres include every target genre (PC-CRS, RSO)."""
+    have = {g.lower() for g in item.genres}
+    return all(g.lower() in have for g in genres)
+
+
+class TitleMatcher:
+    """Find the movie a reply names. Titles are compared on lower-case alphanumeric tokens; the
+    preferred ids (chosen item, retrieved candidates) are checked first, then the whole catalogue,
+    where one-word titles shorter than 5 letters ("It", "Up", "Her") are ignored to avoid
+    false hits on ordinary words. The longest match wins; a year in the text breaks ties."""
+
+    def __init__(self, items: Iterable[Item], max_len: int = 12):
+        self.items: dict[str, Item] = {it.item_id: it for it in items}
+        self.max_len = max_len
+        self._by_title: dict[tuple[str, ...], list[str]] = {}
+        for iid in sorted(self.items):
+            toks = tuple(_norm_tokens(self.items[iid].title))
+            if not toks or len(toks) > max_len or (len(toks) == 1 and len(toks[0]) < 5):
+                continue
+            self._by_title.setdefault(toks, []).append(iid)
+
+    def find(self, text: str, prefer: Sequence[str] = ()) -> str | None:
+        toks = _norm_tokens(text)
+        joined = " " + " ".join(toks) + " "
+        hits = []  # candidates first: any title length allowed, order = preference order
+        for iid in prefer:
+            it = self.items.get(iid)
+            t = " ".join(_norm_tokens(it.title)) if it else ""
+            if t and f" {t} " in joined:
+                hits.append((len(t), iid))
+        if hits:
+            longest = max(n for n, _ in hits)
+            return self._year_pick(list(dict.fromkeys(i for n, i in hits if n == longest)), text)
+        found: list[tuple[int, str]] = []
+        for n in range(min(self.max_len, len(toks)), 0, -1):
+            for i in range(len(toks) - n + 1):
+                ids = self._by_title.get(tuple(toks[i:i + n]))
+                if ids:
+                    found.append((n, self._year_pick(ids, text)))
+            if found:
+                return found[0][1]
+        return None
+
+    def _year_pick(self, ids: list[str], text: str) -> str:
+        for iid in ids:
+            y = self.items[iid].year
+            if y and str(y) in text:
+                return iid
+        return ids[0]
+
+
+@dataclass
+class SimState:
+    """Per-dialogue simulator state (the agenda's memory)."""
+
+    target: SimTarget
+    disclosed: list[str] = field(default_factory=list)  # target genres said so far
+    inquired: set[str] = field(default_factory=set)  # items asked about
+    rejected: set[str] = field(default_factory=set)
+
+
+@dataclass
+class SimResponse:
+    """The simulated user's answer to one system reply."""
+
+    text: str
+    action: str  # open | inquire | accept | reject | disclose | request | chat | quit
+    item_id: str | None = None  # the movie the reply recommended (None: none named)
+    accepted: bool = False
+    end: bool = False  # the user ends the dialogue (accepted or quit)
+    p_accept: float | None = None  # LLM simulator: option-scored acceptance probability
+    covers_target: bool | None = None  # the named movie's KB genres cover the targets
+    parse_failures: int = 0
+
+
+def _genre_phrase(genres: Sequence[str]) -> str:
+    g = list(genres)
+    if not g:
+        return "good"
+    return g[0] if len(g) == 1 else ", ".join(g[:-1]) + " and " + g[-1]
+
+
+class AgendaSimulator:
+    """Deterministic agenda-based user (see module docstring).
+
+    Args:
+        items: the knowledge base (``KnowledgeBase`` or iterable of Items) whose genres decide.
+        inquire_before_accept: ask one detail question about a fitting movie before accepting it
+            (default True, the agenda's inquire step).
+        paraphrase_llm: optional LLM that rewords the template utterances (one batched call per
+            step); an empty rewording keeps the template and counts a parse failure.
+    """
+
+    name = "agenda"
+
+    def __init__(self, items: Iterable[Item], inquire_before_accept: bool = True,
+                 paraphrase_llm: ChatLLM | None = None,
+                 paraphrase_sampling: Sampling = Sampling(temperature=0.0, max_tokens=48)):
+        self.matcher = TitleMatcher(items)
+        self.items = self.matcher.items
+        self.inquire_before_accept = inquire_before_accept
+        self.paraphrase_llm, self.paraphrase_sampling = paraphrase_llm, paraphrase_sampling
+
+    def new_state(self, target: SimTarget) -> SimState:
+        return SimState(target)
+
+    def open(self, states: Sequence[SimState], seed: int | None = None) -> list[SimResponse]:
+        out = []
+        for st in states:
+            g = st.target.target_genres
+            if g:
+                st.disclosed.append(g[0])
+                text = _pick(["Hi! Can you recommend a good {g} movie?", "Hello, I'm in the mood for a {g} movie.",
+                              "Hey, I want to watch a {g} film tonight. Any ideas?"], st.target.dialog_id).format(g=g[0])
+            else:
+                text = "Hi! Can you recommend a movie for tonight?"
+            out.append(SimResponse(text, "open"))
+        return self._paraphrase(out, seed)
+
+    def respond(self, states: Sequence[SimState], histories: Sequence[Sequence[Turn]],
+                candidates: Sequence[Sequence[str]], seed: int | None = None) -> list[SimResponse]:
+        """``histories[i]`` ends with the system's reply; ``candidates[i]`` = chosen item id first,
+        then the retrieved ids (preferred when matching titles)."""
+        out = [self._respond_one(st, h, c) for st, h, c in zip(states, histories, candidates)]
+        return self._paraphrase(out, seed)
+
+    def _respond_one(self, st: SimState, history: Sequence[Turn], cands: Sequence[str]) -> SimResponse:
+        reply = history[-1].text if history else ""
+        key = (st.target.dialog_id, len(history))
+        targets = st.target.target_genres
+        iid = self.matcher.find(reply, cands)
+        if iid is not None:
+            item = self.items[iid]
+            ok = covers(item, targets)
+            if ok and (iid in st.inquired or not self.inquire_before_accept):
+                return SimResponse(_pick(["That sounds great, I'll watch {t}!", "Perfect, {t} it is. Thanks!",
+                                          "I like it! I'll go with {t}."], *key).format(t=item.title),
+                                   "accept", iid, accepted=True, end=True, covers_target=True)
+            if ok:
+                st.inquired.add(iid)
+                return SimResponse(_pick(["{t} sounds interesting. What is it about?", "Who is in {t}?",
+                                          "Tell me more about {t}, please."], *key).format(t=item.title),
+                                   "inquire", iid, covers_target=True)
+            st.rejected.add(iid)
+            st.disclosed = list(targets)  # a rejection states everything the user wants
+            return SimResponse(_pick(["I don't think {t} is for me. I'd like something {g}.",
+                                      "Hmm, {t} isn't what I'm after. I want a {g} movie."], *key)
+                               .format(t=item.title, g=_genre_phrase(targets)), "reject", iid, covers_target=False)
+        if "?" in reply:
+            todo = [g for g in targets if g not in st.disclosed]
+            if todo:
+                st.disclosed.extend(todo[:2])  # disclose at most two more genres per answer
+                return SimResponse(_pick(["I really like {g} movies.", "I'd enjoy something {g}.",
+                                          "Mostly {g}, I think."], *key).format(g=_genre_phrase(todo[:2])), "disclose")
+            return SimResponse(_pick(["As I said, something {g}. Do you have a title in mind?",
+                                      "Anything {g} would do. What do you suggest?"], *key)
+                               .format(g=_genre_phrase(targets)), "request")
+        return SimResponse(_pick(["Could you suggest a specific {g} movie?", "Do you have a {g} movie to recommend?"],
+                                 *key).format(g=_genre_phrase(st.disclosed or targets)), "request")
+
+    def _paraphrase(self, out: list[SimResponse], seed: int | None) -> list[SimResponse]:
+        if self.paraphrase_llm is None or not out:
+            return out
+        s = self.paraphrase_sampling if seed is None or self.paraphrase_sampling.temperature == 0 \
+            else replace(self.paraphrase_sampling, seed=seed)
+        new = self.paraphrase_llm.chat([paraphrase_prompt(r.text) for r in out], s)
+        for r, n in zip(out, new):
+            text = clean_reply(n[0])
+            if text:
+                r.text = text
+            else:
+                r.parse_failures += 1
+        return out
+
+
+class LLMSimulator:
+    """LLM role-play user with option-scored acceptance (see module docstring).
+
+    Args:
+        llm: the ``simulator`` role's backend.
+        items: the knowledge base (for title matching, facts and the coverage gate).
+        require_kb_cover: a movie can be accepted only if its KB genres cover the targets
+            (default True; set False at paper scale to let the LLM decide alone).
+        sampling: decoding for the verbalisation (temperature 0.7, 48 tokens, seeded per step).
+    """
+
+    name = "llm"
+
+    def __init__(self, llm: ChatLLM, items: Iterable[Item], require_kb_cover: bool = True,
+                 sampling: Sampling = Sampling(temperature=0.7, top_p=0.9, max_tokens=48)):
+        self.llm = llm
+        self.matcher = TitleMatcher(items)
+        self.items = self.matcher.items
+        self.require_kb_cover, self.sampling = require_kb_cover, sampling
+
+    def new_state(self, target: SimTarget) -> SimState:
+        return SimState(target)
+
+    def _s(self, seed):
+        return self.sampling if seed is None or self.sampling.temperature == 0 else replace(self.sampling, seed=seed)
+
+    def open(self, states: Sequence[SimState], seed: int | None = None) -> list[SimResponse]:
+        if not states:
+            return []
+        out = self.llm.chat([simulator_open_prompt(st.target.persona.description, st.target.target_genres)
+                             for st in states], self._s(seed))
+        res = []
+        for o in out:
+            t = clean_reply(o[0])
+            res.append(SimResponse(t or "Hi, can you recommend a movie?", "open", parse_failures=int(not t)))
+        return res
+
+    def respond(self, states: Sequence[SimState], histories: Sequence[Sequence[Turn]],
+                candidates: Sequence[Sequence[str]], seed: int | None = None) -> list[SimResponse]:
+        if not states:
+            return []
+        named = [self.matcher.find(h[-1].text if h else "", c) for h, c in zip(histories, candidates)]
+        decisions: list[str | None] = [None] * len(states)
+        p_acc: list[float | None] = [None] * len(states)
+        cov: list[bool | None] = [None] * len(states)
+        rows = [i for i, iid in enumerate(named) if iid is not None]
+        if rows:  # one scoring call for every dialogue whose reply named a movie
+            batch = [simulator_decision_prompt(states[i].target.persona.description, states[i].target.target_genres,
+                                               histories[i], self.items[named[i]].facts()) for i in rows]
+            probs = np.asarray(self.llm.score_options(batch, ["accept", "reject"]))  # [R, 2]
+            for i, p in zip(rows, probs):
+                cov[i] = covers(self.items[named[i]], states[i].target.target_genres)
+                p_acc[i] = float(p[0])
+                llm_yes = p[0] > p[1]
+                decisions[i] = "accept" if llm_yes and (cov[i] or not self.require_kb_cover) else "reject"
+        prompts = [simulator_reply_prompt(st.target.persona.description, st.target.target_genres, h, d,
+                                          self.items[iid].title if iid else None)
+                   for st, h, d, iid in zip(states, histories, decisions, named)]
+        texts = self.llm.chat(prompts, self._s(seed))
+        res = []
+        for st, o, d, iid, p, c in zip(states, texts, decisions, named, p_acc, cov):
+            t = clean_reply(o[0])
+            fail = int(not t)
+            if not t:  # an empty verbalisation: say the decision plainly, and count it
+                t = {"accept": "OK, I'll watch it.", "reject": "No, that's not for me."}.get(d or "", "Tell me more.")
+            if d == "reject":
+                st.rejected.add(iid)
+            res.append(SimResponse(t, d or "chat", iid, accepted=d == "accept", end=d == "accept",
+                                   p_accept=p, covers_target=c, parse_failures=fail))
+        return res
+
+
+@dataclass
+class SimulatorReward:
+    """``REWARD: simulator``: the turn reward from the grounded simulator outcome instead of an LLM
+    judge. Accepting = 1.0; asking about a fitting movie = 0.75; naming a movie that does not fit
+    = 0.5 x the share of target genres it covers; no movie named = 0.0. (A documented shaping
+    choice: it rewards progress towards a fitting movie, which a 135M judge cannot see.)"""
+
+    stop_threshold: float = 0.75
+    uses_simulator = True
+
+    def score_from_sim(self, responses: Sequence[SimResponse], targets: Sequence[SimTarget],
+                       items: dict[str, Item]) -> list[RewardResult]:
+        out = []
+        for r, t in zip(responses, targets):
+            if r.accepted:
+                rew = 1.0
+            elif r.item_id is not None and r.covers_target:
+                rew = 0.75
+            elif r.item_id is not None:
+                have = {g.lower() for g in items[r.item_id].genres}
+                share = sum(g in have for g in t.target_genres) / max(1, len(t.target_genres))
+                rew = 0.5 * share
+            else:
+                rew = 0.0
+            out.append(RewardResult(rew, 1 + 4 * rew, should_stop(rew, self.stop_threshold)))
+        return out

@@ -1,0 +1,176 @@
+"""Systems = configurations of the one dialogue engine (paper Tables IV-V, Fig. 4-5).
+
+==============  =========  ========  =========  =======  ==========  =====================================
+name            strategy   reasoner  retriever  chooser  self-check  paper row
+==============  =========  ========  =========  =======  ==========  =====================================
+RSO             planner    yes       yes        yes      0           RSO (ours)
+PROMPT_ONLY     none       no        yes        yes      0           QwenCRS / LlamaCRS (one per backbone)
+INTERCRS        none       no        yes        no       0           InterCRS (iEvaLM style, free chat)
+PCCRS           explain.   no        yes        yes      2           PC-CRS
+NO_RETRIEVER    planner    yes       no         no       0           RSO w/o Fact Retriever (Fig. 5)
+NO_PLANNER      none       yes       yes        yes      0           RSO w/o Planner (Fig. 5)
+NO_REASONER     planner    no        yes        yes      0           RSO w/o Preference Reasoner (Fig. 5)
+==============  =========  ========  =========  =======  ==========  =====================================
+
+* PROMPT_ONLY: the backbone LLM gets the retrieved candidates (the chooser picks one, with the same
+  LLM) and answers without strategy or preference reasoning.
+* INTERCRS: retrieval + free chat: the Actor sees the candidate titles and picks (or not) in its
+  own words; no strategies.
+* PCCRS: the system's LLM picks one of PC-CRS's six explanation strategies, writes the reply, and
+  a self-check ("is every claim supported by the facts?") triggers up to two rewrites.
+
+:func:`build_system` assembles an engine from names and params (what the notebooks call).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from rso_lib.llm.protocol import Sampling
+
+
+@dataclass(frozen=True)
+class SystemConfig:
+    """Which experts a system uses.
+
+    Attributes:
+        name: the row name in tables and the ``system`` field of transcripts.
+        strategy_mode: ``"planner"`` (RSO's learned Planner), ``"none"``, ``"explanation"``
+            (PC-CRS), ``"random"`` (uniform over the 14, a control).
+        use_reasoner: run the Preference Reasoner (Eq. 3).
+        use_retriever: run the Fact Retriever (Eq. 4).
+        use_chooser: pick one candidate for the Actor (False: Actor sees all candidate titles).
+        self_check_rounds: PC-CRS self-check / refine rounds (0 = off).
+    """
+
+    name: str
+    strategy_mode: str = "planner"
+    use_reasoner: bool = True
+    use_retriever: bool = True
+    use_chooser: bool = True
+    self_check_rounds: int = 0
+
+    def __post_init__(self):
+        if self.strategy_mode not in ("planner", "none", "explanation", "random"):
+            raise ValueError(f"SystemConfig {self.name}: unknown strategy_mode {self.strategy_mode!r}")
+        if self.use_chooser and not self.use_retriever:
+            raise ValueError(f"SystemConfig {self.name}: the chooser needs the retriever")
+
+
+RSO = SystemConfig("RSO")
+PROMPT_ONLY = SystemConfig("PROMPT_ONLY", strategy_mode="none", use_reasoner=False)
+INTERCRS = SystemConfig("INTERCRS", strategy_mode="none", use_reasoner=False, use_chooser=False)
+PCCRS = SystemConfig("PCCRS", strategy_mode="explanation", use_reasoner=False, self_check_rounds=2)
+NO_RETRIEVER = SystemConfig("NO_RETRIEVER", use_retriever=False, use_chooser=False)
+NO_PLANNER = SystemConfig("NO_PLANNER", strategy_mode="none")
+NO_REASONER = SystemConfig("NO_REASONER", use_reasoner=False)
+
+SYSTEMS: dict[str, SystemConfig] = {s.name: s for s in
+                                    (RSO, PROMPT_ONLY, INTERCRS, PCCRS, NO_RETRIEVER, NO_PLANNER, NO_REASONER)}
+
+
+def get_system(name: str) -> SystemConfig:
+    key = name.strip().upper().replace("-", "_")
+    if key not in SYSTEMS:
+        raise KeyError(f"unknown system {name!r}; known: {', '.join(SYSTEMS)}")
+    return SYSTEMS[key]
+
+
+def build_system(
+    name: str | SystemConfig,
+    *,
+    kb,
+    llm_cfg: dict | None = None,
+    llms: dict | None = None,
+    planner: Any = None,
+    simulator: str = "agenda",
+    reward: str = "judge",
+    reward_mode: str = "expected",
+    reward_samples: int = 10,
+    stop_threshold: float = 0.75,
+    stop_on_reward: bool = True,
+    max_turns: int = 10,
+    top_k: int = 5,
+    rank_n: int = 50,
+    chooser_mode: str = "letters",
+    actor_max_tokens: int = 64,
+    actor_temperature: float = 0.7,
+    user_max_tokens: int = 48,
+    require_kb_cover: bool = True,
+    paraphrase: bool = False,
+    embedder: Any = None,
+    embedder_name: str = "all-MiniLM-L6-v2",
+    retriever: Any = None,
+    cache_dir: str | Path | None = None,
+    profile: str = "smoke",
+    seed: int = 0,
+):
+    """Assemble a :class:`DialogueEngine` for one system (what the notebooks call).
+
+    Args:
+        name: a :data:`SYSTEMS` key (``"RSO"``, ``"PROMPT_ONLY"``, ...) or a SystemConfig.
+        kb: the knowledge base (``rso_lib.data.kb.load_kb(...)``), the retrieval catalogue and the
+            simulators' ground truth.
+        llm_cfg: ``rso_lib.llm.role_llms`` config ({"default": spec, "<role>": spec, "cache": ..});
+            ignored when ``llms`` (role -> ChatLLM) is given.
+        planner: a Planner (or path to a saved one) for systems with ``strategy_mode="planner"``.
+        simulator: ``"agenda"`` (default) or ``"llm"``.
+        reward: ``"judge"`` (Eq. 9 LLM rewarder) or ``"simulator"`` (grounded simulator outcome).
+        reward_mode / reward_samples / stop_threshold: Rewarder settings (Eq. 9).
+        stop_on_reward: end dialogues on Eq. 9's stop rule (acceptance always ends them).
+        max_turns: most system turns (paper 10).
+        top_k / rank_n: retrieved candidates / recorded ranking length.
+        chooser_mode: ``letters`` | ``titles`` | ``generate``.
+        actor_max_tokens / actor_temperature / user_max_tokens: decoding lengths and temperature.
+        require_kb_cover: LLM simulator may accept only movies covering the targets.
+        paraphrase: agenda simulator rewords its templates with the simulator LLM.
+        embedder / embedder_name / retriever: reuse a loaded embedder or a built retriever.
+        cache_dir: retriever index cache (default ``runs/<profile>/cache``).
+        profile, seed: run profile and seed.
+    """
+    from rso_lib.dialogue.engine import DialogueEngine
+    from rso_lib.dialogue.simulators import AgendaSimulator, LLMSimulator, SimulatorReward
+    from rso_lib.experts.rewarder import Rewarder
+
+    system = name if isinstance(name, SystemConfig) else get_system(name)
+    if llms is None:
+        from rso_lib.llm import role_llms
+        llms = role_llms(llm_cfg or {})
+    if system.use_retriever and retriever is None:
+        from rso_lib.experts.retriever import FactRetriever
+        if embedder is None:
+            from rso_lib.llm import load_embedder
+            embedder = load_embedder(embedder_name)
+        if cache_dir is None:
+            from rso_lib.paths import run_dir
+            cache_dir = run_dir(profile) / "cache"
+        retriever = FactRetriever(kb, embedder, embedder_name=embedder_name, cache_dir=cache_dir,
+                                  top_k=top_k, rank_n=rank_n)
+    if system.strategy_mode == "planner" and isinstance(planner, (str, Path)):
+        from rso_lib.experts.planner import Planner
+        planner = Planner.load(planner)
+    sim_llm = llms.get("simulator", llms["actor"])
+    user_s = Sampling(temperature=0.7, top_p=0.9, max_tokens=user_max_tokens)
+    if simulator == "agenda":
+        sim = AgendaSimulator(kb, paraphrase_llm=sim_llm if paraphrase else None,
+                              paraphrase_sampling=replace(user_s, temperature=0.0))
+    elif simulator == "llm":
+        sim = LLMSimulator(sim_llm, kb, require_kb_cover=require_kb_cover, sampling=user_s)
+    else:
+        raise ValueError(f"unknown simulator {simulator!r} (agenda | llm)")
+    if reward == "judge":
+        rew = Rewarder(llms.get("rewarder", llms["actor"]), mode=reward_mode, samples=reward_samples,
+                       stop_threshold=stop_threshold)
+    elif reward == "simulator":
+        rew = SimulatorReward(stop_threshold=stop_threshold)
+    else:
+        raise ValueError(f"unknown reward {reward!r} (judge | simulator)")
+    return DialogueEngine(
+        system, llms, retriever=retriever if system.use_retriever else None,
+        planner=planner if system.strategy_mode == "planner" else None, simulator=sim, rewarder=rew,
+        max_turns=max_turns, seed=seed, chooser_mode=chooser_mode,
+        actor_sampling=Sampling(temperature=actor_temperature, top_p=0.9, max_tokens=actor_max_tokens),
+        stop_on_reward=stop_on_reward,
+    )

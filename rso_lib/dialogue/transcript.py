@@ -1,0 +1,278 @@
+"""Dialogue records and the JSONL transcript: one line per system turn, schema ``rso.transcript/1``.
+
+Each line is a JSON object with these fields (type, meaning):
+
+======================  ====================  ====================================================
+field                   type                  meaning
+======================  ====================  ====================================================
+schema                  str                   ``"rso.transcript/1"``
+system                  str                   system config name (``RSO``, ``PROMPT_ONLY``, ...)
+dialog_id               str                   the simulation target's dialog id
+turn                    int                   0-based system turn index
+dataset                 str                   ``inspired`` | ``redial``
+user_id                 str                   persona id
+target_genres           list[str]             the simulated user's target genres
+persona                 str                   persona text (turn 0 only, else ``null``)
+user_open               str | null            the user's opening message (turn 0 only)
+strategy                str | null            strategy id (14 INSPIRED ones; PC-CRS: explanation
+                                              strategy names); null when the system has none
+strategy_index          int | null            index in ``rso_lib.strategies.STRATEGIES``
+strategy_prob           float | null          the Planner's probability of that strategy
+strategy_entropy        float | null          entropy of the Planner's distribution
+preference              str                   Preference Reasoner output (``""`` if none)
+retrieved               list[str]             top-K item ids, best first (``[]`` if no retriever)
+retrieval_scores        list[float]           their cosine similarities
+ranking                 list[str]             top-N ranking of the retriever (Recall@k)
+chosen_item             str | null            item the chooser picked for the Actor
+chooser_probs           list[float]           chooser distribution over ``retrieved``
+reply                   str                   the system's reply
+refinements             int                   PC-CRS self-check rewrites this turn
+mentioned_item          str | null            item the simulator found named in ``reply``
+user_reply              str                   the simulated user's answer
+user_action             str                   agenda / LLM user act (inquire, accept, ...)
+covers_target           bool | null           KB genres of ``mentioned_item`` cover the targets
+p_accept                float | null          LLM simulator's acceptance probability
+accepted                bool                  the user accepted ``mentioned_item``
+reward                  float | null          turn reward in [0, 1] (null: no judgement parsed)
+rating                  float | null          the 1-5 rating behind it
+stop                    bool                  Eq. 9 stop rule fired
+done                    bool                  last turn of the dialogue
+stop_reason             str | null            accepted | reward | max_turns | user_quit (if done)
+parse_failures          dict[str, int]        unparseable model outputs this turn, by role
+======================  ====================  ====================================================
+
+History is not repeated on each line: turn t's ``history_before`` is ``user_open`` followed by
+(reply, user_reply) of turns 0..t-1, which :func:`read_episodes` rebuilds.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+from rso_lib.data.records import RECOMMENDER, SEEKER, Persona, SimTarget, Turn
+
+SCHEMA = "rso.transcript/1"
+STOP_REASONS = ("accepted", "reward", "max_turns", "user_quit")
+
+
+@dataclass
+class TurnRecord:
+    """One system turn (what RL and the metrics consume)."""
+
+    turn: int
+    history_before: list[Turn]
+    strategy: str | None
+    strategy_index: int | None
+    strategy_prob: float | None
+    strategy_entropy: float | None
+    preference: str
+    retrieved: list[str]
+    retrieval_scores: list[float]
+    ranking: list[str]
+    chosen_item: str | None
+    chooser_probs: list[float]
+    reply: str
+    refinements: int
+    mentioned_item: str | None
+    user_reply: str
+    user_action: str
+    covers_target: bool | None
+    p_accept: float | None
+    accepted: bool
+    reward: float | None
+    rating: float | None
+    stop: bool
+    done: bool = False
+    stop_reason: str | None = None
+    parse_failures: dict[str, int] = field(default_factory=dict)
+    facts: list[str] = field(default_factory=list)  # in memory only (facts of ``retrieved``)
+
+
+@dataclass
+class Episode:
+    """One simulated dialogue."""
+
+    dialog_id: str
+    target: SimTarget
+    system: str
+    user_open: str
+    turns: list[TurnRecord]
+    accepted: bool
+    accepted_item: str | None
+    stop_reason: str | None
+    parse_failures: dict[str, int]  # summed over turns
+
+    @property
+    def history(self) -> list[Turn]:
+        """The whole dialogue as Turns (user opening, then reply / user reply pairs)."""
+        h = [Turn(SEEKER, self.user_open)]
+        for t in self.turns:
+            h += [Turn(RECOMMENDER, t.reply, t.strategy), Turn(SEEKER, t.user_reply)]
+        return h
+
+    @property
+    def rewards(self) -> list[float | None]:
+        return [t.reward for t in self.turns]
+
+
+_TYPES: dict[str, tuple] = {
+    "schema": (str,), "system": (str,), "dialog_id": (str,), "turn": (int,), "dataset": (str,),
+    "user_id": (str,), "target_genres": (list,), "persona": (str, type(None)), "user_open": (str, type(None)),
+    "strategy": (str, type(None)), "strategy_index": (int, type(None)),
+    "strategy_prob": (float, int, type(None)), "strategy_entropy": (float, int, type(None)),
+    "preference": (str,), "retrieved": (list,), "retrieval_scores": (list,), "ranking": (list,),
+    "chosen_item": (str, type(None)), "chooser_probs": (list,), "reply": (str,), "refinements": (int,),
+    "mentioned_item": (str, type(None)), "user_reply": (str,), "user_action": (str,),
+    "covers_target": (bool, type(None)), "p_accept": (float, int, type(None)), "accepted": (bool,),
+    "reward": (float, int, type(None)), "rating": (float, int, type(None)), "stop": (bool,), "done": (bool,),
+    "stop_reason": (str, type(None)), "parse_failures": (dict,),
+}
+FIELDS = tuple(_TYPES)
+
+
+class TranscriptError(ValueError):
+    def __init__(self, path, line, msg):
+        self.path, self.line = str(path), line
+        super().__init__(f"{path}:{line}: {msg}")
+
+
+def validate_row(row: Any) -> list[str]:
+    """Problems with one transcript line (empty list = valid)."""
+    if not isinstance(row, dict):
+        return ["not a JSON object"]
+    errs = [f"missing field {k!r}" for k in FIELDS if k not in row]
+    errs += [f"unknown field {k!r}" for k in row if k not in _TYPES]
+    for k, types in _TYPES.items():
+        if k in row and not isinstance(row[k], types) or (k in row and types[0] is int and isinstance(row[k], bool)):
+            errs.append(f"field {k!r}: {type(row[k]).__name__} is not {'/'.join(t.__name__ for t in types)}")
+    if errs:
+        return errs
+    if row["schema"] != SCHEMA:
+        errs.append(f"schema {row['schema']!r} != {SCHEMA!r}")
+    if row["turn"] < 0:
+        errs.append("turn < 0")
+    if (row["turn"] == 0) != (row["user_open"] is not None):
+        errs.append("user_open must be set on turn 0 only")
+    if row["reward"] is not None and not 0.0 <= row["reward"] <= 1.0:
+        errs.append(f"reward {row['reward']} outside [0, 1]")
+    if row["rating"] is not None and not 1.0 <= row["rating"] <= 5.0:
+        errs.append(f"rating {row['rating']} outside [1, 5]")
+    if row["strategy_prob"] is not None and not 0.0 <= row["strategy_prob"] <= 1.0:
+        errs.append("strategy_prob outside [0, 1]")
+    if row["done"] != (row["stop_reason"] is not None):
+        errs.append("stop_reason must be set exactly when done")
+    if row["stop_reason"] is not None and row["stop_reason"] not in STOP_REASONS:
+        errs.append(f"stop_reason {row['stop_reason']!r} not in {STOP_REASONS}")
+    if row["accepted"] and row["mentioned_item"] is None:
+        errs.append("accepted without a mentioned_item")
+    if row["chosen_item"] is not None and row["retrieved"] and row["chosen_item"] not in row["retrieved"]:
+        errs.append("chosen_item not among retrieved")
+    if len(row["retrieval_scores"]) != len(row["retrieved"]):
+        errs.append("retrieval_scores and retrieved differ in length")
+    if row["retrieved"] and row["ranking"][: len(row["retrieved"])] != row["retrieved"]:
+        errs.append("retrieved is not the head of ranking")
+    if not all(isinstance(v, int) and v >= 0 for v in row["parse_failures"].values()):
+        errs.append("parse_failures values must be counts >= 0")
+    return errs
+
+
+def read_rows(path: str | os.PathLike) -> list[dict]:
+    """All rows of a transcript; raises :class:`TranscriptError` (file:line: problem) on the first
+    invalid line."""
+    rows = []
+    with open(path, encoding="utf-8") as f:
+        for n, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise TranscriptError(path, n, f"invalid JSON ({e.msg})") from None
+            errs = validate_row(row)
+            if errs:
+                raise TranscriptError(path, n, "; ".join(errs))
+            rows.append(row)
+    return rows
+
+
+def validate_transcript(path: str | os.PathLike) -> dict[str, Any]:
+    """Validate every line and the per-dialogue structure (turns 0..n-1 in order, exactly the last
+    one ``done``). Returns a summary {rows, dialogues, finished, turns_per_dialogue}; raises
+    :class:`TranscriptError` on the first problem."""
+    rows = read_rows(path)
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["dialog_id"], []).append(r)
+    finished = 0
+    for d, rs in by.items():
+        if [r["turn"] for r in rs] != list(range(len(rs))):
+            raise TranscriptError(path, 0, f"dialog {d}: turns are not 0..{len(rs) - 1} in order")
+        if any(r["done"] for r in rs[:-1]):
+            raise TranscriptError(path, 0, f"dialog {d}: a turn before the last is marked done")
+        finished += rs[-1]["done"]
+    return {"rows": len(rows), "dialogues": len(by), "finished": finished,
+            "turns_per_dialogue": {d: len(rs) for d, rs in by.items()}}
+
+
+def record_to_row(system: str, target: SimTarget, rec: TurnRecord, user_open: str) -> dict:
+    row = {
+        "schema": SCHEMA, "system": system, "dialog_id": target.dialog_id, "turn": rec.turn,
+        "dataset": target.dataset, "user_id": target.user_id, "target_genres": list(target.target_genres),
+        "persona": target.persona.description if rec.turn == 0 else None,
+        "user_open": user_open if rec.turn == 0 else None,
+    }
+    for k in FIELDS[len(row):]:
+        row[k] = getattr(rec, k)
+    return row
+
+
+def append_rows(path: Path, rows: Iterable[dict]) -> None:
+    """Append lines and flush to disk (a killed run loses at most the step being written)."""
+    with open(path, "a", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def rewrite_rows(path: Path, rows: Iterable[dict]) -> None:
+    """Atomically replace the transcript with ``rows``."""
+    tmp = Path(str(path) + ".tmp")
+    with open(tmp, "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps(r, ensure_ascii=False) + "\n")
+    os.replace(tmp, path)
+
+
+def episode_from_rows(rows: list[dict], target: SimTarget | None = None) -> Episode:
+    """Rebuild an :class:`Episode` from one dialogue's rows (turn order). Without ``target`` the
+    target is rebuilt from the rows (persona text from turn 0)."""
+    r0 = rows[0]
+    if target is None:
+        target = SimTarget(r0["dialog_id"], r0["dataset"], r0["user_id"],
+                           Persona(r0["user_id"], r0["persona"] or ""), list(r0["target_genres"]))
+    hist = [Turn(SEEKER, r0["user_open"])]
+    turns = []
+    pf: dict[str, int] = {}
+    for r in rows:
+        kw = {k: r[k] for k in FIELDS if k in TurnRecord.__dataclass_fields__}
+        turns.append(TurnRecord(history_before=list(hist), **kw))
+        hist += [Turn(RECOMMENDER, r["reply"], r["strategy"]), Turn(SEEKER, r["user_reply"])]
+        for k, v in r["parse_failures"].items():
+            pf[k] = pf.get(k, 0) + v
+    last = rows[-1]
+    acc = [r for r in rows if r["accepted"]]
+    return Episode(r0["dialog_id"], target, r0["system"], r0["user_open"], turns, bool(acc),
+                   acc[0]["mentioned_item"] if acc else None, last["stop_reason"], pf)
+
+
+def read_episodes(path: str | os.PathLike, finished_only: bool = True) -> list[Episode]:
+    """Episodes in a transcript (file order of first appearance), validated on the way."""
+    by: dict[str, list[dict]] = {}
+    for r in read_rows(path):
+        by.setdefault(r["dialog_id"], []).append(r)
+    return [episode_from_rows(rs) for rs in by.values() if rs[-1]["done"] or not finished_only]

@@ -1,0 +1,229 @@
+"""Prompt builders for the micro-level experts and the LLM user simulator.
+
+Every prompt of the kit lives here, written for this kit (none is copied from the RSO or PC-CRS
+code). Each builder returns one chat conversation (:data:`rso_lib.llm.protocol.Messages`); the
+experts batch them. Prompts are kept short on purpose: the embedded default is a 135M-parameter
+model whose context and attention are small, and the same prompts must also work with 7B models.
+
+Conventions:
+
+* the dialogue history is rendered by :func:`render_history` as ``User: ...`` / ``Assistant: ...``
+  lines, the last ``max_turns`` turns only (older turns rarely matter for the next reply and cost
+  prefill time on CPU);
+* option-scored prompts (ratings, choices, accept/reject) end with an instruction whose answer is
+  the option itself, and the caller passes the matching ``prefix`` (e.g. ``"Rating: "``).
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from rso_lib.data.records import RECOMMENDER, Turn
+from rso_lib.llm.protocol import Messages
+
+#: How many recent turns the prompts show (the Planner has its own, longer, window).
+HISTORY_TURNS = 6
+
+
+def render_history(turns: Sequence[Turn], max_turns: int = HISTORY_TURNS, user: str = "User",
+                   system: str = "Assistant") -> str:
+    """The last ``max_turns`` turns as ``Name: text`` lines (``"(no conversation yet)"`` if empty)."""
+    if not turns:
+        return "(no conversation yet)"
+    lines = []
+    for t in list(turns)[-max_turns:]:
+        who = system if t.speaker == RECOMMENDER else user
+        lines.append(f"{who}: {' '.join(t.text.split())}")
+    return "\n".join(lines)
+
+
+def _msgs(system: str, user: str) -> Messages:
+    return [{"role": "system", "content": system}, {"role": "user", "content": user}]
+
+
+# --------------------------------------------------------------------------------------------
+# Preference Reasoner (Eq. 3)
+# --------------------------------------------------------------------------------------------
+
+def reasoner_prompt(history: Sequence[Turn], previous: str = "") -> Messages:
+    """Ask for a one-sentence summary of what the user wants now (genres, mood, liked/disliked
+    movies, people), updating the previous summary when there is one."""
+    prev = f"\nEarlier summary: {previous}" if previous else ""
+    return _msgs(
+        "You read movie conversations and note what the user is looking for.",
+        f"Conversation:\n{render_history(history)}{prev}\n\n"
+        "In one short sentence, state the user's current movie preferences "
+        "(genres, mood, movies or actors they like or dislike).",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Item chooser (which retrieved candidate to recommend)
+# --------------------------------------------------------------------------------------------
+
+LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+
+
+def chooser_prompt(history: Sequence[Turn], preference: str, candidates: Sequence[str],
+                   labels: Sequence[str]) -> Messages:
+    """List the candidates (``labels[i]. candidates[i]``) and ask which one suits the user best."""
+    listing = "\n".join(f"{lab}. {c}" for lab, c in zip(labels, candidates))
+    pref = f"\nThe user wants: {preference}" if preference else ""
+    return _msgs(
+        "You pick the movie that best fits a user's wishes.",
+        f"Conversation:\n{render_history(history)}{pref}\n\nCandidate movies:\n{listing}\n\n"
+        "Which candidate fits the user best? Answer with the candidate only.",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Actor (Eq. 5) and its baseline variants
+# --------------------------------------------------------------------------------------------
+
+_ACTOR_ROLE = ("You are a friendly movie recommender chatting with a user. "
+               "Reply in one or two short sentences.")
+
+
+def actor_prompt(history: Sequence[Turn], strategy_description: str | None, preference: str,
+                 facts: Sequence[str], item_name: str | None, candidate_names: Sequence[str] = ()
+                 ) -> Messages:
+    """The Actor's prompt (Eq. 5): strategy description, inferred preference, knowledge-base
+    facts and the movie to talk about. Any of them may be absent (ablations and baselines):
+
+    * ``strategy_description`` None -> no strategy instruction (NO_PLANNER, PROMPT_ONLY, INTERCRS);
+    * ``preference`` "" -> no preference line (NO_REASONER, baselines);
+    * ``facts`` empty -> no facts (NO_RETRIEVER); the model recommends from its own knowledge;
+    * ``item_name`` None with ``candidate_names`` -> the model picks freely among the candidates
+      (INTERCRS, iEvaLM style).
+    """
+    parts = [f"Conversation:\n{render_history(history)}"]
+    if preference:
+        parts.append(f"What the user wants: {preference}")
+    if facts:
+        parts.append("Facts you may use:\n" + "\n".join(f"- {f}" for f in facts))
+    if item_name:
+        parts.append(f"Movie to recommend: {item_name}")
+    elif candidate_names:
+        parts.append("Movies you could recommend: " + "; ".join(candidate_names))
+    if strategy_description:
+        parts.append(f"How to reply: {strategy_description}")
+    if item_name:
+        parts.append(f"Write your next reply to the user and mention {item_name} by name.")
+    else:
+        parts.append("Write your next reply to the user.")
+    return _msgs(_ACTOR_ROLE, "\n\n".join(parts))
+
+
+#: PC-CRS's credibility-aware explanation strategies (names from the PC-CRS paper; the one-line
+#: descriptions are ours).
+EXPLANATION_STRATEGIES: dict[str, str] = {
+    "logical_appeal": "Explain with clear reasons how the movie matches what the user asked for.",
+    "emotion_appeal": "Describe the feelings and experience the movie will give the user.",
+    "framing": "Stress the benefits the user gains by watching the movie.",
+    "evidence_based": "Support the recommendation with concrete facts about the movie.",
+    "social_proof": "Mention that the movie is popular or well regarded by viewers.",
+    "anchoring": "Start from a movie or feature the user liked and link it to the recommendation.",
+}
+
+
+def explanation_strategy_prompt(history: Sequence[Turn], item_name: str | None) -> Messages:
+    """PC-CRS step 1: which explanation strategy to use now (option-scored over the names)."""
+    names = ", ".join(n.replace("_", " ") for n in EXPLANATION_STRATEGIES)
+    about = f" about {item_name}" if item_name else ""
+    return _msgs(
+        "You plan how a movie recommender should explain its suggestion.",
+        f"Conversation:\n{render_history(history)}\n\nStrategies: {names}.\n"
+        f"Which strategy should the next reply{about} use? Answer with the strategy name.",
+    )
+
+
+def self_check_prompt(reply: str, facts: Sequence[str]) -> Messages:
+    """PC-CRS self-check: is every claim of the reply supported by the facts? (scored yes/no)."""
+    fact_text = "\n".join(f"- {f}" for f in facts) or "- (no facts)"
+    return _msgs(
+        "You check movie recommendations for false claims.",
+        f"Facts:\n{fact_text}\n\nReply: {reply}\n\n"
+        "Is every claim in the reply supported by the facts? Answer yes or no.",
+    )
+
+
+def refine_prompt(history: Sequence[Turn], reply: str, facts: Sequence[str], item_name: str | None) -> Messages:
+    """PC-CRS refinement: rewrite a reply that failed the self-check so it only states the facts."""
+    fact_text = "\n".join(f"- {f}" for f in facts) or "- (no facts)"
+    about = f" about {item_name}" if item_name else ""
+    return _msgs(
+        _ACTOR_ROLE,
+        f"Conversation:\n{render_history(history)}\n\nFacts:\n{fact_text}\n\n"
+        f"Draft reply{about}: {reply}\n\nThe draft may contain claims that the facts do not "
+        "support. Rewrite it so that it is persuasive but states only supported facts.",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Rewarder (Eq. 9)
+# --------------------------------------------------------------------------------------------
+
+RATING_PREFIX = "Rating: "
+
+
+def rewarder_prompt(history: Sequence[Turn], reply: str, user_reply: str, target_hint: str = "") -> Messages:
+    """Rate, 1-5, how much the recommender's last reply moved the user towards accepting a
+    recommendation. The user's answer to that reply is shown, so the rating can use it."""
+    hint = f"\n(The user is looking for: {target_hint}.)" if target_hint else ""
+    return _msgs(
+        "You judge conversations between a movie recommender and a user.",
+        f"Conversation so far:\n{render_history(history)}\n\nRecommender: {reply}\nUser: {user_reply}{hint}\n\n"
+        "On a scale of 1 (not at all) to 5 (very much), how likely is the user to accept the "
+        "recommendation after this reply? Answer as 'Rating: N'.",
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# LLM user simulator
+# --------------------------------------------------------------------------------------------
+
+def _persona_block(persona: str, genres: Sequence[str]) -> str:
+    return (f"You are a user looking for a movie to watch. {persona}\n"
+            f"You want a movie that is {' and '.join(genres) if genres else 'good'}. "
+            "Do not name this list of genres all at once; reveal it when asked. "
+            "Ask the recommender about details of the movies it suggests. "
+            "Speak in one or two short sentences, as the user.")
+
+
+def simulator_open_prompt(persona: str, genres: Sequence[str]) -> Messages:
+    """The simulated user's first message."""
+    return _msgs(_persona_block(persona, genres), "Start the conversation with the movie recommender.")
+
+
+def simulator_reply_prompt(persona: str, genres: Sequence[str], history: Sequence[Turn],
+                           decision: str | None, item_name: str | None) -> Messages:
+    """The simulated user's next message. ``decision`` ("accept" | "reject" | None) is decided
+    beforehand by option scoring (see :mod:`rso_lib.dialogue.simulators`) and only verbalised here,
+    so what the user says and what the transcript records agree."""
+    if decision == "accept" and item_name:
+        task = f"You have decided to watch {item_name}. Say so and thank the recommender."
+    elif decision == "reject" and item_name:
+        task = (f"{item_name} is not what you want. Politely turn it down and say again what kind "
+                "of movie you want.")
+    else:
+        task = "Answer the recommender's last message, or ask about the movie it mentioned."
+    return _msgs(_persona_block(persona, genres),
+                 f"Conversation:\n{render_history(history, user='You', system='Recommender')}\n\n{task}")
+
+
+def simulator_decision_prompt(persona: str, genres: Sequence[str], history: Sequence[Turn],
+                              item_facts: str) -> Messages:
+    """Accept or reject the movie just recommended (option-scored over ``accept`` / ``reject``)."""
+    return _msgs(
+        _persona_block(persona, genres),
+        f"Conversation:\n{render_history(history, user='You', system='Recommender')}\n\n"
+        f"The recommended movie: {item_facts}\n\n"
+        "Will you accept this movie? Answer accept or reject.",
+    )
+
+
+def paraphrase_prompt(text: str) -> Messages:
+    """Agenda simulator, optional: reword a template utterance without changing its meaning."""
+    return _msgs("You reword sentences.",
+                 f"Reword this message from a user to a movie recommender, keeping its meaning and any "
+                 f"movie titles:\n{text}")

@@ -1,0 +1,113 @@
+"""Rewarder (paper Eq. 9): r_t = (1/M) sum_m LLM_judge(s_t, u_t), rescaled to [0, 1]; the dialogue
+stops when r_t passes ``STOP_THRESHOLD``.
+
+Two ways to get the 1-5 judgement:
+
+* ``mode="sampled"`` (the paper): ``REWARD_SAMPLES`` sampled judgements, each parsed for a rating
+  1-5 and averaged. A judgement that holds no rating 1-5 is a parse failure: counted, left out of
+  the mean; if no judgement parses, the reward is ``None`` (missing, never made up).
+* ``mode="expected"``: the exact expectation under the judge's distribution over "1".."5" after
+  ``"Rating: "`` from one ``score_options`` pass (no sampling noise, no parse failures; the
+  better choice for small models).
+
+A third, grounded signal for small-scale runs lives with the simulators
+(:class:`rso_lib.dialogue.simulators.SimulatorReward`, ``REWARD: simulator``).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, replace
+from typing import Sequence
+
+import numpy as np
+
+from rso_lib.data.records import Turn
+from rso_lib.experts.prompts import RATING_PREFIX, rewarder_prompt
+from rso_lib.llm.protocol import ChatLLM, Sampling, expected_rating
+
+RATINGS = ("1", "2", "3", "4", "5")
+_RATING_RE = re.compile(r"(?<![\d.])([1-5])(?![\d.])")
+
+
+def rescale_rating(r: float) -> float:
+    """Eq. 9's normalisation: a 1-5 rating -> (r - 1) / 4 in [0, 1]."""
+    return (float(r) - 1.0) / 4.0
+
+
+def should_stop(reward: float | None, threshold: float) -> bool:
+    """Eq. 9's stop rule: the dialogue ends when the turn reward passes the threshold."""
+    return reward is not None and reward > threshold
+
+
+def parse_rating(text: str) -> int | None:
+    """The rating in a judgement: the number after "Rating:" if present, else the first standalone
+    digit 1-5; None if there is none (e.g. "Rating: 7", "great")."""
+    t = text or ""
+    m = re.search(r"rating\s*[:=]?\s*(\d+(?:\.\d+)?)", t, flags=re.I)
+    if m:
+        return int(m.group(1)) if m.group(1) in RATINGS else None
+    m = _RATING_RE.search(t)
+    return int(m.group(1)) if m else None
+
+
+@dataclass
+class RewardResult:
+    reward: float | None  # in [0, 1]; None when no judgement could be parsed
+    rating: float | None  # the 1-5 (expected or mean) rating
+    stop: bool
+    parse_failures: int = 0  # unparseable sampled judgements
+    samples: list[int | None] = field(default_factory=list)  # parsed ratings ("sampled" mode)
+
+
+@dataclass
+class Rewarder:
+    """Eq. 9 judge.
+
+    Args:
+        llm: the ``rewarder`` role's backend.
+        mode: ``"expected"`` (default) or ``"sampled"``.
+        samples: judgements per turn in ``"sampled"`` mode (paper: 10).
+        stop_threshold: stop when the rescaled reward is above this (default 0.75, i.e. a rating
+            above 4).
+        sampling: decoding for ``"sampled"`` mode (temperature 1.0, 8 tokens).
+    """
+
+    llm: ChatLLM
+    mode: str = "expected"
+    samples: int = 10
+    stop_threshold: float = 0.75
+    sampling: Sampling = Sampling(temperature=1.0, max_tokens=8)
+
+    def __post_init__(self):
+        if self.mode not in ("expected", "sampled"):
+            raise ValueError(f"Rewarder: unknown mode {self.mode!r} (expected | sampled)")
+
+    def score(self, histories: Sequence[Sequence[Turn]], replies: Sequence[str], user_replies: Sequence[str],
+              target_hints: Sequence[str] | None = None, seed: int | None = None) -> list[RewardResult]:
+        """One batched judge call for all dialogues. ``histories`` are the turns before ``replies``."""
+        if not histories:
+            return []
+        hints = target_hints or [""] * len(histories)
+        batch = [rewarder_prompt(h, r, u, t) for h, r, u, t in zip(histories, replies, user_replies, hints)]
+        if self.mode == "expected":
+            probs = self.llm.score_options(batch, RATINGS, prefix=RATING_PREFIX)  # [B, 5]
+            out = []
+            for r in expected_rating(probs):
+                rew = rescale_rating(r)
+                out.append(RewardResult(rew, float(r), should_stop(rew, self.stop_threshold)))
+            return out
+        s = replace(self.sampling, n=self.samples, seed=seed if seed is not None else self.sampling.seed)
+        texts = self.llm.chat(batch, s)  # [B][samples]
+        out = []
+        for row in texts:
+            parsed = [parse_rating(t) for t in row]
+            ok = [p for p in parsed if p is not None]
+            fails = len(parsed) - len(ok)
+            if ok:
+                r = float(np.mean(ok))
+                rew = rescale_rating(r)
+                out.append(RewardResult(rew, r, should_stop(rew, self.stop_threshold), fails, parsed))
+            else:
+                out.append(RewardResult(None, None, False, fails, parsed))
+        return out

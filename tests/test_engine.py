@@ -1,0 +1,279 @@
+"""The lockstep dialogue engine: control flow with scripted LLMs (fast), then real dialogues end
+to end with the embedded models under both simulators (slow)."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+
+from rso_lib.data.records import Item, Persona, SimTarget
+from rso_lib.dialogue.chat import chat
+from rso_lib.dialogue.engine import DialogueEngine
+from rso_lib.dialogue.simulators import AgendaSimulator, LLMSimulator, SimulatorReward
+from rso_lib.dialogue.systems import (
+    INTERCRS, NO_PLANNER, NO_REASONER, NO_RETRIEVER, PCCRS, PROMPT_ONLY, RSO, SYSTEMS, SystemConfig, build_system,
+    get_system,
+)
+from rso_lib.dialogue.transcript import (
+    FIELDS, TranscriptError, read_episodes, validate_row, validate_transcript,
+)
+from rso_lib.experts.retriever import FactRetriever
+from rso_lib.experts.rewarder import Rewarder
+from rso_lib.llm.scripted import ScriptedLLM
+from rso_lib.strategies import STRATEGIES
+
+from test_experts import ITEMS, BagEmbedder
+
+ROLES = ("actor", "reasoner", "chooser", "rewarder", "simulator", "judge")
+
+
+class UniformPlanner:
+    """Test-only stand-in with the Planner's ``act`` API: uniform random strategy."""
+
+    def act(self, histories, greedy, generator):
+        import torch
+
+        from rso_lib.experts.planner import PlannerChoice
+
+        idx = torch.randint(0, len(STRATEGIES), (len(histories),), generator=generator).tolist()
+        p = [1 / len(STRATEGIES)] * len(STRATEGIES)
+        return [PlannerChoice(STRATEGIES[i], i, p[i], float(np.log(len(STRATEGIES))), p) for i in idx]
+
+
+class Counting:
+    """Wraps a backend and counts batched calls (the test's own view of lockstep batching)."""
+
+    def __init__(self, inner, log, role):
+        self.inner, self.log, self.role = inner, log, role
+        self.model_id, self.backend = inner.model_id, inner.backend
+
+    def chat(self, batch, sampling):
+        self.log.append((self.role, "chat", len(batch)))
+        return self.inner.chat(batch, sampling)
+
+    def score_options(self, batch, options, prefix=""):
+        self.log.append((self.role, "score", len(batch)))
+        return self.inner.score_options(batch, options, prefix)
+
+
+def targets(n, genres=("horror",)):
+    return [SimTarget(f"d{i}", "inspired", f"u{i}", Persona(f"u{i}", "You like films."), list(genres)) for i in range(n)]
+
+
+def scripted_actor(messages):
+    """Recommends the movie it was told to (so the agenda user reacts), else asks a question."""
+    text = messages[-1]["content"]
+    if "Movie to recommend:" in text:
+        name = text.split("Movie to recommend:")[1].split("\n")[0].strip()
+        return f"I think you would enjoy {name}."
+    return "What kind of movies do you like?"
+
+
+def make_engine(system=RSO, sim="agenda", reward="judge", max_turns=3, rating_probs=None, chooser_mode="letters",
+                chooser_replies=("A",), log=None, tmp_path=None):
+    rp = rating_probs or [0.2, 0.2, 0.2, 0.2, 0.2]
+    base = {
+        "actor": ScriptedLLM(scripted_actor, option_probs=lambda m, o: [1.0] + [0.0] * (len(o) - 1)),
+        "reasoner": ScriptedLLM(["The user wants a horror sci-fi film about aliens."]),
+        "chooser": ScriptedLLM(list(chooser_replies), option_probs=lambda m, o: [1.0] + [0.0] * (len(o) - 1)),
+        "rewarder": ScriptedLLM(["Rating: 3"], option_probs=lambda m, o: rp),
+        "simulator": ScriptedLLM(["I like horror."], option_probs=lambda m, o: [0.9, 0.1]),
+    }
+    log = log if log is not None else []
+    llms = {r: Counting(l, log, r) for r, l in base.items()}
+    retr = FactRetriever(ITEMS, BagEmbedder(), embedder_name="bag", cache_dir=tmp_path, top_k=3, rank_n=5)
+    simulator = AgendaSimulator(ITEMS) if sim == "agenda" else LLMSimulator(llms["simulator"], ITEMS)
+    rew = Rewarder(llms["rewarder"]) if reward == "judge" else SimulatorReward()
+    return DialogueEngine(system, llms, retriever=retr if system.use_retriever else None,
+                          planner=UniformPlanner() if system.strategy_mode == "planner" else None,
+                          simulator=simulator, rewarder=rew, max_turns=max_turns, seed=7, chooser_mode=chooser_mode), log
+
+
+# ------------------------------------------------------------------ control flow (fast)
+def test_lockstep_one_call_per_role_per_step(tmp_path):
+    eng, log = make_engine(sim="llm", max_turns=3, tmp_path=tmp_path)
+    # two users accept the first horror movie at step 0, two want a western (none in the
+    # catalogue) and stay to max_turns: active dialogues per step = 4, 2, 2
+    eps = eng.run(targets(2) + targets(4, ("western",))[2:], tmp_path / "t.jsonl")
+    assert [len(e.turns) for e in eps] == [1, 1, 3, 3]
+    # the engine's own log: per step, exactly one backend call per (role, method)
+    assert max(eng.stats.calls.values()) == 1
+    assert {s for s, _, _ in eng.stats.calls} == {-1, 0, 1, 2}  # -1: the users' opening messages
+    for s in (0, 1, 2):
+        roles = {(r, m) for st, r, m in eng.stats.calls if st == s}
+        assert {("planner", "act"), ("reasoner", "chat"), ("retriever", "retrieve"), ("chooser", "score_options"),
+                ("actor", "chat"), ("simulator", "chat"), ("rewarder", "score_options")} <= roles
+    # the test's own counting wrapper: one batch per role per step holding every active dialogue
+    for role in ("reasoner", "chooser", "actor", "rewarder"):
+        assert [b for r, m, b in log if r == role] == [4, 2, 2], role
+    assert [b for r, m, b in log if r == "simulator" and m == "chat"] == [4, 4, 2, 2]  # open + 3 steps
+def test_transcript_schema_rerun_skips_finished(tmp_path):
+    path = tmp_path / "t.jsonl"
+    eng, log = make_engine(max_turns=4, tmp_path=tmp_path)
+    eps = eng.run(targets(3), path)
+    summary = validate_transcript(path)
+    assert summary == {"rows": sum(len(e.turns) for e in eps), "dialogues": 3, "finished": 3,
+                       "turns_per_dialogue": {e.dialog_id: len(e.turns) for e in eps}}
+    rows = [json.loads(l) for l in path.read_text().splitlines()]
+    assert all(set(r) == set(FIELDS) for r in rows)
+    n_calls = len(log)
+    again = eng.run(targets(3), path)  # everything finished: no model call at all
+    assert len(log) == n_calls
+    assert [e.turns[-1].reply for e in again] == [e.turns[-1].reply for e in eps]
+    assert [len(e.turns[-1].history_before) for e in again] == [len(e.turns[-1].history_before) for e in eps]
+    # drop the last line of d1's dialogue: d1 is unfinished and rerun from scratch, d0/d2 skipped
+    d1 = [i for i, r in enumerate(rows) if r["dialog_id"] == "d1"]
+    path.write_text("".join(json.dumps(r) + "\n" for i, r in enumerate(rows) if i != d1[-1]))
+    eng.reset_stats()
+    eps3 = eng.run(targets(3), path)
+    assert eng.stats.dialogues == 1
+    assert validate_transcript(path)["finished"] == 3
+    assert [e.turns[-1].reply for e in eps3] == [e.turns[-1].reply for e in eps]
+    assert {e.dialog_id for e in read_episodes(path)} == {"d0", "d1", "d2"}
+
+
+def test_agenda_dialogue_accepts_fitting_item_and_same_seed_same_transcript(tmp_path):
+    a, b = tmp_path / "a.jsonl", tmp_path / "b.jsonl"
+    eps = make_engine(max_turns=5, tmp_path=tmp_path)[0].run(targets(2, ("horror", "sci-fi")), a)
+    make_engine(max_turns=5, tmp_path=tmp_path)[0].run(targets(2, ("horror", "sci-fi")), b)
+    assert a.read_text() == b.read_text()
+    # the bag-of-words retriever puts Alien (horror, sci-fi) first for "horror sci-fi" queries,
+    # the chooser takes A; the agenda user inquires, then accepts
+    e = eps[0]
+    assert e.accepted and e.accepted_item == "1" and e.stop_reason == "accepted"
+    assert [t.user_action for t in e.turns][-2:] == ["inquire", "accept"]
+    assert all(t.strategy in STRATEGIES and 0 < t.strategy_prob <= 1 for t in e.turns)
+
+
+def test_reward_stop_rule_and_parse_failures_counted(tmp_path):
+    eng, _ = make_engine(rating_probs=[0, 0, 0, 0, 1], chooser_mode="generate", chooser_replies=("Titanic",),
+                         tmp_path=tmp_path)
+    eps = eng.run(targets(2), tmp_path / "t.jsonl")
+    for e in eps:
+        assert len(e.turns) == 1 and e.stop_reason == "reward" and e.turns[0].reward == 1.0
+        assert e.turns[0].chosen_item is None  # not replaced by the top candidate
+        assert e.turns[0].parse_failures == {"chooser": 1} and e.parse_failures == {"chooser": 1}
+    rows = [json.loads(l) for l in (tmp_path / "t.jsonl").read_text().splitlines()]
+    assert [r["parse_failures"] for r in rows] == [{"chooser": 1}] * 2
+
+
+@pytest.mark.parametrize("system", list(SYSTEMS.values()), ids=list(SYSTEMS))
+def test_every_system_runs(system, tmp_path):
+    eng, log = make_engine(system=system, max_turns=2, tmp_path=tmp_path)
+    eps = eng.run(targets(2), tmp_path / "t.jsonl")
+    validate_transcript(tmp_path / "t.jsonl")
+    roles = {r for r, _, _ in log}
+    t0 = eps[0].turns[0]
+    assert ("reasoner" in roles) == system.use_reasoner
+    assert bool(t0.retrieved) == system.use_retriever and (t0.chosen_item is not None) == system.use_chooser
+    assert bool(t0.preference) == system.use_reasoner
+    if system.strategy_mode == "planner":
+        assert t0.strategy in STRATEGIES
+    elif system.strategy_mode == "explanation":
+        assert t0.strategy == "logical_appeal" and t0.strategy_index is None
+        assert t0.refinements == 0  # the scripted self-check says "yes"
+    else:
+        assert t0.strategy is None
+    assert get_system(system.name.lower()) is system
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="needs a planner"):
+        DialogueEngine(RSO, {"actor": ScriptedLLM()}, retriever=None, planner=None, simulator=AgendaSimulator(ITEMS))
+    with pytest.raises(ValueError, match="chooser needs the retriever"):
+        SystemConfig("X", use_retriever=False, use_chooser=True)
+    with pytest.raises(KeyError, match="unknown system"):
+        get_system("UniCRS")
+    eng, _ = make_engine(tmp_path=tmp_path)
+    eng.run(targets(1), tmp_path / "t.jsonl")
+    other, _ = make_engine(system=PROMPT_ONLY, tmp_path=tmp_path)
+    with pytest.raises(ValueError, match="one transcript per system"):
+        other.run(targets(1), tmp_path / "t.jsonl")
+    with pytest.raises(ValueError, match="duplicate"):
+        eng.run(targets(1) * 2)
+
+
+def test_validate_row_catches_bad_rows(tmp_path):
+    eng, _ = make_engine(max_turns=1, tmp_path=tmp_path)
+    eng.run(targets(1), tmp_path / "t.jsonl")
+    row = json.loads((tmp_path / "t.jsonl").read_text().splitlines()[0])
+    assert validate_row(row) == []
+    for k, v, msg in [("reward", 1.5, "outside"), ("done", False, "stop_reason"), ("turn", "0", "field 'turn'"),
+                      ("chosen_item", "zzz", "not among retrieved"), ("accepted", True, "mentioned_item")]:
+        bad = dict(row, **{k: v})
+        if k == "accepted":
+            bad["mentioned_item"] = None
+        assert any(msg in e for e in validate_row(bad)), (k, validate_row(bad))
+    del row["reply"]
+    assert "missing field 'reply'" in validate_row(row)
+    (tmp_path / "bad.jsonl").write_text(json.dumps(row) + "\n")
+    with pytest.raises(TranscriptError, match=r"bad.jsonl:1: missing field 'reply'"):
+        validate_transcript(tmp_path / "bad.jsonl")
+
+
+def test_interactive_chat_shows_trace_and_accepts(tmp_path):
+    eng, _ = make_engine(max_turns=4, tmp_path=tmp_path)
+    said = iter(["I want a horror sci-fi movie", "tell me more", "/accept"])
+    shown = []
+    ep = chat(eng, input_fn=lambda prompt: next(said), print_fn=shown.append, target_genres=["horror"])
+    text = "\n".join(shown)
+    assert "[strategy]" in text and "[preference] The user wants a horror sci-fi film about aliens." in text and "[facts]" in text
+    assert "system> I think you would enjoy" in text
+    assert ep.accepted and ep.stop_reason == "accepted" and len(ep.turns) == 2  # open + 2 answers
+    assert isinstance(eng.simulator, AgendaSimulator)  # the engine's simulator is restored
+
+
+# ------------------------------------------------------------------ real models (slow)
+@pytest.fixture(scope="session")
+def real(data_dir, tmp_path_factory):
+    from rso_lib.data.kb import load_kb
+    from rso_lib.data.targets import load_sim_targets
+    from rso_lib.llm import build_llm, load_embedder
+
+    kb = load_kb(data_dir)
+    tg = [t for t in load_sim_targets(data_dir, "inspired", "test") if t.target_genres][:2]
+    llm = build_llm({"backend": "embedded"})
+    emb = load_embedder()
+    from rso_lib.paths import run_dir
+    retr = FactRetriever(kb, emb, cache_dir=run_dir("test") / "cache", top_k=3)
+    return {"kb": kb, "targets": tg, "llm": llm, "emb": emb, "retriever": retr}
+
+
+def _real_engine(real, system, sim, log):
+    from rso_lib.experts.planner import Planner
+
+    llms = {r: Counting(real["llm"], log, r) for r in ROLES}
+    planner = Planner.from_config(seed=0) if system.strategy_mode == "planner" else None
+    return build_system(system, kb=real["kb"], llms=llms, planner=planner, simulator=sim, retriever=real["retriever"],
+                        max_turns=3, actor_max_tokens=32, user_max_tokens=24, seed=0)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("system,sim", [(RSO, "agenda"), (PROMPT_ONLY, "llm")], ids=["RSO-agenda", "PROMPT_ONLY-llm"])
+def test_real_dialogues_end_to_end(real, system, sim, tmp_path):
+    log = []
+    eng = _real_engine(real, system, sim, log)
+    path = tmp_path / "t.jsonl"
+    eps = eng.run(real["targets"], path, sample_strategy=True)
+    s = validate_transcript(path)
+    assert s["dialogues"] == 2 and s["finished"] == 2
+    kb = real["kb"]
+    for e in eps:
+        assert 1 <= len(e.turns) <= 3
+        for t in e.turns:
+            assert t.reply.strip() and t.user_reply.strip()
+            assert len(t.retrieved) == 3 and t.chosen_item in t.retrieved and len(t.ranking) == 50
+            assert t.reward is not None and 0 <= t.reward <= 1
+            if system.strategy_mode == "planner":
+                assert t.strategy in STRATEGIES and t.preference
+            if t.accepted:  # grounded acceptance: only an item whose KB genres cover the targets
+                assert kb.covers(t.mentioned_item, e.target.target_genres)
+    # lockstep: per step one call per (role, method); batch = number of active dialogues
+    steps = max(len(e.turns) for e in eps)
+    for role in ("actor", "rewarder") + (("reasoner",) if system.use_reasoner else ()):
+        sizes = [b for r, _, b in log if r == role]
+        assert sizes == [sum(len(e.turns) > st for e in eps) for st in range(steps)], role
+    assert eng.stats.model_s > 0 and 0 <= eng.stats.outside_share < 1

@@ -1,0 +1,165 @@
+"""Unit tests of the micro-level experts (parsing, control flow, retrieval) with scripted LLMs
+and a tiny hand-made catalogue. The real-model runs are in tests/test_engine.py (slow)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from rso_lib.data.records import RECOMMENDER, SEEKER, Item, Turn
+from rso_lib.experts.actor import Actor, ItemChooser, self_check_and_refine
+from rso_lib.experts.prompts import actor_prompt, render_history
+from rso_lib.experts.reasoner import PreferenceReasoner
+from rso_lib.experts.retriever import FactRetriever, item_description
+from rso_lib.experts.rewarder import Rewarder, parse_rating, rescale_rating, should_stop
+from rso_lib.llm.scripted import ScriptedLLM
+from rso_lib.strategies import DESCRIPTIONS
+
+ITEMS = [
+    Item("1", "Alien", 1979, ["horror", "sci-fi"], "A space crew is hunted by a deadly alien creature aboard their ship."),
+    Item("2", "Notting Hill", 1999, ["comedy", "romance"], "A London bookseller falls in love with a famous actress."),
+    Item("3", "Heat", 1995, ["crime", "drama", "action"], "A detective hunts a professional thief crew in Los Angeles."),
+    Item("4", "Toy Story", 1995, ["animation", "comedy", "family"], "Toys come to life when their owner leaves the room."),
+    Item("5", "The Conjuring", 2013, ["horror", "mystery"], "Paranormal investigators help a family terrorised by a dark presence."),
+]
+H = [Turn(SEEKER, "Hi, I want a scary movie with aliens in space.")]
+
+
+class BagEmbedder:
+    """Deterministic stand-in for a sentence embedder: hashed bag of words, L2-normalised by the
+    retriever. Enough to make lexical overlap decide the ranking."""
+
+    def __init__(self, dim: int = 64):
+        self.dim, self.calls = dim, 0
+
+    def encode(self, texts, batch_size=32, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False):
+        self.calls += 1
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, t in enumerate(texts):
+            for w in t.lower().replace(".", " ").replace(",", " ").split():
+                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % self.dim] += 1
+        n = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.maximum(n, 1e-9) if normalize_embeddings else out
+
+
+# ---------------------------------------------------------------- Rewarder (Eq. 9)
+@pytest.mark.parametrize("text,want", [("Rating: 4", 4), ("rating:5 because", 5), ("I'd say 3 out of 5", 3),
+                                       ("Rating: 7", None), ("Rating: 4.5", None), ("great!", None), ("", None),
+                                       ("10/10", None)])
+def test_parse_rating(text, want):
+    assert parse_rating(text) == want
+
+
+def test_rescale_and_stop():
+    assert [rescale_rating(r) for r in (1, 3, 5)] == [0.0, 0.5, 1.0]
+    assert should_stop(0.8, 0.75) and not should_stop(0.75, 0.75) and not should_stop(None, 0.0)
+
+
+def test_rewarder_expected_mode_is_expectation():
+    probs = {"1": 0.0, "2": 0.0, "3": 0.5, "4": 0.0, "5": 0.5}  # E[r] = 4 -> (4-1)/4 = 0.75
+    llm = ScriptedLLM(option_probs=lambda m, opts: [probs[o] for o in opts])
+    res = Rewarder(llm, mode="expected", stop_threshold=0.7).score([H, H], ["r1", "r2"], ["u1", "u2"])
+    assert len(llm.score_calls) == 1 and len(llm.score_calls[0][0]) == 2  # one batched pass
+    assert llm.score_calls[0][1] == ["1", "2", "3", "4", "5"]
+    assert [r.reward for r in res] == pytest.approx([0.75, 0.75])
+    assert all(r.stop for r in res) and all(r.parse_failures == 0 for r in res)
+
+
+def test_rewarder_sampled_counts_unparseable_and_never_invents():
+    llm = ScriptedLLM(["Rating: 5", "no idea", "Rating: 3"])
+    res = Rewarder(llm, mode="sampled", samples=3).score([H], ["r"], ["u"], seed=1)
+    assert llm.chat_calls[0][1].n == 3
+    assert res[0].rating == pytest.approx(4.0) and res[0].reward == pytest.approx(0.75)
+    assert res[0].parse_failures == 1 and res[0].samples == [5, None, 3]
+    bad = Rewarder(ScriptedLLM(["hmm", "Rating: 9"]), mode="sampled", samples=4).score([H], ["r"], ["u"])
+    assert bad[0].reward is None and bad[0].parse_failures == 4 and not bad[0].stop
+
+
+def test_rewarder_rejects_unknown_mode():
+    with pytest.raises(ValueError, match="unknown mode"):
+        Rewarder(ScriptedLLM(), mode="median")
+
+
+# ---------------------------------------------------------------- chooser
+def test_chooser_letters_one_call_and_masks_absent_candidates():
+    probs = {"A": 0.1, "B": 0.1, "C": 0.8}
+    llm = ScriptedLLM(option_probs=lambda m, opts: [probs.get(o, 0.0) + 1e-9 for o in opts])
+    ch = ItemChooser(llm, mode="letters").choose([H, H], ["", ""], [ITEMS[:3], ITEMS[:2]])
+    assert len(llm.score_calls) == 1 and llm.score_calls[0][1] == ["A", "B", "C"]
+    assert ch[0].item_id == "3"  # C
+    assert ch[1].item_id in {"1", "2"} and sum(ch[1].probs) == pytest.approx(1.0) and len(ch[1].probs) == 2
+
+
+def test_chooser_generate_non_candidate_is_parse_failure():
+    llm = ScriptedLLM(["B. Notting Hill", "I'd go with Heat (1995).", "Titanic, obviously"])
+    ch = ItemChooser(llm, mode="generate").choose([H] * 3, [""] * 3, [ITEMS[:3]] * 3)
+    assert [c.item_id for c in ch] == ["2", "3", None]
+    assert [c.parse_failure for c in ch] == [0, 0, 1] and ch[2].raw == "Titanic, obviously"
+
+
+# ---------------------------------------------------------------- reasoner / actor
+def test_reasoner_batches_and_counts_empty():
+    llm = ScriptedLLM(["The user wants a sci-fi horror movie.\n\nExtra rambling.", "   "])
+    prefs, fails = PreferenceReasoner(llm).infer([H, H], ["likes aliens", ""])
+    assert len(llm.chat_calls) == 1
+    assert prefs == ["The user wants a sci-fi horror movie.", ""] and fails == [0, 1]
+    assert "likes aliens" in llm.chat_calls[0][0][0][-1]["content"]  # previous summary is updated
+
+
+def test_actor_prompt_carries_strategy_preference_facts_item():
+    m = actor_prompt(H, DESCRIPTIONS["credibility"], "wants horror", [ITEMS[0].facts()], ITEMS[0].name)
+    text = m[-1]["content"]
+    for part in (DESCRIPTIONS["credibility"], "wants horror", "Ridley" if "Ridley" in ITEMS[0].facts() else "Alien (1979)",
+                 "User: Hi, I want a scary movie"):
+        assert part in text
+    bare = actor_prompt(H, None, "", [], None, ["Alien (1979)", "Heat (1995)"])[-1]["content"]
+    assert "How to reply" not in bare and "Facts" not in bare and "Heat (1995)" in bare
+
+
+def test_actor_reply_batched_seeded_and_flags_empty():
+    llm = ScriptedLLM(["You should watch Alien!", ""])
+    replies, empty = Actor(llm).reply([H, H], [None, None], ["", ""], [[], []], ["Alien (1979)", None], seed=5)
+    assert replies == ["You should watch Alien!", ""] and empty == [0, 1]
+    assert len(llm.chat_calls) == 1 and llm.chat_calls[0][1].seed == 5
+
+
+def test_self_check_refines_at_most_rounds():
+    always_no = ScriptedLLM(["rewritten"], option_probs=lambda m, o: [0.1, 0.9])
+    out, n = self_check_and_refine(always_no, [H, H], ["a", "b"], [["f"], ["f"]], [None, None], rounds=2)
+    assert out == ["rewritten", "rewritten"] and n == [2, 2]
+    assert len(always_no.score_calls) == 2 and len(always_no.chat_calls) == 2  # batched per round
+    always_yes = ScriptedLLM(["x"], option_probs=lambda m, o: [0.9, 0.1])
+    out, n = self_check_and_refine(always_yes, [H], ["draft"], [["f"]], [None], rounds=2)
+    assert out == ["draft"] and n == [0] and not always_yes.chat_calls
+
+
+def test_render_history_keeps_last_turns():
+    turns = [Turn(SEEKER if i % 2 == 0 else RECOMMENDER, f"t{i}") for i in range(10)]
+    r = render_history(turns, max_turns=3)
+    assert r.splitlines() == ["Assistant: t7", "User: t8", "Assistant: t9"]
+
+
+# ---------------------------------------------------------------- retriever (Eq. 4)
+def test_retriever_ranks_and_returns_facts(tmp_path):
+    emb = BagEmbedder()
+    r = FactRetriever(ITEMS, emb, embedder_name="bag", cache_dir=tmp_path, top_k=2, rank_n=4)
+    assert item_description(ITEMS[0]).startswith("Alien (1979). Genres: horror, sci-fi")
+    res = r.retrieve([H, [Turn(SEEKER, "a funny romance about love with a famous actress in London")]],
+                     ["", "comedy romance"])
+    assert emb.calls == 2  # index build + ONE batch for both queries
+    assert res[0].item_ids[0] == "1" and res[1].item_ids[0] == "2"
+    assert len(res[0].ranking) == 4 and res[0].ranking[:2] == res[0].item_ids
+    assert res[0].facts[0] == ITEMS[0].facts() and res[0].scores[0] >= res[0].scores[1]
+
+
+def test_retriever_index_cache_keyed_by_catalogue(tmp_path):
+    FactRetriever(ITEMS, BagEmbedder(), embedder_name="bag", cache_dir=tmp_path)
+    emb = BagEmbedder()
+    again = FactRetriever(ITEMS, emb, embedder_name="bag", cache_dir=tmp_path)
+    assert again.loaded_from_cache and emb.calls == 0
+    changed = FactRetriever(ITEMS[:4], BagEmbedder(), embedder_name="bag", cache_dir=tmp_path)
+    other_emb = FactRetriever(ITEMS, BagEmbedder(), embedder_name="bag2", cache_dir=tmp_path)
+    assert not changed.loaded_from_cache and not other_emb.loaded_from_cache
+    assert len({again.cache_key, changed.cache_key, other_emb.cache_key}) == 3

@@ -1,0 +1,107 @@
+"""User simulators: title matching, the agenda state machine, the LLM simulator's grounded
+acceptance, the simulator reward. Scripted LLMs; real-model runs are in tests/test_engine.py."""
+
+from __future__ import annotations
+
+import pytest
+
+from rso_lib.data.records import RECOMMENDER, SEEKER, Item, Persona, SimTarget, Turn
+from rso_lib.dialogue.simulators import (
+    AgendaSimulator, LLMSimulator, SimResponse, SimulatorReward, TitleMatcher, covers,
+)
+from rso_lib.llm.scripted import ScriptedLLM
+
+ITEMS = [
+    Item("1", "Alien", 1979, ["horror", "sci-fi"]),
+    Item("2", "Notting Hill", 1999, ["comedy", "romance"]),
+    Item("3", "Heat", 1995, ["crime", "drama", "action"]),
+    Item("4", "It", 2017, ["horror"]),
+    Item("5", "Heat", 1986, ["action", "crime", "thriller"]),
+    Item("6", "Aliens", 1986, ["action", "horror", "sci-fi"]),
+]
+T = SimTarget("d1", "inspired", "u1", Persona("u1", "You love scary films."), ["horror", "sci-fi"])
+
+
+def hist(reply: str) -> list[Turn]:
+    return [Turn(SEEKER, "hi"), Turn(RECOMMENDER, reply)]
+
+
+def test_covers():
+    assert covers(ITEMS[0], ["horror", "sci-fi"]) and covers(ITEMS[0], []) and not covers(ITEMS[1], ["horror"])
+
+
+def test_title_matcher():
+    m = TitleMatcher(ITEMS)
+    assert m.find("You might love Aliens, a classic!") == "6"  # longest / exact token match
+    assert m.find("Try alien tonight") == "1"
+    assert m.find("It is a great day") is None  # short one-word titles ignored catalogue-wide
+    assert m.find("It is a great movie", prefer=["4"]) == "4"  # ...but found among the candidates
+    assert m.find("Heat (1986) is tense", prefer=["3", "5"]) == "5"  # a year in the text breaks ties
+    assert m.find("Heat from 1995", prefer=["5", "3"]) == "3" and m.find("Heat!", prefer=["5", "3"]) == "5"
+    assert m.find("Heat is tense") is None  # one-word 4-letter title: candidates only
+    assert m.find("no movie here") is None
+
+
+def test_agenda_flow_inquire_then_accept_and_reject():
+    sim = AgendaSimulator(ITEMS)
+    st = sim.new_state(T)
+    op = sim.open([st])[0]
+    assert op.action == "open" and "horror" in op.text and st.disclosed == ["horror"]
+    r = sim.respond([st], [hist("What kind of movies do you like?")], [[]])[0]
+    assert r.action == "disclose" and "sci-fi" in r.text and st.disclosed == ["horror", "sci-fi"]
+    r = sim.respond([st], [hist("How about Notting Hill? It's lovely.")], [["2"]])[0]
+    assert (r.action, r.item_id, r.accepted, r.covers_target) == ("reject", "2", False, False)
+    r = sim.respond([st], [hist("Then watch Alien (1979).")], [["1"]])[0]
+    assert (r.action, r.item_id, r.accepted) == ("inquire", "1", False) and "Alien" in r.text
+    r = sim.respond([st], [hist("Alien is about a crew hunted in space.")], [["1"]])[0]
+    assert (r.action, r.accepted, r.end) == ("accept", True, True)
+    r = sim.respond([st], [hist("Nice weather.")], [[]])[0]
+    assert r.action == "request" and not r.accepted
+
+
+def test_agenda_is_deterministic_and_accepts_at_once_without_inquiry():
+    a, b = AgendaSimulator(ITEMS), AgendaSimulator(ITEMS, inquire_before_accept=False)
+    s1, s2 = a.new_state(T), a.new_state(T)
+    assert a.open([s1])[0].text == a.open([s2])[0].text
+    r = b.respond([b.new_state(T)], [hist("Aliens is great.")], [["6"]])[0]
+    assert r.accepted and r.item_id == "6"
+
+
+def test_agenda_paraphrase_batched_and_empty_counted():
+    llm = ScriptedLLM(["Reworded text.", ""])
+    sim = AgendaSimulator(ITEMS, paraphrase_llm=llm)
+    out = sim.open([sim.new_state(T), sim.new_state(T)])
+    assert len(llm.chat_calls) == 1
+    assert out[0].text == "Reworded text." and out[0].parse_failures == 0
+    assert out[1].parse_failures == 1 and "horror" in out[1].text  # template kept, failure counted
+
+
+@pytest.mark.parametrize("require,item,p_acc,want", [
+    (True, "1", 0.9, True),  # fits + LLM says accept
+    (True, "2", 0.9, False),  # LLM says accept but the KB genres do not cover the targets
+    (True, "1", 0.2, False),  # fits but LLM rejects
+    (False, "2", 0.9, True),  # paper mode: the LLM alone decides
+])
+def test_llm_simulator_acceptance(require, item, p_acc, want):
+    llm = ScriptedLLM(["Sure, sounds fun."], option_probs=lambda m, o: [p_acc, 1 - p_acc])
+    sim = LLMSimulator(llm, ITEMS, require_kb_cover=require)
+    name = {"1": "Alien", "2": "Notting Hill"}[item]
+    st = sim.new_state(T)
+    r = sim.respond([st, sim.new_state(T)], [hist(f"Watch {name}!"), hist("What do you like?")], [[item], []])
+    assert len(llm.score_calls) == 1 and len(llm.score_calls[0][0]) == 1  # only the row naming a movie
+    assert len(llm.chat_calls) == 1 and len(llm.chat_calls[0][0]) == 2
+    assert r[0].accepted is want and r[0].item_id == item and r[0].p_accept == pytest.approx(p_acc)
+    assert r[1].item_id is None and not r[1].accepted and r[1].action == "chat"
+    prompt = llm.chat_calls[0][0][0][-1]["content"]
+    assert ("decided to watch" in prompt) is want  # the verbalisation follows the decision
+
+
+def test_simulator_reward():
+    rw = SimulatorReward(stop_threshold=0.75)
+    items = {i.item_id: i for i in ITEMS}
+    res = rw.score_from_sim([SimResponse("ok", "accept", "1", accepted=True, covers_target=True),
+                             SimResponse("?", "inquire", "1", covers_target=True),
+                             SimResponse("no", "reject", "4", covers_target=False),
+                             SimResponse("hm", "request")], [T] * 4, items)
+    assert [r.reward for r in res] == [1.0, 0.75, 0.25, 0.0]
+    assert [r.stop for r in res] == [True, False, False, False]
