@@ -180,3 +180,47 @@ def test_episodes_from_engine_requires_strategy_and_reward():
         episodes_from_engine([SimpleNamespace(dialog_id="d3", accepted=False, turns=[tr(None, 0.2)])])
     with pytest.raises(ValueError, match="states"):
         EpisodeData([S1], [0, 1], [0.0])
+
+
+class FakeEngine:
+    """Stands in for DialogueEngine: records what the collector asks for."""
+
+    def __init__(self, planner):
+        self.planner, self.seed, self.calls = planner, 0, []
+
+    def run(self, targets, transcript_path, sample_strategy):
+        self.calls.append(([t.dialog_id for t in targets], self.seed, transcript_path, sample_strategy))
+        tr = SimpleNamespace(turn=0, history_before=[Turn(SEEKER, "hi")], strategy_index=1, reward=0.25)
+        return [SimpleNamespace(dialog_id=t.dialog_id, accepted=False, turns=[tr]) for t in targets]
+
+
+def test_engine_collector_order_seeds_and_reset(tiny_dir, tmp_path):
+    from rso_lib.data.records import Persona, SimTarget
+    from rso_lib.train.rl import engine_collector, update_seed
+
+    targets = [SimTarget(f"d{i}", "inspired", f"u{i}", Persona(f"u{i}", ""), ["horror"]) for i in range(3)]
+    p = fresh(tiny_dir)
+    eng = FakeEngine(p)
+    cfg = RLConfig(dialogues_per_epoch=5, dialogues_per_update=2, seed=4)  # 5 > 3 targets: cycles
+    collect = engine_collector(eng, targets, cfg, transcript_dir=tmp_path / "tr")
+    got = [collect(0, u, p) for u in range(cfg.updates_per_epoch)]
+    assert [len(g) for g in got] == [2, 2, 1]
+    ids = [i for ids, *_ in eng.calls for i in ids]
+    assert len(ids) == 5 and len(set(ids)) == 5  # a target drawn twice gets its own dialog_id
+    assert {i.split("#")[0] for i in ids} == {"d0", "d1", "d2"}
+    assert [c[1] for c in eng.calls] == [update_seed(4, 0, u) for u in range(3)]
+    assert len({c[1] for c in eng.calls}) == 3 and all(c[3] is True for c in eng.calls)
+    assert eng.calls[1][2] == tmp_path / "tr" / "rl_e00_u001.jsonl"
+    # same (seed, epoch) -> same order; another epoch -> another order
+    eng2 = FakeEngine(p)
+    c2 = engine_collector(eng2, targets, cfg, transcript_dir=None)
+    for u in range(3):
+        c2(0, u, p)
+    assert [c[0] for c in eng2.calls] == [c[0] for c in eng.calls]
+    assert got[0][0].rewards == [0.25] and got[0][0].actions == [1]
+    with pytest.raises(ValueError, match="different Planner"):
+        collect(0, 0, fresh(tiny_dir))
+    (tmp_path / "tr").mkdir()
+    (tmp_path / "tr" / "rl_e00_u000.jsonl").write_text("{}\n")
+    collect.reset()
+    assert not list((tmp_path / "tr").glob("*.jsonl"))

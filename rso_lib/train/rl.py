@@ -228,8 +228,12 @@ def train_rl(config: RLConfig, planner: Planner, collect: Collector, out_dir: st
             raise ValueError(f"{ckpt}: checkpoint is from a different RL run; delete {ckpt_root} or pass resume=False")
         step, rows, resumed_from = st["step"], st["log"], st["step"]
         log(f"[rl] resumed from {ckpt} (update {step}/{total})")
-    elif not resume and ckpt_root.exists():
-        shutil.rmtree(ckpt_root)
+    else:
+        if ckpt_root.exists():
+            shutil.rmtree(ckpt_root)
+        reset = getattr(collect, "reset", None)
+        if reset is not None:  # a fresh run must not read back an earlier run's dialogues
+            reset()
 
     t_upd, t_col, n_timed = 0.0, 0.0, 0
     while step < total:
@@ -288,7 +292,7 @@ def engine_collector(engine, targets: Sequence[Any], config: RLConfig, transcrip
     :func:`update_seed` (seed, e, u), so the Planner's samples and every LLM call are a function
     of (seed, epoch, update, weights) -- what exact resume needs. Each update writes
     ``transcript_dir/rl_e{e}_u{u}.jsonl``; a rerun of a killed update reads its finished dialogues
-    back from there."""
+    back from there (a fresh :func:`train_rl` run deletes them first, via ``collect.reset``)."""
     if not targets:
         raise ValueError("engine_collector: no targets")
     tdir = Path(transcript_dir) if transcript_dir is not None else None
@@ -299,15 +303,24 @@ def engine_collector(engine, targets: Sequence[Any], config: RLConfig, transcrip
         rng = np.random.default_rng([int(config.seed), int(epoch), 17])
         reps = math.ceil(config.dialogues_per_epoch / len(targets))
         order = np.concatenate([rng.permutation(len(targets)) for _ in range(reps)])[: config.dialogues_per_epoch]
-        idx = order[update * config.dialogues_per_update : (update + 1) * config.dialogues_per_update]
+        lo, hi = update * config.dialogues_per_update, (update + 1) * config.dialogues_per_update
         batch = []
-        for j, i in enumerate(idx):  # a target drawn twice in an epoch gets its own dialog_id
-            t = targets[int(i)]
-            batch.append(t if list(idx).count(i) == 1 else _renamed(t, f"{t.dialog_id}#{j}"))
+        for pos in range(lo, min(hi, len(order))):
+            # the k-th visit of a target in this epoch (k > 0 when the epoch cycles through the
+            # targets) gets its own dialog_id, so transcripts and the engine never mix the two
+            t, k = targets[int(order[pos])], int((order[:pos] == order[pos]).sum())
+            batch.append(t if k == 0 else _renamed(t, f"{t.dialog_id}#{k}"))
         engine.seed = update_seed(config.seed, epoch, update)
         path = tdir / f"rl_e{epoch:02d}_u{update:03d}.jsonl" if tdir is not None else None
         return episodes_from_engine(engine.run(batch, path, sample_strategy=True))
 
+    def reset() -> None:
+        """Forget the transcripts of an earlier run (train_rl calls this on a fresh start)."""
+        if tdir is not None and tdir.exists():
+            for f in tdir.glob("rl_e*_u*.jsonl"):
+                f.unlink()
+
+    collect.reset = reset  # type: ignore[attr-defined]
     return collect
 
 

@@ -362,3 +362,49 @@ def train_sft(
         best_epoch=best["epoch"], n_train=len(train), n_train_available=n_avail, resumed_from=resumed_from,
         seconds_per_step=(t_steps / n_timed) if n_timed else None,
     )
+
+
+def sft_test_report(planner: Planner, train_examples: Sequence, test_examples: Sequence, batch_size: int = 64,
+                bf16: bool = False):
+    """The SFT results table on the test split: the Planner and, beside it, the majority-class
+    baseline (always the most frequent training strategy). Returns (DataFrame, confusion [14,14],
+    the Planner's :func:`evaluate` dict)."""
+    import pandas as pd
+
+    ev = evaluate(planner, test_examples, batch_size, bf16)
+    mb = majority_baseline(train_examples, test_examples)
+    df = pd.DataFrame([
+        {"model": f"Planner SFT ({planner.config.encoder})", "n_test": ev["n"], "accuracy": ev["accuracy"],
+         "macro_f1": ev["macro_f1"], "test_loss": ev["loss"]},
+        {"model": f"majority class ({mb['strategy']})", "n_test": ev["n"], "accuracy": mb["accuracy"],
+         "macro_f1": mb["macro_f1"], "test_loss": float("nan")},
+    ])
+    return df, confusion(ev["y_true"], ev["y_pred"]), ev
+
+
+def plot_sft_curves(result: "SFTResult"):
+    """Training loss per step (and its running mean) with validation loss / accuracy / macro-F1
+    per epoch -> matplotlib Figure."""
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    y = np.asarray(result.step_losses)
+    a.plot(np.arange(1, len(y) + 1), y, lw=0.6, alpha=0.5, label="step loss")
+    w = max(1, len(y) // 20)
+    if len(y) >= w:
+        a.plot(np.arange(w, len(y) + 1), np.convolve(y, np.ones(w) / w, mode="valid"), label=f"mean of {w}")
+    ep_steps = [r["step"] for r in result.history]
+    if result.history and "val_loss" in result.history[0]:
+        a.plot(ep_steps, [r["val_loss"] for r in result.history], "o-", label="validation loss")
+        b.plot([r["epoch"] for r in result.history], [r["val_accuracy"] for r in result.history], "o-", label="val accuracy")
+        b.plot([r["epoch"] for r in result.history], [r["val_macro_f1"] for r in result.history], "s-", label="val macro-F1")
+    a.set(xlabel="optimizer step", ylabel="cross-entropy (Eq. 6)")
+    b.set(xlabel="epoch", ylabel="score", ylim=(0, 1))
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
