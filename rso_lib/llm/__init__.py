@@ -30,7 +30,7 @@ _OPTIONS = {
     "vllm": {"dtype", "max_context", "system_prompt", "tensor_parallel_size", "gpu_memory_utilization",
              "max_model_len", "enforce_eager", "trust_remote_code", "seed", "engine_kwargs"},
     "openai": {"base_url", "api_key_env", "max_concurrency", "timeout", "retries", "backoff", "system_prompt",
-               "score_mode"},
+               "score_mode", "tokenizer"},
 }
 
 _MODELS: dict[str, ChatLLM] = {}

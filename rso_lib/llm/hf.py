@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -46,6 +47,18 @@ TRUNCATION_MARK = "[...] "
 
 class PromptTooLongError(ValueError):
     """A prompt cannot be made to fit the model's context by the truncation rule."""
+
+
+@dataclass
+class Generation:
+    """One generated reply. ``logprobs`` / ``top_logprobs`` (token id, log-prob) are filled only
+    when asked for; ``finish_reason`` is ``"stop"`` (EOS or a stop string) or ``"length"``."""
+
+    text: str
+    token_ids: list[int]
+    finish_reason: str
+    logprobs: list[float] | None = None
+    top_logprobs: list[list[tuple[int, float]]] | None = None
 
 
 # ----------------------------------------------------------------------------------------------
@@ -315,19 +328,41 @@ class HFChatLLM:
     # ------------------------------------------------------------------ generation
     def chat(self, batch: Sequence[Messages], sampling: Sampling = Sampling()) -> list[list[str]]:
         """Replies for each conversation: ``[len(batch)][sampling.n]`` strings (see module doc)."""
+        self._stats["chat_calls"] += 1
+        prompts = [self._encode(self.render(self.fit(m, sampling.max_tokens))) for m in batch]
+        return [[g.text for g in gs] for gs in self.generate_ids(prompts, sampling)]
+
+    def complete(self, prompts: Sequence[str], sampling: Sampling = Sampling(), top_logprobs: int | None = None
+                 ) -> list[list["Generation"]]:
+        """Raw-text continuation (no chat template, no truncation): ``[len(prompts)][n]`` Generations.
+
+        Raises:
+            PromptTooLongError: a prompt leaves fewer than ``max_tokens`` tokens of context."""
+        ids = [self._encode(p) for p in prompts]
+        for p in ids:
+            if len(p) + sampling.max_tokens > self.max_context:
+                raise PromptTooLongError(f"prompt of {len(p)} tokens + max_tokens {sampling.max_tokens} exceeds "
+                                         f"the context of {self.max_context}")
+        return self.generate_ids(ids, sampling, top_logprobs)
+
+    def generate_ids(self, prompts: list[list[int]], sampling: Sampling, top_logprobs: int | None = None
+                     ) -> list[list["Generation"]]:
+        """Generate from token-id prompts: ``[len(prompts)][sampling.n]`` :class:`Generation`.
+
+        Rows are (prompt, sample) pairs, sorted by length and run ``max_batch`` at a time. Row
+        seeds: ``derive_seed(sampling.seed, j)`` for sample j when a seed is given (so the same
+        request gives the same replies whatever the batch), else drawn from torch's global RNG."""
         import torch
 
         if sampling.n < 1 or sampling.max_tokens < 1:
             raise ValueError(f"n and max_tokens must be >= 1 (got n={sampling.n}, max_tokens={sampling.max_tokens})")
         t0 = time.perf_counter()
-        self._stats["chat_calls"] += 1
-        prompts = [self._encode(self.render(self.fit(m, sampling.max_tokens))) for m in batch]
         greedy = sampling.temperature <= 0
         n_eff = 1 if greedy else sampling.n
         base = None
         if not greedy and sampling.seed is None:
             base = int(torch.randint(0, 2**62, (1,)).item())  # follows torch.manual_seed
-        rows = []  # (conversation index, sample index, prompt ids, generator seed)
+        rows = []  # (prompt index, sample index, prompt ids, generator seed)
         for i, p in enumerate(prompts):
             for j in range(n_eff):
                 seed = None
@@ -335,14 +370,15 @@ class HFChatLLM:
                     seed = derive_seed(sampling.seed, j) if sampling.seed is not None else derive_seed(base, i, j)
                 rows.append((i, j, p, seed))
         order = sorted(range(len(rows)), key=lambda r: -len(rows[r][2]))
-        texts: dict[int, str] = {}
+        gens: dict[int, Generation] = {}
         for s in range(0, len(order), self.max_batch):
             chunk = order[s : s + self.max_batch]
-            outs = self._generate_chunk([rows[r][2] for r in chunk], [rows[r][3] for r in chunk], sampling)
-            texts.update(zip(chunk, outs))
-        result: list[list[str]] = [[] for _ in batch]
+            outs = self._generate_chunk([rows[r][2] for r in chunk], [rows[r][3] for r in chunk], sampling,
+                                        top_logprobs)
+            gens.update(zip(chunk, outs))
+        result: list[list[Generation]] = [[] for _ in prompts]
         for r, (i, j, _, _) in enumerate(rows):
-            result[i].append(texts[r])
+            result[i].append(gens[r])
         if greedy and sampling.n > 1:
             result = [res * sampling.n for res in result]
         self._stats["rows"] += len(rows)
@@ -350,10 +386,12 @@ class HFChatLLM:
         self._stats["seconds"] += time.perf_counter() - t0
         return result
 
-    def _generate_chunk(self, prompts: list[list[int]], seeds: list[int | None], sampling: Sampling) -> list[str]:
+    def _generate_chunk(self, prompts: list[list[int]], seeds: list[int | None], sampling: Sampling,
+                        top_logprobs: int | None = None) -> list["Generation"]:
         import torch
 
         greedy = sampling.temperature <= 0
+        want_lp = top_logprobs is not None
         b = len(prompts)
         gens = []
         for sd in seeds:
@@ -363,15 +401,17 @@ class HFChatLLM:
                 g.manual_seed(sd)
             gens.append(g)
         eos = torch.tensor(self.eos_ids, dtype=torch.long, device=self.device)
-        done_text: list[str | None] = [None] * b
+        finish: list[str | None] = [None] * b
         gen_ids: list[list[int]] = [[] for _ in range(b)]
-        active = list(range(b))  # current row -> chunk row
+        lps: list[list[float]] = [[] for _ in range(b)]
+        tops: list[list[list[tuple[int, float]]]] = [[] for _ in range(b)]
+        active = list(range(b))  # current batch row -> chunk row
         with torch.inference_mode():
             from transformers import DynamicCache
 
             cache = DynamicCache()
             logits, attn, pos = self._forward(prompts, 1, cache)
-            logits = logits[:, -1, :]
+            logits = logits[:, -1, :]  # [b, V] next-token logits
             pos = pos[:, -1:]
             for step in range(sampling.max_tokens):
                 if greedy:
@@ -381,17 +421,25 @@ class HFChatLLM:
                     probs = _apply_top_p(probs, sampling.top_p)
                     nxt = torch.stack([torch.multinomial(probs[k], 1, generator=gens[active[k]])[0]
                                        for k in range(len(active))])
+                if want_lp:  # log-probs of the model's own distribution (before temperature / top_p)
+                    logp = torch.log_softmax(logits, dim=-1)
+                    chosen = logp.gather(1, nxt[:, None])[:, 0].tolist()
+                    tv, ti = logp.topk(max(1, top_logprobs), dim=-1)
+                    tv, ti = tv.tolist(), ti.tolist()
                 is_eos = torch.isin(nxt, eos).tolist()
                 keep = []
                 for k, row in enumerate(active):
                     if is_eos[k]:
-                        done_text[row] = self._finish(gen_ids[row], sampling.stop)
+                        finish[row] = "stop"
                         continue
                     gen_ids[row].append(int(nxt[k]))
+                    if want_lp:
+                        lps[row].append(chosen[k])
+                        tops[row].append(list(zip(ti[k], tv[k])) if top_logprobs else [])
                     if sampling.stop:
                         txt = self.tokenizer.decode(gen_ids[row], skip_special_tokens=True)
                         if any(st in txt for st in sampling.stop):
-                            done_text[row] = self._finish(gen_ids[row], sampling.stop)
+                            finish[row] = "stop"
                             continue
                     keep.append(k)
                 self._stats["generated_tokens"] += len(active)
@@ -407,15 +455,70 @@ class HFChatLLM:
                 out = self.model(input_ids=nxt.unsqueeze(1), attention_mask=attn, position_ids=pos,
                                  past_key_values=cache, use_cache=True)
                 logits = out.logits[:, -1, :].float()
-        for row in range(b):
-            if done_text[row] is None:
-                done_text[row] = self._finish(gen_ids[row], sampling.stop)
-        return done_text  # type: ignore[return-value]
+        return [self._finish(gen_ids[r], sampling.stop, finish[r] or "length", lps[r] if want_lp else None,
+                             tops[r] if want_lp else None) for r in range(b)]
 
-    def _finish(self, ids: list[int], stop: Sequence[str]) -> str:
+    def _finish(self, ids: list[int], stop: Sequence[str], reason: str, lps=None, tops=None) -> "Generation":
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         cut = min((text.find(s) for s in stop if s and s in text), default=-1)
-        return text[:cut] if cut >= 0 else text
+        if cut >= 0:
+            text = text[:cut]
+            if lps is not None:  # keep the tokens that lie before the stop string
+                n = 0
+                while n < len(ids) and len(self.tokenizer.decode(ids[: n + 1], skip_special_tokens=True)) <= cut:
+                    n += 1
+                ids, lps, tops = ids[:n], lps[:n], tops[:n]
+        return Generation(text=text, token_ids=list(ids), finish_reason=reason, logprobs=lps,
+                          top_logprobs=tops)
+
+    def token_text(self, ids: Sequence[int]) -> list[str]:
+        """The text of each token id (for logprob listings)."""
+        return [self.tokenizer.decode([int(i)], skip_special_tokens=False) for i in ids]
+
+    def prompt_logprobs(self, prompts: Sequence[str]) -> list[tuple[list[int], list[int], list[float | None]]]:
+        """Per-token log-probs of raw text prompts (what ``/v1/completions`` with ``echo`` returns).
+
+        Returns for each prompt ``(token_ids, char_offsets, logprobs)``; the first token has no
+        log-prob (``None``). One left-padded forward pass per ``max_batch`` prompts."""
+        import torch
+
+        ids = [self._encode(p) for p in prompts]
+        for p, t in zip(prompts, ids):
+            if len(t) > self.max_context:
+                raise PromptTooLongError(f"prompt of {len(t)} tokens exceeds the context of {self.max_context}")
+        out: list = [None] * len(prompts)
+        order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))
+        with torch.inference_mode():
+            V = int(self.model.config.vocab_size)
+            chunks, cur = [], []
+            for i in order:  # longest first; cap rows so that fp32 logits [b, L, V] stay < 512 MB
+                if cur and (len(cur) >= self.max_batch or (len(cur) + 1) * len(ids[cur[0]]) * V * 4 > 2**29):
+                    chunks.append(cur)
+                    cur = []
+                cur.append(i)
+            chunks.append(cur)
+            for ch in chunks:
+                L = max(len(ids[i]) for i in ch)
+                logits, _, _ = self._forward([ids[i] for i in ch], L)
+                lp = torch.log_softmax(logits, dim=-1)  # [b, L, V]
+                for r, i in enumerate(ch):
+                    n = len(ids[i])
+                    t = torch.tensor(ids[i][1:], device=lp.device)
+                    # logits at positions L-n .. L-2 predict tokens 1 .. n-1
+                    vals = lp[r, L - n : L - 1, :].gather(1, t[:, None])[:, 0].tolist() if n > 1 else []
+                    out[i] = (ids[i], self._offsets(prompts[i], ids[i]), [None] + vals)
+        self._stats["prompt_tokens"] += sum(len(t) for t in ids)
+        return out
+
+    def _offsets(self, text: str, ids: list[int]) -> list[int]:
+        enc = self.tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
+        if enc["input_ids"] == ids and "offset_mapping" in enc:
+            return [int(a) for a, _ in enc["offset_mapping"]]
+        pos, offs = 0, []  # slow tokenizers: rebuild from decoded prefixes
+        for n in range(len(ids)):
+            offs.append(pos)
+            pos = len(self.tokenizer.decode(ids[: n + 1], skip_special_tokens=False))
+        return offs
 
     # ------------------------------------------------------------------ option scoring
     def _split_ids(self, ctx_text: str, option: str) -> tuple[list[int], list[int]]:

@@ -1,0 +1,172 @@
+"""vLLM offline engine backend (GPU). vLLM is imported lazily, inside :class:`VLLMChatLLM`, never
+at module import, so the kit imports and tests on machines without it.
+
+Install and run on a GPU machine (the paper's setting, Qwen2.5-7B-Instruct)::
+
+    pip install -e '.[vllm]'         # vLLM 0.33 pins torch==2.14.0 and transformers<5.21, CUDA 12
+    # params: {"backend": "vllm", "model": "Qwen/Qwen2.5-7B-Instruct", "gpu_memory_utilization": 0.85}
+    pytest tests/test_llm_vllm.py    # the engine test runs when vllm imports and a GPU is present
+
+GPU use: one engine per distinct spec, holding ``gpu_memory_utilization`` of the card (weights +
+KV cache): a 7B model in bf16 takes ~15 GB of weights, so one 24 GB card serves one 7B engine; all
+six roles should share that one spec (``role_llms`` then builds a single engine). Several GPUs:
+``tensor_parallel_size``, or run ``vllm serve`` and point the ``openai`` backend at it.
+
+* Chat: ``LLM.chat(conversations, SamplingParams)`` -- one call per batch, vLLM schedules it.
+  ``Sampling.seed`` becomes ``SamplingParams.seed`` (per request, so the same request gives the
+  same replies whatever the batch). Greedy with ``n > 1`` is one greedy reply, copied.
+* Option scoring: ``LLM.generate`` on token-id prompts ``context + option`` with
+  ``prompt_logprobs=0`` (the log-prob of each actual prompt token) and ``max_tokens=1``; an
+  option's score is the sum over its tokens, normalised over the options -- the same rule as the
+  transformers backend (:mod:`rso_lib.llm.hf`).
+* Prompts over ``max_model_len - max_tokens`` are shortened by :func:`rso_lib.llm.hf.truncate_messages`.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+from rso_lib.llm.hf import normalise_logprobs, truncate_messages
+from rso_lib.llm.protocol import Messages, Sampling
+
+
+def sampling_params_kwargs(s: Sampling) -> dict:
+    """Keyword arguments for ``vllm.SamplingParams`` equivalent to our :class:`Sampling`.
+
+    Greedy (temperature 0) asks for ONE reply (the caller copies it ``n`` times): vLLM rejects or
+    wastes ``n > 1`` under greedy decoding, and the replies would be identical anyway."""
+    if s.n < 1 or s.max_tokens < 1:
+        raise ValueError(f"n and max_tokens must be >= 1 (got n={s.n}, max_tokens={s.max_tokens})")
+    greedy = s.temperature <= 0
+    kw = {"n": 1 if greedy else int(s.n), "temperature": 0.0 if greedy else float(s.temperature),
+          "top_p": 1.0 if greedy else float(s.top_p), "max_tokens": int(s.max_tokens)}
+    if s.stop:
+        kw["stop"] = list(s.stop)
+    if s.seed is not None and not greedy:
+        kw["seed"] = int(s.seed)
+    return kw
+
+
+def scoring_params_kwargs() -> dict:
+    """``SamplingParams`` kwargs for option scoring: one throw-away token, prompt log-probs on."""
+    return {"max_tokens": 1, "temperature": 0.0, "prompt_logprobs": 0}
+
+
+def option_logprob(prompt_logprobs: list, option_ids: Sequence[int]) -> float:
+    """Sum of the log-probs of the last ``len(option_ids)`` prompt tokens.
+
+    ``prompt_logprobs`` is vLLM's per-position list (``None`` first, then ``{token_id: Logprob}``
+    dicts or plain floats)."""
+    total = 0.0
+    tail = prompt_logprobs[len(prompt_logprobs) - len(option_ids):]
+    for tid, entry in zip(option_ids, tail):
+        if entry is None:
+            raise ValueError("vLLM returned no log-prob for an option token")
+        v = entry[tid] if isinstance(entry, dict) else entry
+        total += float(getattr(v, "logprob", v))
+    return total
+
+
+class VLLMChatLLM:
+    """vLLM offline engine (see module doc).
+
+    Args:
+        model: hub id or local directory.
+        dtype: vLLM dtype (default ``"auto"``).
+        max_context: alias of ``max_model_len``.
+        system_prompt: prepended to conversations without a system message.
+        tensor_parallel_size, gpu_memory_utilization, max_model_len, enforce_eager,
+        trust_remote_code, seed: passed to ``vllm.LLM``.
+        engine_kwargs: any other ``vllm.LLM`` keyword arguments.
+    """
+
+    backend = "vllm"
+
+    def __init__(self, model: str, dtype: str = "auto", max_context: int | None = None,
+                 system_prompt: str | None = None, tensor_parallel_size: int = 1,
+                 gpu_memory_utilization: float = 0.85, max_model_len: int | None = None,
+                 enforce_eager: bool = False, trust_remote_code: bool = False, seed: int = 0,
+                 engine_kwargs: dict | None = None):
+        try:
+            import vllm  # noqa: F401  -- lazy: GPU machines only
+        except ImportError as e:
+            raise ImportError("the vllm backend needs vLLM on a CUDA machine: `pip install -e '.[vllm]'` "
+                              "(or use backend 'transformers' / 'openai')") from e
+        from vllm import LLM
+
+        self.model_id = model
+        self.system_prompt = system_prompt
+        mml = max_model_len or max_context
+        kw = dict(model=model, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
+                  gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
+                  trust_remote_code=trust_remote_code, seed=seed, **(engine_kwargs or {}))
+        if mml:
+            kw["max_model_len"] = int(mml)
+        self.engine = LLM(**kw)
+        self.tokenizer = self.engine.get_tokenizer()
+        self.max_context = int(self.engine.llm_engine.model_config.max_model_len)
+        self.fingerprint = f"{model}|vllm|{dtype}|ctx={self.max_context}|sys={system_prompt!r}"
+        self._stats = {"chat_calls": 0, "score_calls": 0, "rows": 0, "truncations": 0}
+
+    def stats(self) -> dict:
+        return dict(self._stats)
+
+    def _encode(self, text: str) -> list[int]:
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def render(self, messages: Messages) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def fit(self, messages: Messages, reserve: int) -> Messages:
+        msgs = [dict(m) for m in messages]
+        if self.system_prompt and not any(m.get("role") == "system" for m in msgs):
+            msgs.insert(0, {"role": "system", "content": self.system_prompt})
+
+        def cut(text, n):
+            ids = self._encode(text)
+            return self.tokenizer.decode(ids[n:]) if n < len(ids) else ""
+
+        msgs, changes = truncate_messages(msgs, lambda m: len(self._encode(self.render(m))),
+                                          self.max_context - reserve, cut)
+        self._stats["truncations"] += bool(changes)
+        return msgs
+
+    def chat(self, batch: Sequence[Messages], sampling: Sampling = Sampling()) -> list[list[str]]:
+        from vllm import SamplingParams
+
+        self._stats["chat_calls"] += 1
+        self._stats["rows"] += len(batch)
+        convs = [self.fit(m, sampling.max_tokens) for m in batch]
+        params = SamplingParams(**sampling_params_kwargs(sampling))
+        outs = self.engine.chat(convs, params, use_tqdm=False)
+        res = [[o.text for o in out.outputs] for out in outs]
+        if sampling.temperature <= 0 and sampling.n > 1:
+            res = [r[:1] * sampling.n for r in res]
+        return res
+
+    def score_options_raw(self, batch: Sequence[Messages], options: Sequence[str], prefix: str = "") -> np.ndarray:
+        from vllm import SamplingParams
+
+        if len(options) == 0:
+            raise ValueError("score_options needs at least one option")
+        self._stats["score_calls"] += 1
+        reserve = max(len(self._encode(prefix + o)) for o in options) + 2
+        prompts, opt_ids = [], []
+        for m in batch:
+            ctx = self.render(self.fit(m, reserve)) + prefix
+            c = self._encode(ctx)
+            for o in options:
+                full = self._encode(ctx + o)
+                n = 0
+                while n < min(len(c), len(full)) and c[n] == full[n]:
+                    n += 1
+                prompts.append({"prompt_token_ids": full})
+                opt_ids.append(full[n:])
+        outs = self.engine.generate(prompts, SamplingParams(**scoring_params_kwargs()), use_tqdm=False)
+        vals = [option_logprob(o.prompt_logprobs, ids) for o, ids in zip(outs, opt_ids)]
+        return np.asarray(vals, dtype=np.float64).reshape(len(batch), len(options))
+
+    def score_options(self, batch: Sequence[Messages], options: Sequence[str], prefix: str = "") -> np.ndarray:
+        return normalise_logprobs(self.score_options_raw(batch, options, prefix))
