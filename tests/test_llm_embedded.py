@@ -43,25 +43,26 @@ def test_conversion_gives_identical_logits():
 
 def test_greedy_batched_generation_is_real_and_repeatable(llm):
     batch = convs(6)
-    s = Sampling(max_tokens=24)
+    s = Sampling(max_tokens=16)
     out1 = llm.chat(batch, s)
     assert len(out1) == 6 and all(len(r) == 1 for r in out1)
     assert all(r[0].strip() for r in out1)  # a real model says something
     assert len({r[0] for r in out1}) > 1  # different prompts, different replies
     assert llm.chat(batch, s) == out1
     # n greedy replies are identical copies
-    assert llm.chat(batch[:2], Sampling(max_tokens=8, n=3))[0] == [out1[0][0][: len(llm.chat(batch[:1], Sampling(max_tokens=8))[0][0])]] * 3
+    out_n = llm.chat(batch[:2], Sampling(max_tokens=8, n=3))
+    assert all(len(r) == 3 and len(set(r)) == 1 for r in out_n)
 
 
 def test_seed_determinism(llm):
     batch = convs(3)
-    s = Sampling(temperature=1.0, max_tokens=16, seed=123, n=3)
+    s = Sampling(temperature=1.0, max_tokens=10, seed=123, n=3)
     a = llm.chat(batch, s)
     b = llm.chat(list(reversed(batch)), s)[::-1]  # other batch order: same per-request result
     assert a == b
     assert all(len(r) == 3 for r in a)
     assert any(len(set(r)) > 1 for r in a)  # the n samples differ
-    c = llm.chat(batch, Sampling(temperature=1.0, max_tokens=16, seed=124, n=3))
+    c = llm.chat(batch, Sampling(temperature=1.0, max_tokens=10, seed=124, n=3))
     assert c != a
 
 
@@ -77,8 +78,8 @@ def test_unseeded_sampling_follows_torch_manual_seed(llm):
 
 def test_stop_strings_cut_the_reply(llm):
     batch = convs(4)
-    full = llm.chat(batch, Sampling(max_tokens=40))
-    cut = llm.chat(batch, Sampling(max_tokens=40, stop=(" ",)))
+    full = llm.chat(batch, Sampling(max_tokens=20))
+    cut = llm.chat(batch, Sampling(max_tokens=20, stop=(" ",)))
     for f, c in zip(full, cut):
         assert " " not in c[0]
         assert f[0].startswith(c[0])

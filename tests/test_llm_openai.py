@@ -64,7 +64,7 @@ def server():
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1",
            "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
     proc = subprocess.Popen([sys.executable, "-m", "rso_lib.llm.serve", "--backend", "embedded", "--port", "0",
-                             "--max-wait-ms", "20"],
+                             "--max-wait-ms", "150"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     url, lines = None, []
     deadline = time.monotonic() + 240
@@ -123,6 +123,12 @@ def test_our_backend_matches_embedded_through_the_server(server):
     got = remote.chat(batch, s)
     same = sum(a == b for a, b in zip(want, got))
     assert same >= 3, (want, got)  # greedy; bf16 batch shapes may flip a near-tie at most once
+    # the server gathered the client's concurrent requests into batches
+    import json
+    import urllib.request
+
+    with urllib.request.urlopen(server.rsplit("/v1", 1)[0] + "/stats", timeout=10) as r:
+        assert max(json.loads(r.read())["chat_batches"]) > 1
     p_local = local.score_options([RATING_PROMPT, batch[0]], RATINGS, prefix="Rating: ")
     p_remote = remote.score_options([RATING_PROMPT, batch[0]], RATINGS, prefix="Rating: ")
     np.testing.assert_allclose(p_remote.sum(axis=1), 1.0, atol=1e-9)

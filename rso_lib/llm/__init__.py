@@ -25,8 +25,8 @@ BACKENDS = ("embedded", "transformers", "vllm", "openai")
 
 # options each backend accepts besides "backend" and "model" (unknown keys fail loudly)
 _OPTIONS = {
-    "embedded": {"dtype", "device", "max_batch", "max_context", "system_prompt"},
-    "transformers": {"dtype", "device", "max_batch", "max_context", "system_prompt", "trust_remote_code"},
+    "embedded": {"dtype", "device", "max_batch", "max_context", "system_prompt", "threads"},
+    "transformers": {"dtype", "device", "max_batch", "max_context", "system_prompt", "trust_remote_code", "threads"},
     "vllm": {"dtype", "max_context", "system_prompt", "tensor_parallel_size", "gpu_memory_utilization",
              "max_model_len", "enforce_eager", "trust_remote_code", "seed", "engine_kwargs"},
     "openai": {"base_url", "api_key_env", "max_concurrency", "timeout", "retries", "backoff", "system_prompt",

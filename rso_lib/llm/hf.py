@@ -31,6 +31,7 @@ Context limit (documented truncation rule, see :func:`truncate_messages`)
 from __future__ import annotations
 
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,6 +204,9 @@ class HFChatLLM:
         backend: backend label (``"transformers"``; ``"embedded"`` for the packaged default).
         system_prompt: if given, prepended as a system message to conversations without one.
         trust_remote_code: passed to transformers (default False).
+        threads: if set, ``torch.set_num_threads(threads)`` -- process-wide. Use 1 when several
+            processes share few cores: OpenMP oversubscription made 2 threads ~10x SLOWER than 1
+            on a 2-core machine shared by 4 busy processes (measured).
         hf_model, hf_tokenizer: already-loaded objects (then ``model`` is only a label).
     """
 
@@ -218,6 +222,7 @@ class HFChatLLM:
         backend: str = "transformers",
         system_prompt: str | None = None,
         trust_remote_code: bool = False,
+        threads: int | None = None,
         hf_model=None,
         hf_tokenizer=None,
     ):
@@ -230,11 +235,22 @@ class HFChatLLM:
         self.dtype = resolve_dtype(dtype, self.device)
         self.max_batch = int(max_batch)
         self.system_prompt = system_prompt
+        if threads:
+            torch.set_num_threads(int(threads))  # process-wide (see the threads argument)
         t0 = time.perf_counter()
-        if hf_tokenizer is None:
-            hf_tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
-        if hf_model is None:
-            hf_model = AutoModelForCausalLM.from_pretrained(model, dtype=self.dtype, trust_remote_code=trust_remote_code)
+        try:
+            if hf_tokenizer is None:
+                hf_tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
+            if hf_model is None:
+                hf_model = AutoModelForCausalLM.from_pretrained(model, dtype=self.dtype,
+                                                                trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as e:
+            local = Path(str(model)).expanduser().exists()
+            hint = ("it is a directory but holds no loadable model" if local else
+                    "it is not a local directory, so it is fetched from the Hugging Face hub"
+                    + (", which is switched off (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""))
+            raise OSError(f"cannot load transformers model {model!r}: {hint}. Give a local model directory, or "
+                          f"download it first (huggingface-cli download {model}). Cause: {e}") from e
         self.tokenizer = hf_tokenizer
         self.model = hf_model.to(device=self.device, dtype=self.dtype).eval()
         self.load_seconds = time.perf_counter() - t0

@@ -5,7 +5,7 @@
 
 Endpoints:
 
-* ``GET /v1/models``, ``GET /health``
+* ``GET /v1/models``, ``GET /health``, ``GET /stats`` (ours: chat batch sizes, backend counters)
 * ``POST /v1/chat/completions``: ``messages``, ``n``, ``temperature`` (default 1), ``top_p``,
   ``max_tokens`` / ``max_completion_tokens`` (default 256), ``stop``, ``seed``, ``logprobs`` +
   ``top_logprobs`` (0..20), and vLLM's ``continue_final_message`` / ``add_generation_prompt``.
@@ -255,6 +255,9 @@ def make_server(llm, host: str = "127.0.0.1", port: int = 0, model_name: str | N
                 self._send(200, app.models())
             elif self.path.rstrip("/") == "/health":
                 self._send(200, {"status": "ok"})
+            elif self.path.rstrip("/") == "/stats":  # not OpenAI: batch sizes run + backend counters
+                st = app.llm.stats() if hasattr(app.llm, "stats") else {}
+                self._send(200, {"chat_batches": list(app.worker.batches), "backend": st})
             else:
                 self._error(404, f"no route {self.path}", "not_found")
 
