@@ -117,8 +117,13 @@ def test_save_load_roundtrip(tiny_dir, tmp_path):
 
 
 def test_bad_inputs_fail_clearly(tmp_path, tiny_dir):
-    with pytest.raises(FileNotFoundError, match="neither 'all-MiniLM-L6-v2' nor a local"):
+    with pytest.raises(FileNotFoundError, match="neither 'all-MiniLM-L6-v2', a local"):
         resolve_encoder(tmp_path / "nope")
+    with pytest.raises(FileNotFoundError, match="no config.json"):
+        resolve_encoder(tmp_path)
+    assert resolve_encoder("FacebookAI/roberta-large") == "FacebookAI/roberta-large"  # a hub id, loaded by transformers
+    with pytest.raises(FileNotFoundError, match="cannot load Planner encoder"):  # offline and not cached
+        Planner.from_config("rso-test-no-such-org/no-such-model")
     with pytest.raises(FileNotFoundError, match="not a saved Planner"):
         Planner.load(tmp_path)
     with pytest.raises(ValueError, match="pooling"):

@@ -29,6 +29,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
@@ -63,19 +64,29 @@ def minilm_dir() -> Path:
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
-def resolve_encoder(encoder: str | os.PathLike) -> Path:
-    """``"all-MiniLM-L6-v2"`` (or an alias) -> the embedded MiniLM dir; anything else must be an
-    existing local HF model directory (the kit runs offline: no hub download here)."""
+def resolve_encoder(encoder: str | os.PathLike) -> Path | str:
+    """Where to load the encoder from.
+
+    * ``"all-MiniLM-L6-v2"`` (or an alias) -> the embedded MiniLM directory;
+    * an existing local directory -> that directory (it must hold a ``config.json``);
+    * a Hugging Face model id such as ``"FacebookAI/roberta-large"`` -> the id itself, loaded by
+      transformers from its cache (offline) or the hub (when online);
+    * anything else (a path that does not exist) -> :class:`FileNotFoundError`.
+    """
     if str(encoder).strip().lower() in MINILM_ALIASES:
         return minilm_dir()
     p = Path(encoder).expanduser()
-    if not (p / "config.json").is_file():
-        raise FileNotFoundError(
-            f"Planner encoder {str(encoder)!r} is neither 'all-MiniLM-L6-v2' nor a local Hugging Face model "
-            f"directory with a config.json (download e.g. roberta-large once with `huggingface-cli download "
-            f"FacebookAI/roberta-large --local-dir DIR` and pass DIR)"
-        )
-    return p
+    if p.is_dir():
+        if not (p / "config.json").is_file():
+            raise FileNotFoundError(f"Planner encoder directory {p} has no config.json (not a Hugging Face model dir)")
+        return p
+    if re.fullmatch(r"[A-Za-z0-9][\w.-]*(/[\w.-]+)?", str(encoder)) and not p.is_absolute():
+        return str(encoder)
+    raise FileNotFoundError(
+        f"Planner encoder {str(encoder)!r} is neither 'all-MiniLM-L6-v2', a local Hugging Face model directory "
+        f"nor a model id (for roberta-large: `huggingface-cli download FacebookAI/roberta-large --local-dir DIR` "
+        f"once, then pass DIR or the id 'FacebookAI/roberta-large')"
+    )
 
 
 def format_history(turns: Sequence[Turn]) -> str:
@@ -147,14 +158,19 @@ class Planner(nn.Module):
         from transformers.utils import logging as hf_logging
 
         path = resolve_encoder(encoder)
-        tok = AutoTokenizer.from_pretrained(str(path))
         level = hf_logging.get_verbosity()
         hf_logging.set_verbosity_error()  # the dropped pooler weights are expected: no load report
-        try:  # BERT/RoBERTa carry an unused pooler layer (dense+tanh); skip it when the class allows
-            try:
+        try:
+            tok = AutoTokenizer.from_pretrained(str(path))
+            try:  # BERT/RoBERTa carry an unused pooler layer (dense+tanh); skip it when the class allows
                 enc = AutoModel.from_pretrained(str(path), add_pooling_layer=False)
             except TypeError:
                 enc = AutoModel.from_pretrained(str(path))
+        except OSError as e:  # a model id that is neither cached nor reachable
+            raise FileNotFoundError(
+                f"cannot load Planner encoder {str(encoder)!r}: {e}. Offline, download it once "
+                f"(`huggingface-cli download {encoder} --local-dir DIR`) and pass DIR"
+            ) from e
         finally:
             hf_logging.set_verbosity(level)
         cfg = PlannerConfig(encoder=str(encoder), max_length=int(max_length), pooling=pooling, seed=int(seed))
