@@ -54,6 +54,11 @@ def test_greedy_batched_generation_is_real_and_repeatable(llm):
     assert all(len(r) == 3 and len(set(r)) == 1 for r in out_n)
 
 
+def test_empty_batches(llm):
+    assert llm.chat([], Sampling()) == []
+    assert llm.score_options([], ["a", "b"]).shape == (0, 2)
+
+
 def test_seed_determinism(llm):
     batch = convs(3)
     s = Sampling(temperature=1.0, max_tokens=10, seed=123, n=3)
@@ -110,6 +115,21 @@ def test_single_token_fast_path_matches_general_path(llm):
     a = llm.score_options_raw([RATING_PROMPT], ["1", "5"], prefix="Rating: ")
     b = llm.score_options_raw([RATING_PROMPT], ["1", "5", "5 stars"], prefix="Rating: ")
     np.testing.assert_allclose(a[0], b[0, :2], atol=0.1)
+
+
+def test_shared_context_scoring_matches_one_pass_per_option(llm):
+    opts = ["Toy Story", "The Matrix", "Up", "Finding Nemo and friends"]
+    batch = [RATING_PROMPT, convs(1)[0], convs(3)[2]]
+    shared = llm.score_options_raw(batch, opts, prefix="Title: ")
+    llm.shared_context_scoring = False
+    try:
+        full = llm.score_options_raw(batch, opts, prefix="Title: ")
+    finally:
+        llm.shared_context_scoring = True
+    # bf16 rounding differs with the batch shapes (exact agreement is checked in fp32 in
+    # test_llm_transformers.py); a wrong position or token would be off by whole nats
+    np.testing.assert_allclose(shared, full, rtol=0.03, atol=0.05)
+    assert np.all(shared < 0)
 
 
 def test_scoring_prefers_the_obvious_answer(llm):

@@ -43,6 +43,22 @@ def test_scores_agree_with_the_embedded_bf16_model(hf):
     np.testing.assert_allclose(p32, p16, atol=0.05)
 
 
+def test_multi_token_scoring_paths_agree_in_fp32(hf):
+    opts = ["Toy Story", "The Matrix", "Up", "Finding Nemo and friends"]
+    batch = [RATING_PROMPT, convs(1)[0], convs(3)[2]]
+    shared = hf.score_options_raw(batch, opts, prefix="Title: ")
+    hf.shared_context_scoring = False
+    try:
+        full = hf.score_options_raw(batch, opts, prefix="Title: ")
+    finally:
+        hf.shared_context_scoring = True
+    np.testing.assert_allclose(shared, full, atol=2e-3)
+    # chain rule: log P("Toy Story") = log P("Toy") + log P(" Story" | ... "Toy")
+    two = hf.score_options_raw(batch[:1], ["Toy Story", "Toy"], prefix="Title: ")
+    step = hf.score_options_raw(batch[:1], [" Story"], prefix="Title: Toy")
+    assert abs(two[0, 0] - (two[0, 1] + step[0, 0])) < 2e-3
+
+
 def test_missing_model_error_is_clear(tmp_path):
     with pytest.raises(OSError, match="cannot load transformers model .*holds no loadable model"):
         build_llm({"backend": "transformers", "model": str(tmp_path)})

@@ -13,11 +13,13 @@ Generation
     ``temperature == 0`` is greedy (and ``n`` greedy replies are one computation, copied).
 
 Option scoring
-    One forward pass over ``prompt + prefix + option`` per (conversation, option); an option's
-    log-probability is the SUM of its tokens' log-probs (a multi-token option is scored as the
-    joint probability of all its tokens, not just the first one); the K options are then
-    normalised with a softmax, so each row sums to 1. When every option is a single token after
-    the same context, one pass over the context alone gives all K scores.
+    The log-probability of ``prompt + prefix + option`` continuing with the option: the SUM of
+    its tokens' log-probs (a multi-token option is scored as the joint probability of all its
+    tokens, not just the first one); the K options are then normalised with a softmax, so each
+    row sums to 1. When every option is a single token after the same context, one pass over the
+    context alone gives all K scores; otherwise the context runs once into a KV cache that is
+    repeated K times, and only the option tokens run on top (``shared_context_scoring``; the
+    reference path, one full pass per option, gives the same numbers and is tested against it).
 
 Context limit (documented truncation rule, see :func:`truncate_messages`)
     A prompt that does not fit ``max_context - max_tokens`` tokens is shortened by: (1) keeping
@@ -275,6 +277,8 @@ class HFChatLLM:
         self._stats = {"chat_calls": 0, "score_calls": 0, "rows": 0, "prompt_tokens": 0,
                        "generated_tokens": 0, "truncations": 0, "seconds": 0.0}
         self._warned_trunc = False
+        #: score multi-token options on one shared context pass (False: one pass per option; same result)
+        self.shared_context_scoring = True
 
     # ------------------------------------------------------------------ rendering / truncation
     def _prep(self, messages: Messages) -> Messages:
@@ -583,25 +587,90 @@ class HFChatLLM:
                         tok = torch.tensor([split[i][k][1][0] for k in range(K)], device=lp.device)
                         out[i] = lp[r, tok].double().cpu().numpy()
                     self._stats["prompt_tokens"] += sum(len(split[i][0][0]) for i in ch)
+            elif self.shared_context_scoring:
+                self._score_shared(split, out)
             else:
-                seqs = [(i, k) for i in range(B) for k in range(K)]
-                seqs.sort(key=lambda ik: -len(split[ik[0]][ik[1]][0]) - len(split[ik[0]][ik[1]][1]))
-                for s in range(0, len(seqs), self.max_batch):
-                    ch = seqs[s : s + self.max_batch]
-                    ids = [split[i][k][0] + split[i][k][1] for i, k in ch]
-                    m = max(len(split[i][k][1]) for i, k in ch) + 1
-                    logits, _, _ = self._forward(ids, m)  # [b, m, V]: positions L-m .. L-1
-                    lp = torch.log_softmax(logits, dim=-1)
-                    for r, (i, k) in enumerate(ch):
-                        opt = split[i][k][1]
-                        c = len(opt)
-                        # logits at positions L-c-1 .. L-2 predict the option tokens at L-c .. L-1
-                        rows = lp[r, m - c - 1 : m - 1, :]
-                        out[i, k] = float(rows.gather(1, torch.tensor(opt, device=rows.device)[:, None]).sum())
-                    self._stats["prompt_tokens"] += sum(len(x) for x in ids)
+                self._score_full(split, out)
         self._stats["rows"] += B
         self._stats["seconds"] += time.perf_counter() - t0
         return out
+
+    def _score_full(self, split, out: np.ndarray) -> None:
+        """Reference path: one left-padded forward pass per (conversation, option) sequence."""
+        import torch
+
+        B, K = out.shape
+        seqs = [(i, k) for i in range(B) for k in range(K)]
+        seqs.sort(key=lambda ik: -len(split[ik[0]][ik[1]][0]) - len(split[ik[0]][ik[1]][1]))
+        for s in range(0, len(seqs), self.max_batch):
+            ch = seqs[s : s + self.max_batch]
+            ids = [split[i][k][0] + split[i][k][1] for i, k in ch]
+            m = max(len(split[i][k][1]) for i, k in ch) + 1
+            logits, _, _ = self._forward(ids, m)  # [b, m, V]: positions L-m .. L-1
+            lp = torch.log_softmax(logits, dim=-1)
+            for r, (i, k) in enumerate(ch):
+                opt = split[i][k][1]
+                c = len(opt)
+                # logits at positions L-c-1 .. L-2 predict the option tokens at L-c .. L-1
+                rows = lp[r, m - c - 1 : m - 1, :]
+                out[i, k] = float(rows.gather(1, torch.tensor(opt, device=rows.device)[:, None]).sum())
+            self._stats["prompt_tokens"] += sum(len(x) for x in ids)
+
+    def _score_shared(self, split, out: np.ndarray, max_rows: int = 32) -> None:
+        """Shared-context path: each conversation's context runs ONCE (KV cache), the cache is
+        repeated K times and only the option tails run on top -- cost ~ 1 context pass instead of K.
+
+        Per conversation the shared context is the shortest of its options' contexts (they are all
+        prefixes of one tokenization); an option's tail = its extra context tokens (conditioned on,
+        not scored) + its option tokens (scored)."""
+        B, K = out.shape
+        V = int(self.model.config.vocab_size)
+        ctx, tails, n_opt = [], [], []
+        for i in range(B):
+            c = min((split[i][k][0] for k in range(K)), key=len)
+            ctx.append(c)
+            full = [split[i][k][0] + split[i][k][1] for k in range(K)]
+            tails.append([f[len(c):] for f in full])
+            n_opt.append([len(split[i][k][1]) for k in range(K)])
+        order = sorted(range(B), key=lambda i: -len(ctx[i]))
+        b = max(1, min(self.max_batch, max_rows // K))  # conversations per chunk: b*K rows of KV cache
+        for s in range(0, B, b):
+            ch = order[s : s + b]
+            Lt = max(len(t) for i in ch for t in tails[i])
+            # keep the fp32 tail logits [b*K, Lt, V] under ~512 MB
+            sub = max(1, min(len(ch), (2**29) // max(1, K * Lt * V * 4)))
+            for s2 in range(0, len(ch), sub):
+                self._score_shared_chunk(ch[s2 : s2 + sub], ctx, tails, n_opt, out, K)
+
+    def _score_shared_chunk(self, ch, ctx, tails, n_opt, out, K) -> None:
+        import torch
+        from transformers import DynamicCache
+
+        cache = DynamicCache()
+        last, attn, pos = self._forward([ctx[i] for i in ch], 1, cache)  # last: [b, 1, V]
+        b = len(ch)
+        cache.batch_repeat_interleave(K)  # rows i*K + k share conversation i's context
+        Lt = max(len(t) for i in ch for t in tails[i])
+        tail_ids = torch.full((b * K, Lt), self.pad_id, dtype=torch.long)
+        tail_mask = torch.zeros((b * K, Lt), dtype=torch.long)
+        for r, i in enumerate(ch):
+            for k in range(K):
+                t = tails[i][k]
+                tail_ids[r * K + k, : len(t)] = torch.tensor(t, dtype=torch.long)  # RIGHT padded: causal
+                tail_mask[r * K + k, : len(t)] = 1  # attention never lets a real token see the pad after it
+        tail_ids, tail_mask = tail_ids.to(self.device), tail_mask.to(self.device)
+        attn2 = torch.cat([attn.repeat_interleave(K, dim=0), tail_mask], dim=1)
+        pos2 = pos[:, -1:].repeat_interleave(K, dim=0) + 1 + torch.arange(Lt, device=self.device)[None, :]
+        o = self.model(input_ids=tail_ids, attention_mask=attn2, position_ids=pos2, past_key_values=cache,
+                       use_cache=True)
+        # predictor of tail token j: the context's last logits for j = 0, tail logits j-1 after that
+        pred = torch.cat([last.repeat_interleave(K, dim=0), o.logits[:, :-1, :].float()], dim=1)  # [bK, Lt, V]
+        lp = torch.log_softmax(pred, dim=-1).gather(2, tail_ids[:, :, None])[:, :, 0]  # [bK, Lt]
+        for r, i in enumerate(ch):
+            for k in range(K):
+                n, c = len(tails[i][k]), n_opt[i][k]
+                out[i, k] = float(lp[r * K + k, n - c : n].double().sum())
+        self._stats["prompt_tokens"] += sum(len(ctx[i]) + sum(len(t) for t in tails[i]) for i in ch)
 
     def score_options(self, batch: Sequence[Messages], options: Sequence[str], prefix: str = "") -> np.ndarray:
         """Normalised probability of each option as the start of the reply after ``prefix``:
