@@ -138,8 +138,10 @@ def load_embedder(name_or_dir: str = "all-MiniLM-L6-v2", device: str | None = No
 
 
 def describe(llms: dict[str, ChatLLM]) -> dict[str, dict]:
-    """``{role: {"backend", "model"}}`` for provenance records."""
-    return {r: {"backend": m.backend, "model": m.model_id} for r, m in llms.items()}
+    """``{role: {"backend", "model", "fingerprint"}}`` for provenance records (the fingerprint
+    adds what changes outputs for one model id: dtype, context, system prompt, server URL)."""
+    return {r: {"backend": m.backend, "model": m.model_id, "fingerprint": str(getattr(m, "fingerprint", m.model_id))}
+            for r, m in llms.items()}
 
 
 __all__ = ["ROLES", "ChatLLM", "Messages", "Sampling", "expected_rating", "build_llm", "role_llms",
