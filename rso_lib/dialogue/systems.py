@@ -98,6 +98,7 @@ def build_system(
     actor_max_tokens: int = 64,
     actor_temperature: float = 0.7,
     user_max_tokens: int = 48,
+    reasoner_max_tokens: int = 48,
     require_kb_cover: bool = True,
     paraphrase: bool = False,
     embedder: Any = None,
@@ -123,7 +124,7 @@ def build_system(
         max_turns: most system turns (paper 10).
         top_k / rank_n: retrieved candidates / recorded ranking length.
         chooser_mode: ``letters`` | ``titles`` | ``generate``.
-        actor_max_tokens / actor_temperature / user_max_tokens: decoding lengths and temperature.
+        actor_max_tokens / actor_temperature / user_max_tokens / reasoner_max_tokens: decoding.
         require_kb_cover: LLM simulator may accept only movies covering the targets.
         paraphrase: agenda simulator rewords its templates with the simulator LLM.
         embedder / embedder_name / retriever: reuse a loaded embedder or a built retriever.
@@ -172,5 +173,6 @@ def build_system(
         planner=planner if system.strategy_mode == "planner" else None, simulator=sim, rewarder=rew,
         max_turns=max_turns, seed=seed, chooser_mode=chooser_mode,
         actor_sampling=Sampling(temperature=actor_temperature, top_p=0.9, max_tokens=actor_max_tokens),
+        reasoner_sampling=Sampling(temperature=0.0, max_tokens=reasoner_max_tokens),
         stop_on_reward=stop_on_reward,
     )

@@ -1,0 +1,89 @@
+"""Lockstep vs one-at-a-time dialogue simulation, same model, same seed, side by side.
+
+Runs N simulated dialogues (default 16) of the RSO system (untrained MiniLM Planner, embedded
+SmolLM2-135M for every LLM role, MiniLM Fact Retriever over the ReDial knowledge base, agenda
+user) twice:
+
+* lockstep: one ``engine.run(targets)``, every role's calls batched over the active dialogues;
+* one at a time: ``engine.run([t])`` for each target in turn.
+
+Prints simulated system turns per second for both, their ratio, and the share of wall time spent
+outside model calls (LLM, embedder + faiss, Planner). Goals (issue 4): ratio >= 8x, outside <= 20%.
+Short dialogues and short replies keep it under ~5 minutes on 2 idle CPU cores; the retriever
+index is built once and cached under ``runs/smoke/cache`` (first run only, not timed).
+
+    HF_HUB_OFFLINE=1 TQDM_DISABLE=1 RSO_DATA_DIR=../shared/data python bench/dialogue_engine.py
+
+Last line: ``lockstep_speedup=X``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=16, help="dialogues (default 16)")
+    ap.add_argument("--turns", type=int, default=2, help="max system turns per dialogue (default 2)")
+    ap.add_argument("--max-tokens", type=int, default=16, help="new tokens per reply (default 16)")
+    ap.add_argument("--system", default="RSO")
+    ap.add_argument("--simulator", default="agenda", choices=["agenda", "llm"])
+    ap.add_argument("--data-dir", default="")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+    import torch
+
+    from rso_lib.data.kb import load_kb
+    from rso_lib.data.targets import load_sim_targets
+    from rso_lib.dialogue.systems import build_system, get_system
+    from rso_lib.llm import build_llm, load_embedder
+    from rso_lib.paths import data_dir, run_dir
+
+    t0 = time.perf_counter()
+    dd = data_dir(args.data_dir or None)
+    kb = load_kb(dd)
+    targets = [t for t in load_sim_targets(dd, "inspired", "test") if t.target_genres][: args.n]
+    llm = build_llm({"backend": "embedded"})
+    llms = {r: llm for r in ("actor", "reasoner", "chooser", "rewarder", "simulator", "judge")}
+    emb = load_embedder()
+    system = get_system(args.system)
+    planner = None
+    if system.strategy_mode == "planner":
+        from rso_lib.experts.planner import Planner
+        planner = Planner.from_config(seed=args.seed)
+
+    def engine(retriever=None):
+        return build_system(system, kb=kb, llms=llms, planner=planner, simulator=args.simulator, embedder=emb,
+                            retriever=retriever, cache_dir=run_dir("smoke") / "cache", max_turns=args.turns,
+                            actor_max_tokens=args.max_tokens, user_max_tokens=args.max_tokens,
+                            reasoner_max_tokens=args.max_tokens, seed=args.seed)
+
+    lock = engine()
+    seq = engine(lock.retriever)
+    setup = time.perf_counter() - t0
+    print(f"setup {setup:.1f}s: {len(kb)} items, {len(targets)} dialogues x <= {args.turns} turns, "
+          f"{args.max_tokens} new tokens, system {system.name}, simulator {args.simulator}, "
+          f"torch threads {torch.get_num_threads()}")
+
+    lock.run(targets, None)
+    for t in targets:
+        seq.run([t], None)
+    rows = [("lockstep", lock.stats), ("one at a time", seq.stats)]
+    print(f"{'mode':<14} {'turns':>6} {'wall s':>8} {'model s':>8} {'outside':>8} {'turns/s':>8}")
+    for name, s in rows:
+        print(f"{name:<14} {s.turns:>6} {s.wall_s:>8.1f} {s.model_s:>8.1f} {s.outside_share:>8.1%} {s.turns_per_s:>8.3f}")
+    by_role = ", ".join(f"{r} {v:.1f}s" for r, v in sorted(lock.stats.model_s_by_role.items(), key=lambda x: -x[1]))
+    print(f"lockstep model time by role: {by_role}")
+    speedup = lock.stats.turns_per_s / seq.stats.turns_per_s if seq.stats.turns_per_s else float("nan")
+    print(f"goals: lockstep >= 8x (got {speedup:.1f}x), outside model calls <= 20% "
+          f"(got {lock.stats.outside_share:.1%} lockstep)")
+    print(f"lockstep_speedup={speedup:.2f}")
+
+
+if __name__ == "__main__":
+    main()
