@@ -283,3 +283,18 @@ def test_real_dialogues_end_to_end(real, system, sim, tmp_path):
         sizes = [b for r, _, b in log if r == role]
         assert sizes == [sum(len(e.turns) > st for e in eps) for st in range(steps)], role
     assert eng.stats.model_s > 0 and 0 <= eng.stats.outside_share < 1
+
+
+def test_build_system_from_params_maps_names(tmp_path):
+    from rso_lib.dialogue.systems import PARAM_KEYS, build_system_from_params
+
+    llms = {"actor": ScriptedLLM(scripted_actor, option_probs=lambda m, o: [1.0] + [0.0] * (len(o) - 1))}
+    retr = FactRetriever(ITEMS, BagEmbedder(), embedder_name="bag", cache_dir=tmp_path, top_k=3)
+    P = {"MAX_TURNS": 2, "SIMULATOR": "llm", "REWARD": "simulator", "STOP_THRESHOLD": 0.9, "SEED": 3,
+         "N_DIALOGUES": 99, "CHOOSER_MODE": "generate"}
+    eng = build_system_from_params("PROMPT_ONLY", P, kb=ITEMS, llms=llms, retriever=retr)
+    assert (eng.max_turns, eng.seed, eng.chooser.mode) == (2, 3, "generate")
+    assert isinstance(eng.simulator, LLMSimulator) and isinstance(eng.rewarder, SimulatorReward)
+    assert eng.rewarder.stop_threshold == 0.9
+    import inspect
+    assert set(PARAM_KEYS.values()) <= set(inspect.signature(build_system).parameters)

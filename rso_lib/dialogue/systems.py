@@ -176,3 +176,24 @@ def build_system(
         reasoner_sampling=Sampling(temperature=0.0, max_tokens=reasoner_max_tokens),
         stop_on_reward=stop_on_reward,
     )
+
+
+#: Notebook parameter name -> :func:`build_system` argument (what ``build_system_from_params`` maps).
+PARAM_KEYS: dict[str, str] = {
+    "LLM": "llm_cfg", "SIMULATOR": "simulator", "REWARD": "reward", "REWARD_MODE": "reward_mode",
+    "REWARD_SAMPLES": "reward_samples", "STOP_THRESHOLD": "stop_threshold", "STOP_ON_REWARD": "stop_on_reward",
+    "MAX_TURNS": "max_turns", "TOP_K": "top_k", "RANK_N": "rank_n", "CHOOSER_MODE": "chooser_mode",
+    "ACTOR_MAX_TOKENS": "actor_max_tokens", "ACTOR_TEMPERATURE": "actor_temperature",
+    "USER_MAX_TOKENS": "user_max_tokens", "REASONER_MAX_TOKENS": "reasoner_max_tokens",
+    "REQUIRE_KB_COVER": "require_kb_cover", "PARAPHRASE": "paraphrase", "EMBEDDER": "embedder_name",
+    "PROFILE": "profile", "SEED": "seed",
+}
+
+
+def build_system_from_params(name: str | SystemConfig, params: dict, *, kb, **kw):
+    """:func:`build_system` from notebook parameters (UPPER_CASE names of :data:`PARAM_KEYS`).
+    Keys not in :data:`PARAM_KEYS` are ignored (notebooks hold other parameters too); ``kw``
+    (``planner``, ``llms``, ``embedder``, ``retriever``...) is passed through and wins."""
+    args = {PARAM_KEYS[k]: v for k, v in params.items() if k in PARAM_KEYS}
+    args.update(kw)
+    return build_system(name, kb=kb, **args)
