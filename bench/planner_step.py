@@ -84,9 +84,13 @@ def main() -> None:
     labels = torch.randint(0, 14, (len(texts),))
 
     planner = Planner.from_config(max_length=128, seed=0)
-    lens = [min(128, len(planner.tokenizer(t)["input_ids"])) for t in texts]
-    print(f"threads={torch.get_num_threads()} mean_tokens={statistics.mean(lens):.0f} (max_length 128) "
-          f"share_truncated={sum(l >= 128 for l in lens) / len(lens):.2f}")
+    lens = [len(planner.tokenizer(t, truncation=True, max_length=129)["input_ids"]) for t in texts]
+    load = os.getloadavg()[0]
+    print(f"threads={torch.get_num_threads()} cpus={os.cpu_count()} loadavg_1min={load:.1f} "
+          f"mean_tokens={statistics.mean(min(l, 128) for l in lens):.0f} (max_length 128) "
+          f"share_truncated={sum(l > 128 for l in lens) / len(lens):.2f}")
+    if load > (os.cpu_count() or 1):
+        print("WARNING: the machine is busy (load > cores): timings are inflated; rerun when idle")
     fp32 = time_sft(planner, texts, labels, a.steps, bf16=False)
     planner = Planner.from_config(max_length=128, seed=0)
     bf16 = time_sft(planner, texts, labels, a.steps, bf16=True)
