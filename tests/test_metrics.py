@@ -44,6 +44,14 @@ def test_prs_cases(pre, post, true, status, value):
         assert c.value == pytest.approx(value)
 
 
+def test_prs_min_gap_for_expected_ratings():
+    # true - pre = 0.1: with the default gap 0.5 excluded (else PRS = 1 - 0.6/0.1 = -5)
+    assert M.persuasiveness(2.9, 2.4, 3.0).status == M.PRS_EXCLUDED
+    assert M.persuasiveness(2.9, 2.4, 3.0, min_gap=0.0).value == pytest.approx(-5.0)
+    # integer ratings one apart are never excluded
+    assert M.persuasiveness(3, 3, 4).value == pytest.approx(0.0)
+
+
 def test_prs_with_expected_ratings_pre_above_true():
     # pre 4.5 > true 3.0, post 3.0: the dialogue brought the intention to the true level -> 1
     assert M.persuasiveness(4.5, 3.0, 3.0).value == pytest.approx(1.0)

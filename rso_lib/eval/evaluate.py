@@ -96,6 +96,7 @@ def evaluate_system(
     n_boot: int = 1000,
     system: str | None = None,
     dataset: str | None = None,
+    prs_min_gap: float = 0.5,
 ) -> SystemEval:
     """All Table IV metrics of one system on one dataset.
 
@@ -107,6 +108,8 @@ def evaluate_system(
         seed: bootstrap seed (CIs are deterministic given it).
         n_boot: bootstrap resamples.
         system, dataset: labels (default: taken from the dialogues).
+        prs_min_gap: ``i_pre``/``i_true`` closer than this are "equal" for PRS (see
+            :func:`rso_lib.eval.metrics.persuasiveness`).
     """
     system = system or (dialogues[0].system if dialogues else "")
     dataset = dataset or (dialogues[0].dataset if dialogues else "")
@@ -148,7 +151,7 @@ def evaluate_system(
         df = pd.DataFrame(columns=["dialog_id", "accepted", "rec_success", "recall@1", "recall@5",
                                    "i_pre", "i_post", "i_true", "cred"])
 
-    prs_cases = [M.persuasiveness(a, b, c) for a, b, c in zip(df["i_pre"], df["i_post"], df["i_true"])]
+    prs_cases = [M.persuasiveness(a, b, c, min_gap=prs_min_gap) for a, b, c in zip(df["i_pre"], df["i_post"], df["i_true"])]
     df["prs_status"] = [c.status for c in prs_cases]
     df["prs"] = [c.value for c in prs_cases]
 

@@ -10,7 +10,8 @@ Per-dialogue metrics
 * **PRS** -- persuasiveness, :func:`persuasiveness`:
   ``PRS = 1 - (i_true - i_post) / (i_true - i_pre)``; ``i_pre`` from the title only, ``i_post``
   after the dialogue, ``i_true`` from the full item record. Dialogues with ``i_post > i_true``
-  (the system oversold the item) and dialogues with ``i_pre == i_true`` (PRS undefined) are not
+  (the system oversold the item) and dialogues with ``i_pre == i_true`` (PRS undefined; with
+  expected ratings: closer than ``min_gap``) are not
   averaged; both counts are reported.
 * **Cred** -- credibility 1-5: mean truthfulness rating of the system turns that present an item,
   judged against that item's knowledge-base facts, :func:`credibility`.
@@ -100,7 +101,8 @@ class PRSCase:
     value: float | None  # the PRS of this dialogue when status == PRS_OK
 
 
-def persuasiveness(i_pre: float | None, i_post: float | None, i_true: float | None, tol: float = 1e-9) -> PRSCase:
+def persuasiveness(i_pre: float | None, i_post: float | None, i_true: float | None, min_gap: float = 0.5,
+                   tol: float = 1e-9) -> PRSCase:
     """Paper section IV-C: ``PRS = 1 - (i_true - i_post) / (i_true - i_pre)``.
 
     PRS = 1 when the dialogue moved the user's intention all the way to the one the full item
@@ -110,18 +112,22 @@ def persuasiveness(i_pre: float | None, i_post: float | None, i_true: float | No
         i_pre: watching intention (1-5) from the title only.
         i_post: watching intention after the dialogue.
         i_true: watching intention from the full item record.
-        tol: two intentions closer than this are equal (expected ratings are floats).
+        min_gap: ``i_pre`` and ``i_true`` closer than this count as equal (default 0.5). With
+            integer ratings (sampled judgements, PC-CRS) this is exactly ``i_pre == i_true``; with
+            expected ratings (option scoring) it keeps a near-zero denominator from blowing PRS
+            up to arbitrary values.
+        tol: float tolerance of ``i_post > i_true``.
 
     Returns:
         PRSCase: ``over`` if ``i_post > i_true`` (checked first, as in PC-CRS), ``excluded`` if
-        ``i_pre == i_true``, ``missing`` if any input is None/NaN, else ``ok`` with the value.
+        ``|i_true - i_pre| < min_gap``, ``missing`` if any input is None/NaN, else ``ok``.
     """
     vals = (i_pre, i_post, i_true)
     if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in vals):
         return PRSCase(PRS_MISSING, None)
     if i_post > i_true + tol:
         return PRSCase(PRS_OVER, None)
-    if abs(i_true - i_pre) <= tol:
+    if abs(i_true - i_pre) < max(min_gap, tol):
         return PRSCase(PRS_EXCLUDED, None)
     return PRSCase(PRS_OK, 1.0 - (i_true - i_post) / (i_true - i_pre))
 

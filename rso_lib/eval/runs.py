@@ -1,0 +1,373 @@
+"""Run systems through the dialogue engine and evaluate them: what notebooks 04-07 call.
+
+One transcript per (dataset, system run): ``runs/<profile>/transcripts/<dataset>/<name>.jsonl``,
+with a sidecar ``<name>.config.json`` holding everything that decides its content (system, LLM
+specs, planner weights' hash, engine settings, seed). A later notebook asking for the same run
+finds the transcript and the engine skips the finished dialogues (so 06 and 07 reuse 04's runs
+for free); if the config differs, the stale transcript is moved aside and the run starts over --
+a transcript is never silently reused under another config.
+
+Runs are named by :class:`RunSpec`; in params they are plain strings (``"RSO"``) or dicts
+(``{"name": "PROMPT_ONLY@qwen0.5b", "system": "PROMPT_ONLY", "label": "PromptCRS (Qwen2.5-0.5B)",
+"llm": {"backend": "transformers", "model": "Qwen/Qwen2.5-0.5B-Instruct"}}``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any, Sequence
+
+import pandas as pd
+
+from rso_lib.eval.evaluate import SystemEval, evaluate_system
+from rso_lib.eval.judges import JudgeConfig
+from rso_lib.eval.transcripts import EvalDialogue, to_eval_dialogue
+from rso_lib.paths import run_dir
+
+# table labels and the paper's row names of the engine's presets
+DISPLAY = {
+    "RSO": "RSO", "PROMPT_ONLY": "PromptCRS", "INTERCRS": "InterCRS", "PCCRS": "PC-CRS",
+    "NO_RETRIEVER": "w/o Fact Retriever", "NO_PLANNER": "w/o Planner", "NO_REASONER": "w/o Preference Reasoner",
+}
+PAPER_ROW = {
+    "RSO": "RSO", "PROMPT_ONLY": "QwenCRS", "INTERCRS": "InterCRS", "PCCRS": "PC-CRS",
+    "NO_RETRIEVER": "w/o Fact Retriever", "NO_PLANNER": "w/o Planner", "NO_REASONER": "w/o Preference Reasoner",
+}
+# the roles that make up "the system" (swapped when a run names its own backbone); the user
+# simulator, the rewarder and the judge stay the same for every system, as in the paper
+SYSTEM_ROLES = ("actor", "reasoner", "chooser")
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """One row of a table: a system preset, optionally on its own backbone or planner.
+
+    Attributes:
+        name: transcript name (file stem and the transcript's ``system`` field); unique per table.
+        system: preset key of ``rso_lib.dialogue.systems.SYSTEMS``.
+        label: row label in tables and figures (default: :data:`DISPLAY`).
+        llm: LLM spec for the system's roles (:data:`SYSTEM_ROLES`); None = the default spec.
+        planner: ``"sft"`` | ``"rl"`` | ``"untrained"`` | a directory (planner systems only;
+            None = the run's default).
+        paper_row: the paper's row name for the paper columns (default :data:`PAPER_ROW`).
+    """
+
+    name: str
+    system: str
+    label: str | None = None
+    llm: dict | None = None
+    planner: str | None = None
+    paper_row: str | None = None
+
+    @property
+    def display(self) -> str:
+        return self.label or DISPLAY.get(self.system, self.name)
+
+    @property
+    def paper(self) -> str:
+        return self.paper_row or PAPER_ROW.get(self.system, self.display)
+
+
+def parse_specs(items: Sequence[str | dict]) -> list[RunSpec]:
+    """Params -> RunSpecs: a string is a preset name; a dict gives RunSpec fields (unknown keys
+    fail). Names must be unique."""
+    out = []
+    for it in items:
+        if isinstance(it, str):
+            out.append(RunSpec(name=it.upper(), system=it.upper()))
+        elif isinstance(it, dict):
+            unknown = set(it) - set(RunSpec.__dataclass_fields__)
+            if unknown:
+                raise ValueError(f"run spec {it!r}: unknown key(s) {sorted(unknown)}; allowed: "
+                                 f"{', '.join(RunSpec.__dataclass_fields__)}")
+            d = dict(it)
+            d.setdefault("system", d.get("name", "").split("@")[0])
+            d.setdefault("name", d["system"])
+            out.append(RunSpec(**d))
+        else:
+            raise TypeError(f"a run spec is a preset name or a dict, got {type(it).__name__}")
+    names = [s.name for s in out]
+    if len(set(names)) != len(names):
+        raise ValueError(f"run names must be unique, got {names}")
+    return out
+
+
+def resolve_planner(which: str, profile: str) -> Path | None:
+    """``"sft"`` / ``"rl"`` -> the Planner directory written by notebooks 02 / 03
+    (``runs/<profile>/checkpoints/<which>/planner``); ``"untrained"`` -> None; else a path."""
+    if which == "untrained":
+        return None
+    base = run_dir(profile) / "checkpoints" / which if which in ("sft", "rl") else Path(which)
+    for cand in (base, base / "planner"):
+        if (cand / "planner.json").is_file():
+            return cand
+    raise FileNotFoundError(
+        f"no saved Planner under {base} (looked for planner.json there and in planner/): run notebooks/02_sft"
+        f"{' and 03_rl' if which == 'rl' else ''} with PROFILE={profile!r} first, or set PLANNER to 'untrained'")
+
+
+def _hash_dir(d: Path | None) -> str | None:
+    if d is None:
+        return None
+    h = hashlib.sha256()
+    for f in sorted(d.glob("*.safetensors")) + [d / "planner.json"]:
+        h.update(f.name.encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
+@dataclass
+class RunContext:
+    """What every run of one notebook shares: profile, data, models, engine settings.
+
+    Attributes:
+        profile: run profile (``smoke`` | ``paper`` | ...).
+        data_dir: the data directory (resolved).
+        llm_cfg: ``rso_lib.llm.role_llms`` config (``{"default": spec, role: spec, "cache": ..}``).
+        engine: keyword arguments for ``rso_lib.dialogue.systems.build_system`` (simulator,
+            reward, max_turns, top_k, actor_max_tokens, ...).
+        planner: default planner for planner systems (``"rl"``, ``"sft"``, ``"untrained"``, path).
+        kb_source: knowledge base (``"redial"`` id2info.json by default; ``"inspired"``).
+        seed: engine seed.
+        sample_strategy: sample the Planner's strategy (True) or take the argmax (False, default
+            at evaluation).
+    """
+
+    profile: str
+    data_dir: Path
+    llm_cfg: dict
+    engine: dict = field(default_factory=dict)
+    planner: str = "rl"
+    kb_source: str = "redial"
+    seed: int = 0
+    sample_strategy: bool = False
+    _kb: Any = None
+    _retriever: Any = None
+    _planners: dict = field(default_factory=dict)
+    _targets: dict = field(default_factory=dict)
+
+    @property
+    def kb(self):
+        if self._kb is None:
+            from rso_lib.data.kb import load_kb
+            self._kb = load_kb(self.data_dir, source=self.kb_source)
+        return self._kb
+
+    def targets(self, dataset: str, n: int):
+        """The first ``n`` simulation targets of the dataset's test split (file order)."""
+        if dataset not in self._targets:
+            from rso_lib.data.targets import load_sim_targets
+            self._targets[dataset] = load_sim_targets(self.data_dir, dataset, split="test")
+        ts = self._targets[dataset]
+        if n > len(ts):
+            raise ValueError(f"{dataset}: asked for {n} dialogues, the test split has {len(ts)} targets")
+        return ts[:n]
+
+    def retriever(self):
+        if self._retriever is None:
+            from rso_lib.experts.retriever import FactRetriever
+            from rso_lib.llm import load_embedder
+            name = self.engine.get("embedder_name", "all-MiniLM-L6-v2")
+            self._retriever = FactRetriever(self.kb, load_embedder(name), embedder_name=name,
+                                            cache_dir=run_dir(self.profile) / "cache",
+                                            top_k=self.engine.get("top_k", 5), rank_n=self.engine.get("rank_n", 50))
+        return self._retriever
+
+    def planner_for(self, spec: RunSpec):
+        which = spec.planner or self.planner
+        if which not in self._planners:
+            from rso_lib.experts.planner import Planner
+            d = resolve_planner(which, self.profile)
+            p = Planner.from_config(seed=self.seed) if d is None else Planner.load(d)
+            p.eval()
+            self._planners[which] = (p, d)
+        return self._planners[which]
+
+    def llms_for(self, spec: RunSpec) -> dict:
+        from rso_lib.llm import build_llm, role_llms
+        llms = dict(role_llms(self.llm_cfg))
+        if spec.llm:
+            own = build_llm(spec.llm)
+            for r in SYSTEM_ROLES:
+                llms[r] = own
+        return llms
+
+
+def _run_config(ctx: RunContext, spec: RunSpec, dataset: str, planner_dir: Path | None, uses_planner: bool) -> dict:
+    """Everything that decides a transcript's content (labels do not)."""
+    return {
+        "name": spec.name, "system": spec.system, "llm": spec.llm,
+        "dataset": dataset, "seed": ctx.seed, "kb_source": ctx.kb_source,
+        "llm_cfg": {k: v for k, v in ctx.llm_cfg.items() if k != "cache"}, "engine": ctx.engine,
+        "sample_strategy": ctx.sample_strategy,
+        "planner": (_hash_dir(planner_dir) or "untrained") if uses_planner else None,  # weights, not names
+    }
+
+
+def transcript_path(profile: str, dataset: str, name: str) -> Path:
+    safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)
+    return run_dir(profile) / "transcripts" / dataset / f"{safe}.jsonl"
+
+
+def run_one(ctx: RunContext, spec: RunSpec, dataset: str, n_dialogues: int, log=print) -> tuple[list, Path, dict]:
+    """Run (or resume) one system on one dataset; returns (episodes, transcript path, info)."""
+    from rso_lib.dialogue.systems import build_system, get_system
+
+    system = replace(get_system(spec.system), name=spec.name)
+    uses_planner = system.strategy_mode == "planner"
+    planner, pdir = ctx.planner_for(spec) if uses_planner else (None, None)
+    path = transcript_path(ctx.profile, dataset, spec.name)
+    cfg = _run_config(ctx, spec, dataset, pdir, uses_planner)
+    side = path.with_suffix(".config.json")
+    if path.exists():
+        old = json.loads(side.read_text()) if side.exists() else None
+        if old != json.loads(json.dumps(cfg, default=str)):
+            stale = path.with_suffix(f".stale-{int(time.time())}.jsonl")
+            os.replace(path, stale)
+            log(f"[eval] {path.name}: config changed since it was written; moved aside to {stale.name}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    side.write_text(json.dumps(cfg, indent=1, sort_keys=True, default=str) + "\n")
+    engine_kw = {k: v for k, v in ctx.engine.items() if k not in ("embedder_name",)}
+    eng = build_system(system, kb=ctx.kb, llms=ctx.llms_for(spec), planner=planner,
+                       retriever=ctx.retriever() if system.use_retriever else None,
+                       profile=ctx.profile, seed=ctx.seed, **engine_kw)
+    t0 = time.perf_counter()
+    eps = eng.run(ctx.targets(dataset, n_dialogues), transcript_path=path, sample_strategy=ctx.sample_strategy)
+    info = {"wall_s": round(time.perf_counter() - t0, 1), "new_dialogues": eng.stats.dialogues,
+            "turns": eng.stats.turns,
+            "model_s_by_role": {k: round(v, 1) for k, v in sorted(eng.stats.model_s_by_role.items())},
+            "planner": str(pdir) if pdir else ("untrained" if uses_planner else None)}
+    log(f"[eval] {dataset}/{spec.name}: {len(eps)} dialogues ({info['new_dialogues']} new) in {info['wall_s']} s")
+    return eps, path, info
+
+
+def run_and_evaluate(
+    ctx: RunContext,
+    specs: Sequence[RunSpec],
+    datasets: Sequence[str],
+    n_dialogues: int,
+    judge_cfg: JudgeConfig = JudgeConfig(),
+    judge: Any = "role",
+    n_boot: int = 1000,
+    log=print,
+) -> tuple[list[SystemEval], dict[tuple[str, str], list[EvalDialogue]], dict]:
+    """Run every spec on every dataset and evaluate it.
+
+    Args:
+        ctx: shared run settings.
+        specs: the systems (rows).
+        datasets: ``"inspired"`` and/or ``"redial"``.
+        n_dialogues: dialogues per system and dataset.
+        judge_cfg: how to judge WI/PRS/Cred.
+        judge: a ChatLLM, ``"role"`` (the ``judge`` role of ``ctx.llm_cfg``) or None (no judge).
+        n_boot: bootstrap resamples for the CIs.
+
+    Returns:
+        (evaluations in dataset x spec order, their EvalDialogues by (dataset, name), run info
+        by "dataset/name" for provenance).
+    """
+    if judge == "role":
+        from rso_lib.llm import role_llms
+        judge = role_llms(ctx.llm_cfg)["judge"]
+    evals, dialogues, info = [], {}, {}
+    for ds in datasets:
+        for spec in specs:
+            eps, path, inf = run_one(ctx, spec, ds, n_dialogues, log=log)
+            dls = [to_eval_dialogue(e, system=spec.display, dataset=ds) for e in eps]
+            t0 = time.perf_counter()
+            ev = evaluate_system(dls, ctx.kb, judge, judge_cfg, seed=ctx.seed, n_boot=n_boot,
+                                 system=spec.display, dataset=ds)
+            inf["judge_s"] = round(time.perf_counter() - t0, 1)
+            inf["transcript"] = str(path.relative_to(run_dir(ctx.profile)))
+            for n in ev.notes:
+                log(f"[eval] {ds}/{spec.name}: {n}")
+            evals.append(ev)
+            dialogues[(ds, spec.name)] = dls
+            info[f"{ds}/{spec.name}"] = inf
+    return evals, dialogues, info
+
+
+def strategy_turns(dialogues: Sequence[EvalDialogue], stage: str) -> pd.DataFrame:
+    """One row per system turn with a strategy: ``stage, dialog_id, turn_index, strategy``
+    (input of :func:`rso_lib.eval.tables.strategy_shares`, Fig. 3)."""
+    rows = [(stage, d.dialog_id, k, t.strategy) for d in dialogues for k, t in enumerate(d.turns) if t.strategy]
+    return pd.DataFrame(rows, columns=["stage", "dialog_id", "turn_index", "strategy"])
+
+
+def run_provenance(ctx: RunContext, specs: Sequence[RunSpec], judge_cfg: JudgeConfig, info: dict, **extra) -> dict:
+    """The ``provenance`` extras of a table: profile, data, backends and model ids per role and
+    per run, planner weights, judge settings, engine settings, per-run timing."""
+    from rso_lib.llm import describe, role_llms
+    from rso_lib.results import provenance
+    roles = describe(role_llms(ctx.llm_cfg))
+    runs = {s.name: {"system": s.system, "label": s.display, "paper_row": s.paper,
+                     "backbone": s.llm or ctx.llm_cfg.get("default", {"backend": "embedded"})} for s in specs}
+    return provenance(ctx.seed, profile=ctx.profile, data_dir=str(ctx.data_dir), kb_source=ctx.kb_source,
+                      llm_roles=roles, llm_cfg=ctx.llm_cfg, runs=runs, engine=ctx.engine, planner=ctx.planner,
+                      judge=asdict(judge_cfg), run_info=info, **extra)
+
+
+def make_context(profile: str, data_dir_param: str, seed: int, llm: dict, planner: str = "rl",
+                 engine: dict | None = None, llm_cache: bool = True, kb_source: str = "redial",
+                 sample_strategy: bool = True) -> RunContext:
+    """A :class:`RunContext` from notebook parameters.
+
+    Args:
+        profile, data_dir_param, seed: the notebook's PROFILE, DATA_DIR ("" -> $RSO_DATA_DIR), SEED.
+        llm: ``role_llms`` config without ``cache`` (``{"default": spec, "<role>": spec}``).
+        planner: default Planner (``"rl"`` | ``"sft"`` | ``"untrained"`` | path).
+        engine: ``build_system`` keyword arguments (max_turns, simulator, reward, ...).
+        llm_cache: cache deterministic LLM requests in ``runs/<profile>/cache/llm.sqlite`` (so the
+            judge does not redo work when a later notebook re-evaluates the same dialogues).
+        kb_source: knowledge base source.
+        sample_strategy: sample the Planner's strategy (the paper's policy) or take the argmax.
+    """
+    from rso_lib.paths import data_dir
+    cfg = dict(llm)
+    if "cache" in cfg:
+        raise ValueError("give the LLM cache by llm_cache=True/False, not in the LLM config")
+    if llm_cache:
+        cfg["cache"] = str(run_dir(profile) / "cache" / "llm.sqlite")
+    return RunContext(profile=profile, data_dir=data_dir(data_dir_param), llm_cfg=cfg, engine=dict(engine or {}),
+                      planner=planner, kb_source=kb_source, seed=seed, sample_strategy=sample_strategy)
+
+
+def run_dialogues(ctx: RunContext, specs: Sequence[RunSpec], datasets: Sequence[str], n_dialogues: int,
+                  log=print) -> tuple[dict[tuple[str, str], list[EvalDialogue]], dict]:
+    """Run (or resume) dialogues without judging them (Fig. 3 needs only the strategies).
+    Returns EvalDialogues by (dataset, name) and run info by "dataset/name"."""
+    out, info = {}, {}
+    for ds in datasets:
+        for spec in specs:
+            eps, path, inf = run_one(ctx, spec, ds, n_dialogues, log=log)
+            inf["transcript"] = str(path.relative_to(run_dir(ctx.profile)))
+            out[(ds, spec.name)] = [to_eval_dialogue(e, system=spec.display, dataset=ds) for e in eps]
+            info[f"{ds}/{spec.name}"] = inf
+    return out, info
+
+
+def scale_specs(backbones: Sequence[dict], default_llm: dict, rso_label: str) -> list[RunSpec]:
+    """Fig. 4 rows: RSO on the default (small) backbone, then the prompt-only CRS on each backbone.
+
+    Args:
+        backbones: ``[{"label": "Qwen2.5-72B", "llm": spec}, ...]``; a backbone whose spec equals
+            ``default_llm`` reuses the plain ``PROMPT_ONLY`` run (and its transcript, e.g. 04's).
+        default_llm: the default LLM spec (``LLM["default"]``).
+        rso_label: the small backbone's name for the RSO row label.
+    """
+    specs = [RunSpec(name="RSO", system="RSO", label=f"RSO ({rso_label})", paper_row=f"RSO ({rso_label})")]
+    for b in backbones:
+        unknown = set(b) - {"label", "llm"}
+        if unknown or "label" not in b or "llm" not in b:
+            raise ValueError(f"a backbone is {{'label': str, 'llm': spec}}, got {b!r}")
+        same = dict(b["llm"]) == dict(default_llm)
+        name = "PROMPT_ONLY" if same else f"PROMPT_ONLY@{b['label']}"
+        label = f"PromptCRS ({b['label']})"
+        specs.append(RunSpec(name=name, system="PROMPT_ONLY", label=label, paper_row=label,
+                             llm=None if same else dict(b["llm"])))
+    return parse_specs([asdict(s) for s in specs])
