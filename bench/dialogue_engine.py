@@ -27,8 +27,8 @@ import time
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=16, help="dialogues (default 16)")
-    ap.add_argument("--turns", type=int, default=2, help="max system turns per dialogue (default 2)")
-    ap.add_argument("--max-tokens", type=int, default=16, help="new tokens per reply (default 16)")
+    ap.add_argument("--turns", type=int, default=1, help="max system turns per dialogue (default 1)")
+    ap.add_argument("--max-tokens", type=int, default=24, help="new tokens per reply (default 24)")
     ap.add_argument("--system", default="RSO")
     ap.add_argument("--simulator", default="agenda", choices=["agenda", "llm"])
     ap.add_argument("--data-dir", default="")
@@ -65,6 +65,13 @@ def main(argv=None) -> None:
 
     lock = engine()
     seq = engine(lock.retriever)
+    # warm-up (first-call costs: kernels, allocator, tokenizer caches) outside the timed runs,
+    # so neither mode pays it
+    from rso_lib.llm.protocol import Sampling
+    warm = [{"role": "user", "content": "Say hi."}]
+    llm.chat([warm], Sampling(max_tokens=2))
+    llm.chat([warm] * 4, Sampling(max_tokens=2))
+    llm.score_options([warm], ["1", "2"])
     setup = time.perf_counter() - t0
     print(f"setup {setup:.1f}s: {len(kb)} items, {len(targets)} dialogues x <= {args.turns} turns, "
           f"{args.max_tokens} new tokens, system {system.name}, simulator {args.simulator}, "
