@@ -352,10 +352,15 @@ def plot_rl_curves(rows: Sequence[dict[str, Any]], title: str = "Planner RL (Eq.
     axes[2].legend(fontsize=7)
     counts = np.array([[r.get(f"n_{s}", 0) for s in STRATEGIES] for r in rows], dtype=float)
     shares = counts / np.clip(counts.sum(1, keepdims=True), 1, None)
-    axes[3].stackplot(x, shares.T, labels=[display_name(s) for s in STRATEGIES])
+    colours = plt.get_cmap("tab20")(np.arange(NUM_STRATEGIES))  # 14 distinct colours (tab10 would repeat)
+    axes[3].stackplot(x, shares.T, labels=[display_name(s) for s in STRATEGIES], colors=colours)
     axes[3].set_xlabel("update")
     axes[3].set_ylabel("strategy share")
     axes[3].legend(fontsize=5, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title)
     fig.tight_layout()
     return fig
