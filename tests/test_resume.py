@@ -130,8 +130,18 @@ def test_sft_kill_and_resume_gives_identical_weights(tiny_dir, tmp_path, save_ev
     # the downstream planner dirs hold the same bytes too
     assert (ref.planner_dir / "model.safetensors").read_bytes() == (res.planner_dir / "model.safetensors").read_bytes()
     # a killed run whose resume data differs is refused, not silently mixed
-    with pytest.raises(ValueError, match="different SFT run"):
+    with pytest.raises(ValueError, match="different run.*n_train"):
         train_sft(cfg, data[:24], data[:8], tmp_path / "run", log=lambda s: None)
+    cfg2 = cfg_for(tiny_dir)
+    cfg2.lr = 5e-4
+    with pytest.raises(ValueError, match="different run.*config"):
+        train_sft(cfg2, data, data[:8], tmp_path / "run", log=lambda s: None)
+    other_start = Planner.from_config(str(tiny_dir), max_length=32, seed=1)  # other starting weights
+    with pytest.raises(ValueError, match="different run.*start_weights"):
+        train_sft(cfg, data, data[:8], tmp_path / "run", planner=other_start, log=lambda s: None)
+    cfg3 = cfg_for(tiny_dir)
+    cfg3.log_every = 3  # cadence settings may change on resume
+    assert train_sft(cfg3, data, data[:8], tmp_path / "run", log=lambda s: None).resumed_from == 10
 
 
 def test_resume_is_not_trivially_equal(tiny_dir, tmp_path):

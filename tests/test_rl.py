@@ -165,6 +165,8 @@ def test_rl_kill_and_resume_gives_identical_weights(tiny_dir, tmp_path):
     # the run learned: different from the starting weights
     p0 = fresh(tiny_dir).state_dict()
     assert not torch.equal(p0["head.weight"], sb["head.weight"])
+    with pytest.raises(ValueError, match="different run.*start_weights"):  # e.g. another SFT Planner
+        train_rl(cfg, fresh(tiny_dir, seed=3), make_collect(), tmp_path / "run", log=lambda s: None)
     fig = plot_rl_curves(res.log)
     assert len(fig.axes) >= 4
 

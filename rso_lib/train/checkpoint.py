@@ -185,3 +185,27 @@ def load_checkpoint(
     if restore_rng:
         restore_rng_state(torch.load(path / "rng.pt", weights_only=True), generators)
     return json.loads((path / "state.json").read_text())
+
+
+def weights_fingerprint(model: torch.nn.Module) -> str:
+    """SHA-256 over a model's state dict (names, dtypes, shapes, bytes): identifies the weights a
+    run started from, so that a resume from a checkpoint of another starting point is refused."""
+    import hashlib
+
+    h = hashlib.sha256()
+    for name, t in sorted(model.state_dict().items()):
+        t = t.detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: str | os.PathLike,
+                    ignore: tuple[str, ...] = ()) -> None:
+    """Raise if a checkpoint's recorded run identity differs from the current run's (keys in
+    ``ignore`` -- logging / checkpoint cadence -- may differ)."""
+    diff = sorted(k for k in set(saved) | set(current) if k not in ignore and saved.get(k) != current.get(k))
+    if diff:
+        details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}" for k in diff[:4])
+        raise ValueError(f"{path}: checkpoint is from a different run ({details}); delete the checkpoint directory "
+                         f"or pass resume=False")

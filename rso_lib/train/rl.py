@@ -23,6 +23,7 @@ Choices the paper leaves open, made explicit here:
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import shutil
@@ -37,7 +38,9 @@ import torch
 from rso_lib.data.records import Turn
 from rso_lib.experts.planner import Planner
 from rso_lib.strategies import NUM_STRATEGIES, STRATEGIES
-from rso_lib.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rso_lib.train.checkpoint import (
+    check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, weights_fingerprint,
+)
 
 
 @dataclass
@@ -221,11 +224,15 @@ def train_rl(config: RLConfig, planner: Planner, collect: Collector, out_dir: st
     optimizer = build_rl_optimizer(planner, config)
     total = config.epochs * config.updates_per_epoch
     step, rows, resumed_from = 0, [], None
+    # the run's identity: settings (not the checkpoint cadence) + the weights it starts from (e.g.
+    # which SFT Planner); a checkpoint of another run is refused, never silently continued
+    _cadence = ("save_every_updates", "keep_last", "chunk_size")
+    identity = {"kind": "rl", "total_updates": total, "start_weights": weights_fingerprint(planner),
+                "config": {k: v for k, v in asdict(config).items() if k not in _cadence}}
     ckpt = latest_checkpoint(ckpt_root) if resume else None
     if ckpt is not None:
+        check_resumable(json.loads((ckpt / "state.json").read_text()).get("identity", {}), identity, ckpt)
         st = load_checkpoint(ckpt, model=planner, optimizer=optimizer)
-        if st.get("kind") != "rl" or st.get("total_updates") != total:
-            raise ValueError(f"{ckpt}: checkpoint is from a different RL run; delete {ckpt_root} or pass resume=False")
         step, rows, resumed_from = st["step"], st["log"], st["step"]
         log(f"[rl] resumed from {ckpt} (update {step}/{total})")
     else:
@@ -251,7 +258,7 @@ def train_rl(config: RLConfig, planner: Planner, collect: Collector, out_dir: st
             f"collect {t1 - t0:.1f}s, update {time.perf_counter() - t1:.2f}s)")
         if step % max(1, config.save_every_updates) == 0 or step == total:
             save_checkpoint(ckpt_root, step, model=planner, optimizer=optimizer, keep_last=config.keep_last,
-                            state={"kind": "rl", "total_updates": total, "log": rows, "config": asdict(config)})
+                            state={"identity": identity, "log": rows})
         if on_update is not None:
             on_update(step, row)
     _save_planner_atomic(planner, out_dir / "planner")

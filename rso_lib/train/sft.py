@@ -29,7 +29,9 @@ import torch
 
 from rso_lib.experts.planner import Planner, format_history
 from rso_lib.strategies import NUM_STRATEGIES, STRATEGIES, STRATEGY_TO_ID, normalise_strategy
-from rso_lib.train.checkpoint import latest_checkpoint, load_checkpoint, save_checkpoint
+from rso_lib.train.checkpoint import (
+    check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, weights_fingerprint,
+)
 
 
 @dataclass
@@ -286,6 +288,12 @@ def train_sft(
     optimizer = build_optimizer(planner, config.lr, config.weight_decay)
     scheduler = linear_schedule(optimizer, total_steps, int(round(config.warmup_ratio * total_steps)))
 
+    # what identifies this run: a checkpoint of another run (other data, settings or starting
+    # weights) must not be resumed into it; logging / checkpoint cadence may change
+    identity = {"kind": "sft", "n_train": len(train), "total_steps": total_steps, "config": asdict(config),
+                "start_weights": weights_fingerprint(planner)}
+    _cadence = ("log_every", "keep_last", "save_every_steps", "eval_batch_size")
+
     # ---- resume
     step, start_epoch, start_batch = 0, 0, 0
     history: list[dict[str, Any]] = []
@@ -294,10 +302,10 @@ def train_sft(
     resumed_from = None
     ckpt = latest_checkpoint(ckpt_root) if resume else None
     if ckpt is not None:
+        saved = json.loads((ckpt / "state.json").read_text()).get("identity", {})
+        drop = lambda ident: {**ident, "config": {k: v for k, v in ident.get("config", {}).items() if k not in _cadence}}  # noqa: E731
+        check_resumable(drop(saved), drop(identity), ckpt)  # before anything is loaded into the planner
         st = load_checkpoint(ckpt, model=planner, optimizer=optimizer, scheduler=scheduler)
-        if st.get("kind") != "sft" or st.get("n_train") != len(train) or st.get("total_steps") != total_steps:
-            raise ValueError(f"{ckpt}: checkpoint is from a different SFT run (kind/n_train/total_steps differ); "
-                             f"delete {ckpt_root} or pass resume=False")
         step, start_epoch, start_batch = st["step"], st["epoch"], st["batch"]
         history, step_losses, best = st["history"], st["step_losses"], st["best"]
         resumed_from = step
@@ -306,8 +314,8 @@ def train_sft(
         shutil.rmtree(ckpt_root)
 
     def state(epoch: int, batch: int) -> dict[str, Any]:
-        return {"kind": "sft", "epoch": epoch, "batch": batch, "n_train": len(train), "total_steps": total_steps,
-                "history": history, "step_losses": step_losses, "best": best, "config": asdict(config)}
+        return {"identity": identity, "epoch": epoch, "batch": batch, "history": history,
+                "step_losses": step_losses, "best": best}
 
     planner.train()
     t_steps, n_timed = 0.0, 0
@@ -401,6 +409,9 @@ def plot_sft_curves(result: "SFTResult"):
         a.plot(ep_steps, [r["val_loss"] for r in result.history], "o-", label="validation loss")
         b.plot([r["epoch"] for r in result.history], [r["val_accuracy"] for r in result.history], "o-", label="val accuracy")
         b.plot([r["epoch"] for r in result.history], [r["val_macro_f1"] for r in result.history], "s-", label="val macro-F1")
+    from matplotlib.ticker import MaxNLocator
+
+    b.xaxis.set_major_locator(MaxNLocator(integer=True))
     a.set(xlabel="optimizer step", ylabel="cross-entropy (Eq. 6)")
     b.set(xlabel="epoch", ylabel="score", ylim=(0, 1))
     for ax in (a, b):
