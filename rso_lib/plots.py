@@ -90,6 +90,18 @@ def _bars(ax, df: pd.DataFrame, metrics: Sequence[str], hue: str, order: Sequenc
     ax.set_xticklabels(metrics)
 
 
+def _limits(ax, metric: str, values: pd.Series) -> None:
+    """Fixed scales (ratings 1-5, rates 0-1) and a visible note when nothing was measurable
+    (e.g. PRS when every dialogue was excluded) instead of an empty, unlabelled panel."""
+    if metric in ("WI", "Cred"):
+        ax.set_ylim(1, 5)
+    elif metric in ("Conv-SR", "Rec-SR", "Recall@1", "Recall@5", "Dist-2"):
+        ax.set_ylim(0, 1)
+    if values.isna().all():
+        ax.text(0.5, 0.5, "not measurable\n(see table counts)", transform=ax.transAxes, ha="center", va="center",
+                fontsize=8, color="0.4")
+
+
 # The three panels of Fig. 5 (and the two-scale layout of Fig. 4): rates in [0, 1], ratings 1-5.
 PANELS_RATES = ("Conv-SR", "Rec-SR", "Recall@1", "Recall@5")
 PANELS_JUDGED = ("WI", "Cred")
@@ -116,6 +128,10 @@ def fig_ablations(table: pd.DataFrame, order: Sequence[str] | None = None):
             _bars(ax, d, metrics, "system", order)
             if ylim:
                 ax.set_ylim(*ylim)
+            if all(pd.to_numeric(d[m], errors="coerce").isna().all() for m in metrics if m in d):
+                _limits(ax, "", pd.Series([np.nan]))
+            elif "PRS" in metrics and pd.to_numeric(d["PRS"], errors="coerce").isna().all():
+                ax.text(0, 0, "PRS: none measurable", ha="center", va="bottom", fontsize=7, color="0.4")
             ax.set_title(f"({tag}) {ds}", fontsize=9)
     h, lab = axes[0][0].get_legend_handles_labels()
     fig.legend(h, lab, loc="upper center", ncol=min(len(lab), 6), bbox_to_anchor=(0.5, 1.04), frameon=False)
@@ -146,8 +162,7 @@ def fig_scale(table: pd.DataFrame, metrics: Sequence[str] = ("WI", "PRS", "Cred"
         ax.set_title(m)
         ax.set_xticks(np.arange(len(order)))
         ax.set_xticklabels(order, rotation=30, ha="right", fontsize=7)
-        if m in ("WI", "Cred"):
-            ax.set_ylim(1, 5)
+        _limits(ax, m, pd.to_numeric(t[m], errors="coerce"))
     h, lab = axes[0][0].get_legend_handles_labels()
     fig.legend(h, lab, loc="upper center", ncol=len(lab), bbox_to_anchor=(0.5, 1.06), frameon=False)
     fig.tight_layout()
