@@ -173,8 +173,10 @@ def rl_update(planner: Planner, optimizer: torch.optim.Optimizer, episodes: Sequ
 
 
 def build_rl_optimizer(planner: Planner, config: RLConfig) -> torch.optim.AdamW:
-    return torch.optim.AdamW([p for p in planner.parameters() if p.requires_grad], lr=config.lr,
-                             weight_decay=config.weight_decay)
+    """AdamW (fused where available, see :func:`rso_lib.train.sft.adamw`) over all parameters."""
+    from rso_lib.train.sft import adamw
+
+    return adamw([p for p in planner.parameters() if p.requires_grad], lr=config.lr, weight_decay=config.weight_decay)
 
 
 # ---------------------------------------------------------------- the loop

@@ -102,6 +102,18 @@ def _autocast(enabled: bool, device: torch.device):
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16)
 
 
+def adamw(param_groups, lr: float, **kw) -> torch.optim.AdamW:
+    """``torch.optim.AdamW`` with the fused kernel where the parameters' device supports it.
+
+    Why: on CPU the default per-tensor AdamW took ~2 s per step for MiniLM's 22.7M parameters on
+    this machine (slow paths on tiny second-moment values), the fused one ~0.05 s; same maths,
+    deterministic."""
+    try:
+        return torch.optim.AdamW(param_groups, lr=lr, fused=True, **kw)
+    except (RuntimeError, TypeError, ValueError):  # a device / dtype without the fused kernel
+        return torch.optim.AdamW(param_groups, lr=lr, **kw)
+
+
 def build_optimizer(planner: Planner, lr: float, weight_decay: float) -> torch.optim.AdamW:
     """AdamW with weight decay on weight matrices only (the usual BERT fine-tuning split)."""
     decay, no_decay = [], []
@@ -109,9 +121,7 @@ def build_optimizer(planner: Planner, lr: float, weight_decay: float) -> torch.o
         if not p.requires_grad:
             continue
         (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
-    return torch.optim.AdamW(
-        [{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr
-    )
+    return adamw([{"params": decay, "weight_decay": weight_decay}, {"params": no_decay, "weight_decay": 0.0}], lr=lr)
 
 
 def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_steps: int = 0):
