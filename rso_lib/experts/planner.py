@@ -89,6 +89,13 @@ def resolve_encoder(encoder: str | os.PathLike) -> Path | str:
     )
 
 
+def resolve_device(device: str | torch.device | None = "auto") -> torch.device:
+    """``"auto"``/None -> ``cuda`` when available, else ``cpu``; anything else as given."""
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 def format_history(turns: Sequence[Turn]) -> str:
     """The Planner's input: one ``ROLE: text`` line per turn, oldest first.
 
@@ -150,9 +157,10 @@ class Planner(nn.Module):
 
     # ---------------------------------------------------------------- construction / persistence
     @classmethod
-    def from_config(cls, encoder: str = "all-MiniLM-L6-v2", max_length: int = 128, seed: int = 0, pooling: str = "mean") -> "Planner":
-        """A fresh Planner: pretrained encoder from ``encoder`` (alias or local HF dir), new head
-        seeded with ``seed``."""
+    def from_config(cls, encoder: str = "all-MiniLM-L6-v2", max_length: int = 128, seed: int = 0, pooling: str = "mean",
+                    device: str | torch.device = "cpu") -> "Planner":
+        """A fresh Planner: pretrained encoder from ``encoder`` (alias, local HF dir or model id),
+        new head seeded with ``seed``, on ``device`` (``"auto"``: cuda when available)."""
         from transformers import AutoModel, AutoTokenizer
 
         from transformers.utils import logging as hf_logging
@@ -174,7 +182,7 @@ class Planner(nn.Module):
         finally:
             hf_logging.set_verbosity(level)
         cfg = PlannerConfig(encoder=str(encoder), max_length=int(max_length), pooling=pooling, seed=int(seed))
-        return cls(enc, tok, cfg)
+        return cls(enc, tok, cfg).to(resolve_device(device))
 
     def save(self, directory: str | os.PathLike) -> Path:
         """Write weights (safetensors), ``planner.json`` and the tokenizer files into ``directory``."""
@@ -190,8 +198,8 @@ class Planner(nn.Module):
         return d
 
     @classmethod
-    def load(cls, directory: str | os.PathLike) -> "Planner":
-        """Rebuild a Planner saved by :meth:`save` (offline, safetensors only)."""
+    def load(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "Planner":
+        """Rebuild a Planner saved by :meth:`save` (offline, safetensors only) on ``device``."""
         from safetensors.torch import load_file
         from transformers import AutoConfig, AutoModel, AutoTokenizer
 
@@ -215,7 +223,7 @@ class Planner(nn.Module):
         missing = [k for k in missing if k in dict(model.named_parameters())]
         if missing or unexpected:
             raise ValueError(f"{d / WEIGHTS_NAME}: missing {missing[:5]}, unexpected {list(unexpected)[:5]}")
-        return model
+        return model.to(resolve_device(device))
 
     # ---------------------------------------------------------------- Eq. 2
     def encode(self, texts: Sequence[str]) -> dict[str, torch.Tensor]:

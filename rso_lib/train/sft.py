@@ -58,6 +58,7 @@ class SFTConfig:
     select_best: bool = True  # downstream planner = best validation macro-F1 epoch (else: last)
     bf16: bool = False  # CPU/GPU autocast to bfloat16 for the forward pass
     log_every: int = 20  # print the running loss every N steps (0: never)
+    device: str = "auto"  # where a Planner built here lives: "auto" (cuda when available) | "cpu" | "cuda"
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> "SFTConfig":
@@ -139,7 +140,7 @@ def linear_schedule(optimizer: torch.optim.Optimizer, total_steps: int, warmup_s
 # ---------------------------------------------------------------- evaluation
 @torch.no_grad()
 def predict(planner: Planner, texts: Sequence[str], batch_size: int = 64, bf16: bool = False) -> torch.Tensor:
-    """Logits [N, 14] in eval mode (no dropout); restores the previous mode."""
+    """Logits [N, 14] (on CPU) in eval mode (no dropout); restores the previous mode."""
     was = planner.training
     planner.eval()
     dev = planner.head.weight.device
@@ -148,7 +149,7 @@ def predict(planner: Planner, texts: Sequence[str], batch_size: int = 64, bf16: 
             out = [planner(list(texts[i : i + batch_size])).float() for i in range(0, len(texts), batch_size)]
     finally:
         planner.train(was)
-    return torch.cat(out) if out else torch.zeros(0, NUM_STRATEGIES)
+    return torch.cat(out).cpu() if out else torch.zeros(0, NUM_STRATEGIES)
 
 
 def classification_metrics(y_true: Sequence[int], y_pred: Sequence[int]) -> dict[str, float]:
@@ -290,7 +291,7 @@ def train_sft(
     texts, labels = to_texts_labels(train)
 
     if planner is None:
-        planner = Planner.from_config(config.encoder, config.max_length, config.seed, config.pooling)
+        planner = Planner.from_config(config.encoder, config.max_length, config.seed, config.pooling, device=config.device)
     dev = planner.head.weight.device
     bs = int(config.batch_size)
     steps_per_epoch = math.ceil(len(train) / bs)
@@ -302,7 +303,7 @@ def train_sft(
     # weights) must not be resumed into it; logging / checkpoint cadence may change
     identity = {"kind": "sft", "n_train": len(train), "total_steps": total_steps, "config": asdict(config),
                 "start_weights": weights_fingerprint(planner)}
-    _cadence = ("log_every", "keep_last", "save_every_steps", "eval_batch_size")
+    _cadence = ("log_every", "keep_last", "save_every_steps", "eval_batch_size", "device")
 
     # ---- resume
     step, start_epoch, start_batch = 0, 0, 0
