@@ -4,17 +4,16 @@ to end with the embedded models under both simulators (slow)."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 
 import numpy as np
 import pytest
 
-from rso_lib.data.records import Item, Persona, SimTarget
+from rso_lib.data.records import Persona, SimTarget
 from rso_lib.dialogue.chat import chat
 from rso_lib.dialogue.engine import DialogueEngine
 from rso_lib.dialogue.simulators import AgendaSimulator, LLMSimulator, SimulatorReward
 from rso_lib.dialogue.systems import (
-    INTERCRS, NO_PLANNER, NO_REASONER, NO_RETRIEVER, PCCRS, PROMPT_ONLY, RSO, SYSTEMS, SystemConfig, build_system,
+    PROMPT_ONLY, RSO, SYSTEMS, SystemConfig, build_system,
     get_system,
 )
 from rso_lib.dialogue.transcript import (

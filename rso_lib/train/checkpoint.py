@@ -209,3 +209,19 @@ def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: str | 
         details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}" for k in diff[:4])
         raise ValueError(f"{path}: checkpoint is from a different run ({details}); delete the checkpoint directory "
                          f"or pass resume=False")
+
+
+def save_planner_atomic(planner, target: Path) -> None:
+    """Write ``planner.save`` into ``target`` so that a reader never sees a half-written directory:
+    save to a temporary sibling, then swap it in with ``os.replace``."""
+    tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    planner.save(tmp)
+    if target.exists():
+        old = target.with_name(f".old-{target.name}-{os.getpid()}")
+        os.replace(target, old)
+        os.replace(tmp, target)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, target)

@@ -39,7 +39,7 @@ from rso_lib.data.records import Turn
 from rso_lib.experts.planner import Planner
 from rso_lib.strategies import NUM_STRATEGIES, STRATEGIES
 from rso_lib.train.checkpoint import (
-    check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, weights_fingerprint,
+    check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, save_planner_atomic, weights_fingerprint,
 )
 
 
@@ -195,20 +195,6 @@ class RLResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _save_planner_atomic(planner: Planner, target: Path) -> None:
-    tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    planner.save(tmp)
-    if target.exists():
-        old = target.with_name(f".old-{target.name}-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
-
-
 def train_rl(config: RLConfig, planner: Planner, collect: Collector, out_dir: str | os.PathLike,
              resume: bool = True, on_update: Callable[[int, dict], None] | None = None,
              log: Callable[[str], None] = print) -> RLResult:
@@ -263,7 +249,7 @@ def train_rl(config: RLConfig, planner: Planner, collect: Collector, out_dir: st
                             state={"identity": identity, "log": rows})
         if on_update is not None:
             on_update(step, row)
-    _save_planner_atomic(planner, out_dir / "planner")
+    save_planner_atomic(planner, out_dir / "planner")
     return RLResult(planner, rows, out_dir / "planner", resumed_from,
                     seconds_per_update=(t_upd / n_timed) if n_timed else None,
                     seconds_per_collect=(t_col / n_timed) if n_timed else None)

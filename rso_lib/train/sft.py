@@ -30,7 +30,7 @@ import torch
 from rso_lib.experts.planner import Planner, format_history
 from rso_lib.strategies import NUM_STRATEGIES, STRATEGIES, STRATEGY_TO_ID, normalise_strategy
 from rso_lib.train.checkpoint import (
-    check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, weights_fingerprint,
+    check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, save_planner_atomic, weights_fingerprint,
 )
 
 
@@ -244,20 +244,6 @@ class SFTResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def _save_planner_atomic(planner: Planner, target: Path) -> None:
-    tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
-    if tmp.exists():
-        shutil.rmtree(tmp)
-    planner.save(tmp)
-    if target.exists():
-        old = target.with_name(f".old-{target.name}-{os.getpid()}")
-        os.replace(target, old)
-        os.replace(tmp, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(tmp, target)
-
-
 def train_sft(
     config: SFTConfig,
     train_examples: Sequence,
@@ -367,14 +353,14 @@ def train_sft(
             if ev["macro_f1"] > best["macro_f1"]:
                 best = {"epoch": epoch + 1, "macro_f1": ev["macro_f1"]}
                 if config.select_best:
-                    _save_planner_atomic(planner, out_dir / "planner")
+                    save_planner_atomic(planner, out_dir / "planner")
         history.append(row)
         log("[sft] " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         save_checkpoint(ckpt_root, step, model=planner, optimizer=optimizer, scheduler=scheduler,
                         state=state(epoch + 1, 0), keep_last=config.keep_last)
 
     if not config.select_best or not valid or not (out_dir / "planner").exists():
-        _save_planner_atomic(planner, out_dir / "planner")
+        save_planner_atomic(planner, out_dir / "planner")
     (out_dir / "history.json").write_text(json.dumps({"history": history, "best": best}, indent=1) + "\n")
     return SFTResult(
         planner=planner, history=history, step_losses=step_losses, planner_dir=out_dir / "planner",
