@@ -65,7 +65,7 @@ def normalise_title(title: str) -> str:
     return " ".join(t)
 
 
-def _norm_genres(genres: Iterable[str]) -> list[str]:
+def normalise_genres(genres: Iterable[str]) -> list[str]:
     """Lower-case, strip, de-duplicate (order kept)."""
     out: list[str] = []
     for g in genres:
@@ -89,7 +89,7 @@ class KnowledgeBase:
                  issues: list[Issue] | None = None):
         self.items: dict[str, Item] = {}
         for it in items:
-            it.genres = _norm_genres(it.genres)
+            it.genres = normalise_genres(it.genres)
             self.items[str(it.item_id)] = it
         self.source = source
         self.path = str(path) if path is not None else None
@@ -153,11 +153,11 @@ class KnowledgeBase:
         it = self.items.get(str(item_id))
         if it is None:
             return False
-        return set(_norm_genres(genres)) <= set(it.genres)
+        return set(normalise_genres(genres)) <= set(it.genres)
 
     def valid_targets(self, genres: Iterable[str]) -> list[str]:
         """Ids of all items whose genres cover ``genres``, in catalogue order (cached per set)."""
-        key = frozenset(_norm_genres(genres))
+        key = frozenset(normalise_genres(genres))
         if key not in self._targets_cache:
             self._targets_cache[key] = [iid for iid, it in self.items.items() if key <= set(it.genres)]
         return list(self._targets_cache[key])

@@ -20,6 +20,7 @@ import warnings
 from pathlib import Path
 
 from rso_lib.data._io import iter_jsonl
+from rso_lib.data.kb import normalise_genres
 from rso_lib.data.personas import load_seeker_personas
 from rso_lib.data.records import DataError, Issue, Persona, SimTarget
 
@@ -29,14 +30,8 @@ REDIAL_TEST = "redial/redial-test.txt"
 
 
 def _genres(v) -> list[str] | None:
-    if not isinstance(v, list):
-        return None
-    out: list[str] = []
-    for g in v:
-        g = str(g).strip().lower()
-        if g and g not in out:
-            out.append(g)
-    return out
+    """A genre list normalised like the knowledge base's, or None if ``v`` is not a list."""
+    return normalise_genres(v) if isinstance(v, list) else None
 
 
 def _read_map(path: Path, issues: list[Issue]) -> dict[str, tuple[str, list[str], int]]:
