@@ -3,7 +3,6 @@ backends, model ids), so a number in `results/` can be traced to what produced i
 
 from __future__ import annotations
 
-import datetime as _dt
 import json
 import os
 import platform
@@ -86,7 +85,3 @@ def save_figure(fig, name: str, profile: str) -> dict[str, Path]:
     fig.savefig(paths["png"], dpi=150, bbox_inches="tight", metadata={"Software": None})
     fig.savefig(paths["pdf"], bbox_inches="tight", metadata={"CreationDate": None, "Producer": None, "Creator": None})
     return paths
-
-
-def today() -> str:  # for notes shown in notebooks, never in result tables
-    return _dt.date.today().isoformat()

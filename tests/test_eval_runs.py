@@ -55,3 +55,11 @@ def test_strategy_turns_from_transcript(tmp_path):
     ])
     t = strategy_turns(read_transcript(p), "RL")
     assert t.values.tolist() == [["RL", "a", 0, "credibility"], ["RL", "a", 1, "encouragement"], ["RL", "b", 0, "offer_help"]]
+
+
+def test_unreachable_targets_left_out_and_counted(data_dir, tmp_path, monkeypatch):
+    monkeypatch.setenv("RSO_ROOT", str(tmp_path))
+    ctx = make_context("p", str(data_dir), 0, {"default": {"backend": "embedded"}}, llm_cache=False)
+    ts = ctx.targets("inspired", 0)
+    assert ctx.left_out == {"inspired": 20} and len(ts) == 79
+    assert all(ctx.kb.valid_targets(t.target_genres) for t in ts)

@@ -150,6 +150,7 @@ class RunContext:
     _retriever: Any = None
     _planners: dict = field(default_factory=dict)
     _targets: dict = field(default_factory=dict)
+    left_out: dict = field(default_factory=dict)  # dataset -> targets no catalogue item can satisfy
 
     @property
     def kb(self):
@@ -159,12 +160,18 @@ class RunContext:
         return self._kb
 
     def targets(self, dataset: str, n: int):
-        """The first ``n`` simulation targets of the dataset's test split (file order); ``n <= 0``
-        or more than the split holds -> all of them (INSPIRED 99, ReDial 198 with the shipped
-        mapping files)."""
+        """The first ``n`` reachable simulation targets of the dataset's test split (file order);
+        ``n <= 0`` or more than there are -> all of them (with the ReDial catalogue: INSPIRED 79 of
+        99, ReDial 198 of 198)."""
         if dataset not in self._targets:
-            from rso_lib.data.targets import load_sim_targets
-            self._targets[dataset] = load_sim_targets(self.data_dir, dataset, split="test")
+            from rso_lib.data.targets import load_sim_targets, split_reachable
+            # a user whose genres no catalogue item covers can never be satisfied: leave them out
+            # and count them (reported in every table's provenance as targets_left_out)
+            kept, dropped = split_reachable(load_sim_targets(self.data_dir, dataset, split="test"), self.kb)
+            self._targets[dataset], self.left_out[dataset] = kept, len(dropped)
+            if dropped:
+                print(f"[eval] {dataset}: {len(dropped)} test users left out: no {self.kb_source} item covers "
+                      f"their target genres ({len(kept)} kept)")
         ts = self._targets[dataset]
         return list(ts) if n <= 0 or n >= len(ts) else ts[:n]
 
@@ -309,7 +316,7 @@ def run_provenance(ctx: RunContext, specs: Sequence[RunSpec], judge_cfg: JudgeCo
                      "backbone": s.llm or ctx.llm_cfg.get("default", {"backend": "embedded"})} for s in specs}
     return provenance(ctx.seed, profile=ctx.profile, data_dir=str(ctx.data_dir), kb_source=ctx.kb_source,
                       llm_roles=roles, llm_cfg=ctx.llm_cfg, runs=runs, engine=ctx.engine, planner=ctx.planner,
-                      judge=asdict(judge_cfg), run_info=info, **extra)
+                      judge=asdict(judge_cfg), run_info=info, targets_left_out=dict(ctx.left_out), **extra)
 
 
 def make_context(profile: str, data_dir_param: str, seed: int, llm: dict, planner: str = "rl",
