@@ -64,3 +64,31 @@ def test_missing_model_error_is_clear(tmp_path):
         build_llm({"backend": "transformers", "model": str(tmp_path)})
     with pytest.raises(OSError, match="not a local directory"):
         build_llm({"backend": "transformers", "model": "no-such-org/no-such-model-xyz"})
+
+
+def test_shared_prefix_pass_matches_the_unshared_pass_in_fp32(hf):
+    # every chat prompt starts with the same system message + template: a shared prefix
+    sys_msg = {"role": "system", "content": "You recommend movies to people in one short sentence."}
+    batch = [[sys_msg] + c for c in convs(4)]
+    ids = [hf._encode(hf.render(m)) for m in batch]
+    assert hf._shared_prefix_len(ids, 1) >= 10
+    s = Sampling(max_tokens=10)
+    st0 = hf.stats()
+    shared_text = hf.chat(batch, s)
+    shared_scores = hf.score_options_raw(batch, RATINGS, prefix="Rating: ")
+    shared_multi = hf.score_options_raw(batch, ["Toy Story", "Up"], prefix="Title: ")
+    st1 = hf.stats()
+    hf.min_shared_prefix = 0
+    try:
+        plain_text = hf.chat(batch, s)
+        plain_scores = hf.score_options_raw(batch, RATINGS, prefix="Rating: ")
+        plain_multi = hf.score_options_raw(batch, ["Toy Story", "Up"], prefix="Title: ")
+        st2 = hf.stats()
+    finally:
+        hf.min_shared_prefix = 8
+    assert shared_text == plain_text
+    np.testing.assert_allclose(shared_scores, plain_scores, atol=1e-3)
+    np.testing.assert_allclose(shared_multi, plain_multi, atol=1e-3)
+    done_shared = st1["prefill_padded_tokens"] - st0["prefill_padded_tokens"]
+    done_plain = st2["prefill_padded_tokens"] - st1["prefill_padded_tokens"]
+    assert done_shared < done_plain  # the prefix was computed once per batch, not once per row

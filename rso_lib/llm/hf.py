@@ -404,10 +404,17 @@ class HFChatLLM:
         if not self._has_template:
             log.warning("%s has no chat template: using a plain 'ROLE: text' format", self.model_id)
         self._stats = {"chat_calls": 0, "score_calls": 0, "rows": 0, "prompt_tokens": 0,
-                       "generated_tokens": 0, "truncations": 0, "seconds": 0.0}
+                       "generated_tokens": 0, "truncations": 0, "seconds": 0.0,
+                       # phases: prompt passes (generation prefill and option scoring) and decoding
+                       # steps; padded = rows x longest row, what the forward pass computed
+                       "prefill_passes": 0, "prefill_padded_tokens": 0, "prefill_seconds": 0.0,
+                       "shared_prefix_tokens_saved": 0,
+                       "decode_steps": 0, "decode_seconds": 0.0}
         self._warned_trunc = False
         #: score multi-token options on one shared context pass (False: one pass per option; same result)
         self.shared_context_scoring = True
+        #: run a common prefix of at least this many tokens once per batch (0: never; see _forward)
+        self.min_shared_prefix = 8
 
     # ------------------------------------------------------------------ rendering / truncation
     def _prep(self, messages: Messages) -> Messages:
@@ -447,32 +454,76 @@ class HFChatLLM:
         return msgs
 
     def stats(self) -> dict:
-        """Counters: calls, rows, prompt/generated tokens, truncated prompts, seconds in the model."""
+        """Counters: calls, rows, prompt/generated tokens, truncated prompts, seconds in the model,
+        and the split of forward passes into prompt passes (``prefill_*``: generation prefill and
+        option scoring, ``prefill_padded_tokens`` = rows x longest row) and decoding steps
+        (``decode_*``; the rest of ``seconds`` is tokenising, sampling and bookkeeping)."""
         return dict(self._stats)
 
     # ------------------------------------------------------------------ forward helpers
+    def _call(self, keep_last: int, **kw):
+        """``self.model(**kw)`` computing logits for the last ``keep_last`` positions only, where
+        the model supports it."""
+        try:
+            return self.model(**kw, logits_to_keep=keep_last)
+        except TypeError:  # models without logits_to_keep
+            return self.model(**kw)
+
+    def _shared_prefix_len(self, ids_rows: list[list[int]], keep_last: int) -> int:
+        """Tokens at the start of every row computed once for the whole batch (0: no sharing).
+
+        The longest common prefix, capped so that every row keeps at least ``keep_last`` tokens
+        after it (their logits come from the suffix pass); used when it is at least
+        ``min_shared_prefix`` tokens and there are at least 2 rows."""
+        if not self.min_shared_prefix or len(ids_rows) < 2:
+            return 0
+        first, n = ids_rows[0], min(len(r) for r in ids_rows) - keep_last
+        p = 0
+        while p < n and all(r[p] == first[p] for r in ids_rows):
+            p += 1
+        return p if p >= self.min_shared_prefix else 0
+
     def _forward(self, ids_rows: list[list[int]], keep_last: int, cache=None):
         """Left-padded forward pass. Returns (logits of the last ``keep_last`` positions [b, k, V]
-        as float32, attention mask [b, L], position ids [b, L])."""
+        as float32, attention mask [b, L], position ids [b, L]) where ``L`` is what ``cache`` now
+        holds.
+
+        Shared prefix: when the rows start with the same ``P`` tokens (system prompt and template,
+        ~30 tokens of every expert prompt), those run ONCE as a batch-1 pass whose KV cache is
+        repeated to the ``b`` rows; the suffixes then run left-padded after it, so the layout is
+        ``[prefix | pad | suffix]`` with the pads masked out and position ids continuing from
+        ``P``. Prompt passes are compute-bound on a CPU, so this saves ``(b - 1) * P`` tokens of
+        work; the result equals the unshared pass up to floating-point rounding."""
         import torch
 
-        L = max(len(r) for r in ids_rows)
         b = len(ids_rows)
+        P = self._shared_prefix_len(ids_rows, keep_last)
+        t0 = time.perf_counter()
+        if P and cache is None:
+            cache = generation_cache(self.model, max(len(r) for r in ids_rows))
+        if P:
+            pre = torch.tensor([ids_rows[0][:P]], dtype=torch.long, device=self.device)
+            self._call(1, input_ids=pre, attention_mask=torch.ones_like(pre), past_key_values=cache, use_cache=True)
+            cache.batch_repeat_interleave(b)  # [1, h, P, d] -> [b, h, P, d]
+        rows = [r[P:] for r in ids_rows]
+        L = max(len(r) for r in rows)
         input_ids = torch.full((b, L), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((b, L), dtype=torch.long)
-        for r, ids in enumerate(ids_rows):
+        attn = torch.zeros((b, P + L), dtype=torch.long)
+        attn[:, :P] = 1
+        for r, ids in enumerate(rows):
             input_ids[r, L - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            attn[r, L - len(ids):] = 1
+            attn[r, P + L - len(ids):] = 1
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
         input_ids, attn, pos = (t.to(self.device) for t in (input_ids, attn, pos))
-        kw = dict(input_ids=input_ids, attention_mask=attn, position_ids=pos, use_cache=cache is not None)
+        kw = dict(input_ids=input_ids, attention_mask=attn, position_ids=pos[:, P:], use_cache=cache is not None)
         if cache is not None:
             kw["past_key_values"] = cache
-        try:
-            out = self.model(**kw, logits_to_keep=keep_last)
-        except TypeError:  # models without logits_to_keep
-            out = self.model(**kw)
-        return out.logits[:, -keep_last:, :].float(), attn, pos
+        logits = self._call(keep_last, **kw).logits[:, -keep_last:, :].float()
+        self._stats["prefill_passes"] += 1
+        self._stats["prefill_padded_tokens"] += P + b * L
+        self._stats["shared_prefix_tokens_saved"] += (b - 1) * P
+        self._stats["prefill_seconds"] += time.perf_counter() - t0
+        return logits, attn, pos
 
     # ------------------------------------------------------------------ generation
     def chat(self, batch: Sequence[Messages], sampling: Sampling = Sampling()) -> list[list[str]]:
@@ -597,9 +648,12 @@ class HFChatLLM:
                     active = [active[k] for k in keep]
                 attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
                 pos = pos + 1
+                t_step = time.perf_counter()
                 out = self.model(input_ids=nxt.unsqueeze(1), attention_mask=attn, position_ids=pos,
                                  past_key_values=cache, use_cache=True)
                 logits = out.logits[:, -1, :].float()
+                self._stats["decode_steps"] += 1
+                self._stats["decode_seconds"] += time.perf_counter() - t_step
         return [self._finish(gen_ids[r], sampling.stop, finish[r] or "length", lps[r] if want_lp else None,
                              tops[r] if want_lp else None) for r in range(b)]
 
@@ -786,8 +840,12 @@ class HFChatLLM:
         tail_ids, tail_mask = tail_ids.to(self.device), tail_mask.to(self.device)
         attn2 = torch.cat([attn.repeat_interleave(K, dim=0), tail_mask], dim=1)
         pos2 = pos[:, -1:].repeat_interleave(K, dim=0) + 1 + torch.arange(Lt, device=self.device)[None, :]
+        t0 = time.perf_counter()
         o = self.model(input_ids=tail_ids, attention_mask=attn2, position_ids=pos2, past_key_values=cache,
                        use_cache=True)
+        self._stats["prefill_passes"] += 1
+        self._stats["prefill_padded_tokens"] += b * K * Lt
+        self._stats["prefill_seconds"] += time.perf_counter() - t0
         # predictor of tail token j: the context's last logits for j = 0, tail logits j-1 after that
         pred = torch.cat([last.repeat_interleave(K, dim=0), o.logits[:, :-1, :].float()], dim=1)  # [bK, Lt, V]
         lp = torch.log_softmax(pred, dim=-1).gather(2, tail_ids[:, :, None])[:, :, 0]  # [bK, Lt]
