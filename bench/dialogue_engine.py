@@ -106,36 +106,37 @@ def main(argv=None) -> None:
     # Where the time goes: prompt passes (generation prefill + option scoring) are compute-bound
     # on a CPU, so batching them gains little; decoding steps are bound by reading the weights
     # (and per-op overhead), so a batch of 16 costs about what one row does.
-    def delta(a, b, k):
-        return b[k] - a[k]
+    lk = {k: s1[k] - s0[k] for k in s1}  # LLM counters over the lockstep run
+    sq = {k: s2[k] - s1[k] for k in s2}  # ... over the one-at-a-time runs
 
-    ph_lock = {k: delta(s0, s1, k) for k in s1 if isinstance(s1[k], (int, float))}
-    ph_seq = {k: delta(s1, s2, k) for k in s2 if isinstance(s2[k], (int, float))}
+    def ratio(a, b):
+        return b / a if a else float("nan")
+
     print(f"{'phase':<34} {'lockstep s':>10} {'one-at-a-time s':>16} {'ratio':>6}")
-    for label, key in (("prompt passes (prefill, scoring)", "prefill_seconds"),
-                       ("decoding steps", "decode_seconds")):
-        a, b = ph_lock[key], ph_seq[key]
-        print(f"{label:<34} {a:>10.2f} {b:>16.2f} {b / a if a else float('nan'):>5.1f}x")
-    rest_l = ph_lock["seconds"] - ph_lock["prefill_seconds"] - ph_lock["decode_seconds"]
-    rest_s = ph_seq["seconds"] - ph_seq["prefill_seconds"] - ph_seq["decode_seconds"]
-    print(f"{'LLM other (tokenise, sample)':<34} {rest_l:>10.2f} {rest_s:>16.2f} {rest_s / rest_l if rest_l else float('nan'):>5.1f}x")
-    print(f"prompt tokens computed: lockstep {ph_lock['prefill_padded_tokens']} (padded to the longest row; "
-          f"{ph_lock['shared_prefix_tokens_saved']} saved by shared prefixes), "
-          f"one at a time {ph_seq['prefill_padded_tokens']}; decoding steps: lockstep {ph_lock['decode_steps']}, "
-          f"one at a time {ph_seq['decode_steps']}")
+    other_l = lk["seconds"] - lk["prefill_seconds"] - lk["decode_seconds"]
+    other_s = sq["seconds"] - sq["prefill_seconds"] - sq["decode_seconds"]
+    for label, a, b in (("prompt passes (prefill, scoring)", lk["prefill_seconds"], sq["prefill_seconds"]),
+                        ("decoding steps", lk["decode_seconds"], sq["decode_seconds"]),
+                        ("LLM other (tokenise, sample)", other_l, other_s)):
+        print(f"{label:<34} {a:>10.2f} {b:>16.2f} {ratio(a, b):>5.1f}x")
+    print(f"prompt tokens computed: lockstep {lk['prefill_padded_tokens']} (padded to the longest row; "
+          f"{lk['shared_prefix_tokens_saved']} saved by shared prefixes), one at a time "
+          f"{sq['prefill_padded_tokens']}; decoding steps: lockstep {lk['decode_steps']}, one at a time "
+          f"{sq['decode_steps']}")
     # A ceiling for lockstep on this machine, from this run's own numbers: its prompt passes with no
     # padding at the batched throughput it measured, and every decoding step no dearer than a
     # one-row step (a batch reads the same weights as one row, so it cannot be cheaper); the
     # rest (tokenising, sampling, embedder, Planner, outside) as measured.
-    if ph_lock["prefill_seconds"] and ph_seq["decode_steps"]:
-        batched_tok_s = ph_lock["prefill_padded_tokens"] / ph_lock["prefill_seconds"]
-        best = ((ph_seq["prefill_padded_tokens"] - ph_lock["shared_prefix_tokens_saved"]) / batched_tok_s
-                + ph_lock["decode_steps"] * ph_seq["decode_seconds"] / ph_seq["decode_steps"]
-                + lock.stats.wall_s - ph_lock["prefill_seconds"] - ph_lock["decode_seconds"])
+    if lk["prefill_seconds"] and sq["prefill_seconds"] and sq["decode_steps"]:
+        batched_tok_s = lk["prefill_padded_tokens"] / lk["prefill_seconds"]
+        single_tok_s = sq["prefill_padded_tokens"] / sq["prefill_seconds"]
+        step_s = sq["decode_seconds"] / sq["decode_steps"]
+        best = ((sq["prefill_padded_tokens"] - lk["shared_prefix_tokens_saved"]) / batched_tok_s
+                + lk["decode_steps"] * step_s
+                + lock.stats.wall_s - lk["prefill_seconds"] - lk["decode_seconds"])
         print(f"ceiling for lockstep here: {seq.stats.wall_s / best:.1f}x (prompt passes without padding at "
-              f"{batched_tok_s:.0f} tok/s, one-at-a-time {ph_seq['prefill_padded_tokens'] / max(ph_seq['prefill_seconds'], 1e-9):.0f} "
-              f"tok/s; {ph_lock['decode_steps']} decoding steps at the one-row cost of "
-              f"{1000 * ph_seq['decode_seconds'] / ph_seq['decode_steps']:.0f} ms)")
+              f"{batched_tok_s:.0f} tok/s, one at a time {single_tok_s:.0f} tok/s; {lk['decode_steps']} "
+              f"decoding steps at the one-row cost of {1000 * step_s:.0f} ms)")
     speedup = lock.stats.turns_per_s / seq.stats.turns_per_s if seq.stats.turns_per_s else float("nan")
     print(f"goals: lockstep >= 8x (got {speedup:.1f}x), outside model calls <= 20% "
           f"(got {lock.stats.outside_share:.1%} lockstep)")
