@@ -31,3 +31,19 @@ def convs(n: int) -> list[list[dict]]:
               "learning history", "a first date", "kids who like animals"]
     return [[{"role": "user", "content": f"Name one movie for {topics[i % len(topics)]}. Answer in one sentence."}]
             for i in range(n)]
+
+
+TITLE_OPTIONS = ["Toy Story", "The Matrix", "Up", "Finding Nemo and friends"]
+
+
+def scores_by_both_paths(llm):
+    """Multi-token option log-probs of three conversations, by the shared-context path and by the
+    one-pass-per-option reference path: ``(shared, full)``, each ``[3, 4]``."""
+    batch = [RATING_PROMPT, convs(1)[0], convs(3)[2]]
+    shared = llm.score_options_raw(batch, TITLE_OPTIONS, prefix="Title: ")
+    llm.shared_context_scoring = False
+    try:
+        full = llm.score_options_raw(batch, TITLE_OPTIONS, prefix="Title: ")
+    finally:
+        llm.shared_context_scoring = True
+    return shared, full

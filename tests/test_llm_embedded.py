@@ -7,7 +7,7 @@ import importlib.util
 import numpy as np
 import pytest
 
-from llm_fixtures import RATING_PROMPT, RATINGS, convs, embedded
+from llm_fixtures import RATING_PROMPT, RATINGS, convs, embedded, scores_by_both_paths
 from rso_lib.llm import build_llm, expected_rating, role_llms
 from rso_lib.llm.hf import PromptTooLongError, truncate_messages
 from rso_lib.llm.protocol import ChatLLM, Sampling
@@ -118,14 +118,7 @@ def test_single_token_fast_path_matches_general_path(llm):
 
 
 def test_shared_context_scoring_matches_one_pass_per_option(llm):
-    opts = ["Toy Story", "The Matrix", "Up", "Finding Nemo and friends"]
-    batch = [RATING_PROMPT, convs(1)[0], convs(3)[2]]
-    shared = llm.score_options_raw(batch, opts, prefix="Title: ")
-    llm.shared_context_scoring = False
-    try:
-        full = llm.score_options_raw(batch, opts, prefix="Title: ")
-    finally:
-        llm.shared_context_scoring = True
+    shared, full = scores_by_both_paths(llm)
     # bf16 rounding differs with the batch shapes (exact agreement is checked in fp32 in
     # test_llm_transformers.py); a wrong position or token would be off by whole nats
     np.testing.assert_allclose(shared, full, rtol=0.03, atol=0.05)

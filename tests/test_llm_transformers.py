@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from llm_fixtures import RATING_PROMPT, RATINGS, convs, embedded
+from llm_fixtures import RATING_PROMPT, RATINGS, convs, embedded, scores_by_both_paths
 from rso_lib.llm import build_llm
 from rso_lib.llm.protocol import Sampling
 
@@ -44,18 +44,11 @@ def test_scores_agree_with_the_embedded_bf16_model(hf):
 
 
 def test_multi_token_scoring_paths_agree_in_fp32(hf):
-    opts = ["Toy Story", "The Matrix", "Up", "Finding Nemo and friends"]
-    batch = [RATING_PROMPT, convs(1)[0], convs(3)[2]]
-    shared = hf.score_options_raw(batch, opts, prefix="Title: ")
-    hf.shared_context_scoring = False
-    try:
-        full = hf.score_options_raw(batch, opts, prefix="Title: ")
-    finally:
-        hf.shared_context_scoring = True
+    shared, full = scores_by_both_paths(hf)
     np.testing.assert_allclose(shared, full, atol=2e-3)
     # chain rule: log P("Toy Story") = log P("Toy") + log P(" Story" | ... "Toy")
-    two = hf.score_options_raw(batch[:1], ["Toy Story", "Toy"], prefix="Title: ")
-    step = hf.score_options_raw(batch[:1], [" Story"], prefix="Title: Toy")
+    two = hf.score_options_raw([RATING_PROMPT], ["Toy Story", "Toy"], prefix="Title: ")
+    step = hf.score_options_raw([RATING_PROMPT], [" Story"], prefix="Title: Toy")
     assert abs(two[0, 0] - (two[0, 1] + step[0, 0])) < 2e-3
 
 
