@@ -34,6 +34,15 @@ NUM_STRATEGIES = len(STRATEGIES)
 assert NUM_STRATEGIES == 14
 
 
+#: Table I's three categories. INSPIRED's ``preference_confirmation`` (not in the paper's table)
+#: asks the user to confirm a preference, so it sits with the inquiries.
+INQUIRY_STRATEGIES: frozenset[str] = frozenset(
+    {"opinion_inquiry", "experience_inquiry", "rephrase_preference", "preference_confirmation"})
+CATEGORIES: dict[str, str] = {
+    s: "preference elicitation inquiry" if s in INQUIRY_STRATEGIES else "non-strategy" if s == "no_strategy"
+    else "sociable" for s in STRATEGIES}
+
+
 class UnknownStrategyError(ValueError):
     """A label that is none of the 14 strategies."""
 

@@ -27,8 +27,10 @@ KB = TinyKB([
 ])
 
 
-def _rows(did, accepted, turns, genres=("horror",), system="RSO", dataset="inspired"):
-    """Transcript lines (schema rso.transcript/1) of one finished dialogue."""
+def _rows(did, accepted, turns, genres=("horror",), system="RSO", dataset="inspired", reward_stop=None):
+    """Transcript lines (schema rso.transcript/1) of one finished dialogue. The evaluator's stop
+    rule fires on the last turn when ``reward_stop`` (default: ``accepted``) is true."""
+    reward_stop = accepted if reward_stop is None else reward_stop
     from rso_lib.dialogue.transcript import SCHEMA
     out = []
     for k, t in enumerate(turns):
@@ -44,8 +46,9 @@ def _rows(did, accepted, turns, genres=("horror",), system="RSO", dataset="inspi
             "retrieval_scores": [0.5] * len(t.get("retrieved", [])), "ranking": t.get("retrieved", []),
             "chosen_item": t.get("chosen"), "chooser_probs": [], "reply": t["reply"], "refinements": 0,
             "mentioned_item": t.get("mentioned", t.get("chosen")), "user_reply": "ok", "user_action": "inquire",
-            "covers_target": None, "p_accept": None, "accepted": acc, "reward": 0.5, "rating": 3.0,
-            "stop": False, "done": last, "stop_reason": ("accepted" if acc else "max_turns") if last else None,
+            "covers_target": None, "p_accept": None, "accepted": acc,
+            "reward": 1.0 if reward_stop and last else 0.5, "rating": 5.0 if reward_stop and last else 3.0,
+            "stop": bool(reward_stop and last), "done": last, "stop_reason": ("accepted" if acc else "max_turns") if last else None,
             "parse_failures": {"actor": t.get("pf", 0)},
         })
     return out

@@ -86,15 +86,40 @@ def test_rewarder_rejects_unknown_mode():
 def test_chooser_letters_one_call_and_masks_absent_candidates():
     probs = {"A": 0.1, "B": 0.1, "C": 0.8}
     llm = ScriptedLLM(option_probs=lambda m, opts: [probs.get(o, 0.0) + 1e-9 for o in opts])
-    ch = ItemChooser(llm, mode="letters").choose([H, H], ["", ""], [ITEMS[:3], ITEMS[:2]])
+    ch = ItemChooser(llm, mode="letters", allow_none=False).choose([H, H], ["", ""], [ITEMS[:3], ITEMS[:2]])
     assert len(llm.score_calls) == 1 and llm.score_calls[0][1] == ["A", "B", "C"]
     assert ch[0].item_id == "3"  # C
     assert ch[1].item_id in {"1", "2"} and sum(ch[1].probs) == pytest.approx(1.0) and len(ch[1].probs) == 2
 
 
+def test_chooser_may_recommend_nothing_yet():
+    """The "none of these yet" option follows the candidates (its letter after the longest list);
+    picking it is an abstention, not a parse failure."""
+    probs = {"A": 0.2, "B": 0.1, "C": 0.05, "D": 0.65}
+    llm = ScriptedLLM(option_probs=lambda m, opts: [probs.get(o, 0.0) + 1e-9 for o in opts])
+    ch = ItemChooser(llm, mode="letters").choose([H, H], ["", ""], [ITEMS[:3], ITEMS[:2]])
+    assert llm.score_calls[0][1] == ["A", "B", "C", "D"]
+    assert "D. None of these yet" in llm.score_calls[0][0][1][-1]["content"]  # row 2 lists A, B, then D
+    assert [c.item_id for c in ch] == [None, None] and all(c.abstained and not c.parse_failure for c in ch)
+    gen = ItemChooser(ScriptedLLM(["D. none of these yet", "B"]), mode="generate").choose([H, H], ["", ""], [ITEMS[:3]] * 2)
+    assert gen[0].abstained and gen[0].item_id is None and gen[1].item_id == "2"
+
+
+def test_actor_modes_recommend_ask_or_own_knowledge():
+    from rso_lib.experts.prompts import actor_prompt
+    ask = actor_prompt(H, "Ask the user.", "likes horror", [], None, mode="ask")[-1]["content"]
+    assert "Do not recommend a movie yet" in ask and "Movie to recommend" not in ask
+    own = actor_prompt(H, None, "", [], None, mode="own")[-1]["content"]
+    assert "recommend one movie by its title" in own and "Facts" not in own and "Movies you could" not in own
+    item = actor_prompt(H, None, "", ["Alien (1979): horror"], "Alien (1979)")[-1]["content"]
+    assert "mention Alien (1979) by name" in item and "- Alien (1979): horror" in item
+    with pytest.raises(ValueError, match="unknown mode"):
+        actor_prompt(H, None, "", [], None, mode="shout")
+
+
 def test_chooser_generate_non_candidate_is_parse_failure():
     llm = ScriptedLLM(["B. Notting Hill", "I'd go with Heat (1995).", "Titanic, obviously"])
-    ch = ItemChooser(llm, mode="generate").choose([H] * 3, [""] * 3, [ITEMS[:3]] * 3)
+    ch = ItemChooser(llm, mode="generate", allow_none=False).choose([H] * 3, [""] * 3, [ITEMS[:3]] * 3)
     assert [c.item_id for c in ch] == ["2", "3", None]
     assert [c.parse_failure for c in ch] == [0, 0, 1] and ch[2].raw == "Titanic, obviously"
 

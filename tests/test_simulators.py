@@ -103,5 +103,5 @@ def test_simulator_reward():
                              SimResponse("?", "inquire", "1", covers_target=True),
                              SimResponse("no", "reject", "4", covers_target=False),
                              SimResponse("hm", "request")], [T] * 4, items)
-    assert [r.reward for r in res] == [1.0, 0.75, 0.25, 0.0]
+    assert [r.reward for r in res] == [1.0, 0.625, 0.25, 0.0]
     assert [r.stop for r in res] == [True, False, False, False]

@@ -41,7 +41,7 @@ from rso_lib.experts.prompts import EXPLANATION_STRATEGIES
 from rso_lib.experts.reasoner import PreferenceReasoner
 from rso_lib.experts.rewarder import RewardResult
 from rso_lib.llm.protocol import ChatLLM, Sampling
-from rso_lib.strategies import DESCRIPTIONS, NUM_STRATEGIES, STRATEGIES
+from rso_lib.strategies import DESCRIPTIONS, INQUIRY_STRATEGIES, NUM_STRATEGIES, STRATEGIES
 from rso_lib.dialogue.transcript import (
     Episode, TurnRecord, append_rows, episode_from_rows, read_rows, record_to_row, rewrite_rows,
 )
@@ -118,12 +118,13 @@ class DialogueEngine:
         actor_sampling / reasoner_sampling: decoding settings (defaults of the experts).
         stop_on_reward: end a dialogue when Eq. 9's stop rule fires (default True; acceptance
             always ends it).
+        allow_no_recommendation: the chooser may answer "none of these yet" (default True).
     """
 
     def __init__(self, system, llms: dict[str, ChatLLM], retriever=None, planner=None, simulator=None,
                  rewarder=None, max_turns: int = 10, seed: int = 0, chooser_mode: str = "letters",
                  actor_sampling: Sampling | None = None, reasoner_sampling: Sampling | None = None,
-                 stop_on_reward: bool = True):
+                 stop_on_reward: bool = True, allow_no_recommendation: bool = True):
         if simulator is None:
             raise ValueError("DialogueEngine: a user simulator is required")
         if system.strategy_mode == "planner" and planner is None:
@@ -141,7 +142,7 @@ class DialogueEngine:
         t = lambda role, key=None: _TimedLLM(llms.get(key or role, llms["actor"]), role, self)  # noqa: E731
         self.llms = {r: t(r) for r in llms}
         self.reasoner = PreferenceReasoner(t("reasoner"), **({"sampling": reasoner_sampling} if reasoner_sampling else {}))
-        self.chooser = ItemChooser(t("chooser"), mode=chooser_mode)
+        self.chooser = ItemChooser(t("chooser"), mode=chooser_mode, allow_none=allow_no_recommendation)
         self.actor = Actor(t("actor"), **({"sampling": actor_sampling} if actor_sampling else {}))
         self._explainer, self._checker = t("explainer", "actor"), t("self_check", "actor")
         # the simulator's and judge's own backends are timed and logged too
@@ -283,13 +284,20 @@ class DialogueEngine:
         rets = (self._model("retriever", "retrieve", self.retriever.retrieve, H, prefs, [d.rejected for d in active])
                 if sys_.use_retriever else [None] * n)
 
-        # 4. Chooser: which candidate to recommend
+        # 4. Chooser: which candidate to recommend, if any. A preference-elicitation strategy
+        #    (Table I) asks rather than recommends, so those turns carry no item and skip the
+        #    chooser; the chooser itself may answer "none of these yet" (allow_no_recommendation).
         chosen: list[str | None] = [None] * n
         cprobs: list[list[float]] = [[] for _ in range(n)]
+        abstain = [s in INQUIRY_STRATEGIES for s in strat]
         if sys_.use_retriever and sys_.use_chooser:
-            cands = [[self.retriever.items[i] for i in r.item_ids] for r in rets]
-            for i, c in enumerate(self.chooser.choose(H, prefs, cands, seed=self._seed(step, "chooser"))):
+            rows = [i for i in range(n) if not abstain[i]]
+            cands = [[self.retriever.items[j] for j in rets[i].item_ids] for i in rows]
+            picks = self.chooser.choose([H[i] for i in rows], [prefs[i] for i in rows], cands,
+                                        seed=self._seed(step, "chooser"))
+            for i, c in zip(rows, picks):
                 chosen[i], cprobs[i] = c.item_id, c.probs
+                abstain[i] = c.abstained
                 if c.parse_failure:
                     pf[i]["chooser"] += c.parse_failure
         items = self.retriever.items if self.retriever is not None else {}
@@ -302,11 +310,17 @@ class DialogueEngine:
                 strat[i], sprob[i] = s, float(row.max())
                 sent[i] = float(-(row * np.log(np.clip(row, 1e-12, 1))).sum())
 
-        # 5. Actor (Eq. 5)
-        facts = [[items[c].facts()] if c else [] for c in chosen]
-        cand_names = [[items[i].name for i in r.item_ids] if (r is not None and c is None) else [] for r, c in zip(rets, chosen)]
+        # 5. Actor (Eq. 5): the chosen item's knowledge-base facts only when the system grounds
+        #    its replies (use_facts); without a chooser, the candidate titles (InterCRS,
+        #    w/o Fact Retriever keeps titles); without retrieval, the LLM's own knowledge.
+        facts = [[items[c].facts()] if c and sys_.use_facts else [] for c in chosen]
+        cand_names = [[items[j].name for j in r.item_ids] if (r is not None and c is None and not a) else []
+                      for r, c, a in zip(rets, chosen, abstain)]
+        mode = ["ask" if a else "item" if c else "candidates" if cn else "own" if not sys_.use_retriever else "ask"
+                for a, c, cn in zip(abstain, chosen, cand_names)]
         desc = [DESCRIPTIONS.get(s) if s in DESCRIPTIONS else EXPLANATION_STRATEGIES.get(s) if s else None for s in strat]
-        replies, empty = self.actor.reply(H, desc, prefs, facts, names, cand_names, seed=self._seed(step, "actor"))
+        replies, empty = self.actor.reply(H, desc, prefs, facts, names, cand_names, seed=self._seed(step, "actor"),
+                                          modes=mode)
         for c, e in zip(pf, empty):
             if e:
                 c["actor"] += e

@@ -303,11 +303,11 @@ class LLMSimulator:
 @dataclass
 class SimulatorReward:
     """``REWARD: simulator``: the turn reward from the grounded simulator outcome instead of an LLM
-    judge. Accepting = 1.0; asking about a fitting movie = 0.75; naming a movie that does not fit
+    judge. Accepting = 1.0; asking about a fitting movie = 0.625; naming a movie that does not fit
     = 0.5 x the share of target genres it covers; no movie named = 0.0. (A documented shaping
     choice: it rewards progress towards a fitting movie, which a 135M judge cannot see.)"""
 
-    stop_threshold: float = 0.75
+    stop_threshold: float = 0.7
     uses_simulator = True
 
     def score_from_sim(self, responses: Sequence[SimResponse], targets: Sequence[SimTarget],
@@ -317,7 +317,7 @@ class SimulatorReward:
             if r.accepted:
                 rew = 1.0
             elif r.item_id is not None and r.covers_target:
-                rew = 0.75
+                rew = 0.625  # below tau = 0.7: only an acceptance passes the stop rule (Conv-SR)
             elif r.item_id is not None:
                 have = {g.lower() for g in items[r.item_id].genres}
                 share = sum(g in have for g in t.target_genres) / max(1, len(t.target_genres))

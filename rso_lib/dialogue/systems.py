@@ -1,23 +1,28 @@
-"""Systems = configurations of the one dialogue engine (paper Tables IV-V, Fig. 4-5).
+"""Systems = configurations of the one dialogue engine (paper Tables III-V, Fig. 4-5).
 
-==============  =========  ========  =========  =======  ==========  =====================================
-name            strategy   reasoner  retriever  chooser  self-check  paper row
-==============  =========  ========  =========  =======  ==========  =====================================
-RSO             planner    yes       yes        yes      0           RSO (ours)
-PROMPT_ONLY     none       no        yes        yes      0           QwenCRS / LlamaCRS (one per backbone)
-INTERCRS        none       no        yes        no       0           InterCRS (iEvaLM style, free chat)
-PCCRS           explain.   no        yes        yes      2           PC-CRS
-NO_RETRIEVER    planner    yes       no         no       0           RSO w/o Fact Retriever (Fig. 5)
-NO_PLANNER      none       yes       yes        yes      0           RSO w/o Planner (Fig. 5)
-NO_REASONER     planner    no        yes        yes      0           RSO w/o Preference Reasoner (Fig. 5)
-==============  =========  ========  =========  =======  ==========  =====================================
+==============  =========  ========  =========  =====  =======  ==========  ===============================
+name            strategy   reasoner  retriever  facts  chooser  self-check  paper row
+==============  =========  ========  =========  =====  =======  ==========  ===============================
+RSO             planner    yes       yes        yes    yes      0           RSO (ours)
+PROMPT_ONLY     none       no        no         no     no       0           QwenCRS / LlamaCRS (per backbone)
+INTERCRS        none       no        yes        no     no       0           InterCRS (candidate titles, free chat)
+PCCRS           explain.   no        yes        yes    yes      2           PC-CRS
+NO_RETRIEVER    planner    yes       yes        no     yes      0           RSO w/o Fact Retriever (Fig. 5a)
+NO_PLANNER      none       yes       yes        yes    yes      0           RSO w/o Planner (Fig. 5b)
+NO_REASONER     planner    no        yes        yes    yes      0           RSO w/o Preference Reasoner (Fig. 5c)
+==============  =========  ========  =========  =====  =======  ==========  ===============================
 
-* PROMPT_ONLY: the backbone LLM gets the retrieved candidates (the chooser picks one, with the same
-  LLM) and answers without strategy or preference reasoning.
-* INTERCRS: retrieval + free chat: the Actor sees the candidate titles and picks (or not) in its
-  own words; no strategies.
-* PCCRS: the system's LLM picks one of PC-CRS's six explanation strategies, writes the reply, and
-  a self-check ("is every claim supported by the facts?") triggers up to two rewrites.
+* PROMPT_ONLY: the backbone LLM alone, in context (the paper's QwenCRS / LlamaCRS: no external
+  facts, no candidates); it recommends from its own knowledge, or asks, as it sees fit.
+* INTERCRS: retrieval + free chat: the Actor sees the candidate titles (no facts) and picks (or
+  not) in its own words; no strategies.
+* PCCRS: the system's LLM picks one of PC-CRS's six explanation strategies, writes the reply from
+  the chosen item's facts, and a self-check ("is every claim supported by the facts?") triggers
+  up to two rewrites.
+* NO_RETRIEVER: as the authors' ablation, the candidate titles stay and their facts go.
+* Every system may reply without recommending: the chooser can answer "none of these yet"
+  (``ALLOW_NO_RECOMMENDATION``), and the Planner's preference-elicitation strategies (Table I:
+  opinion / experience inquiry, rephrase preference, preference confirmation) never carry an item.
 
 :func:`build_system` assembles an engine from names and params (what the notebooks call).
 """
@@ -40,30 +45,46 @@ class SystemConfig:
         strategy_mode: ``"planner"`` (RSO's learned Planner), ``"none"``, ``"explanation"``
             (PC-CRS), ``"random"`` (uniform over the 14, a control).
         use_reasoner: run the Preference Reasoner (Eq. 3).
-        use_retriever: run the Fact Retriever (Eq. 4).
+        use_retriever: run the Fact Retriever's entity retrieval (Eq. 4, first half).
+        use_facts: give the Actor the knowledge-base facts of the item (Eq. 4, KG lookup).
         use_chooser: pick one candidate for the Actor (False: Actor sees all candidate titles).
         self_check_rounds: PC-CRS self-check / refine rounds (0 = off).
+        plm: a trained PLM CRS (``"unicrs"`` | ``"barcor"``) that ranks and replies itself.
     """
 
     name: str
     strategy_mode: str = "planner"
     use_reasoner: bool = True
     use_retriever: bool = True
+    use_facts: bool = True
     use_chooser: bool = True
     self_check_rounds: int = 0
+    plm: str | None = None
 
     def __post_init__(self):
         if self.strategy_mode not in ("planner", "none", "explanation", "random"):
             raise ValueError(f"SystemConfig {self.name}: unknown strategy_mode {self.strategy_mode!r}")
         if self.use_chooser and not self.use_retriever:
             raise ValueError(f"SystemConfig {self.name}: the chooser needs the retriever")
+        if self.use_facts and not self.use_retriever:
+            raise ValueError(f"SystemConfig {self.name}: facts need the retriever")
+
+    def capabilities(self) -> dict[str, bool]:
+        """Paper Table III's four columns, read off the configuration."""
+        return {
+            "Learnable": self.strategy_mode == "planner" or self.plm is not None,
+            "Preference Reasoning": self.use_reasoner,
+            "Fact Grounding": self.use_facts,
+            "Strategy Optimization": self.strategy_mode == "planner",
+        }
 
 
 RSO = SystemConfig("RSO")
-PROMPT_ONLY = SystemConfig("PROMPT_ONLY", strategy_mode="none", use_reasoner=False)
-INTERCRS = SystemConfig("INTERCRS", strategy_mode="none", use_reasoner=False, use_chooser=False)
+PROMPT_ONLY = SystemConfig("PROMPT_ONLY", strategy_mode="none", use_reasoner=False, use_retriever=False,
+                           use_facts=False, use_chooser=False)
+INTERCRS = SystemConfig("INTERCRS", strategy_mode="none", use_reasoner=False, use_facts=False, use_chooser=False)
 PCCRS = SystemConfig("PCCRS", strategy_mode="explanation", use_reasoner=False, self_check_rounds=2)
-NO_RETRIEVER = SystemConfig("NO_RETRIEVER", use_retriever=False, use_chooser=False)
+NO_RETRIEVER = SystemConfig("NO_RETRIEVER", use_facts=False)
 NO_PLANNER = SystemConfig("NO_PLANNER", strategy_mode="none")
 NO_REASONER = SystemConfig("NO_REASONER", use_reasoner=False)
 
@@ -89,7 +110,7 @@ def build_system(
     reward: str = "judge",
     reward_mode: str = "expected",
     reward_samples: int = 10,
-    stop_threshold: float = 0.75,
+    stop_threshold: float = 0.7,
     stop_on_reward: bool = True,
     max_turns: int = 10,
     top_k: int = 5,
@@ -100,6 +121,7 @@ def build_system(
     user_max_tokens: int = 48,
     reasoner_max_tokens: int = 48,
     require_kb_cover: bool = True,
+    allow_no_recommendation: bool = True,
     paraphrase: bool = False,
     embedder: Any = None,
     embedder_name: str = "all-MiniLM-L6-v2",
@@ -126,6 +148,7 @@ def build_system(
         chooser_mode: ``letters`` | ``titles`` | ``generate``.
         actor_max_tokens / actor_temperature / user_max_tokens / reasoner_max_tokens: decoding.
         require_kb_cover: LLM simulator may accept only movies covering the targets.
+        allow_no_recommendation: the chooser may answer "none of these yet" (no item this turn).
         paraphrase: agenda simulator rewords its templates with the simulator LLM.
         embedder / embedder_name / retriever: reuse a loaded embedder or a built retriever.
         cache_dir: retriever index cache (default ``runs/<profile>/cache``).
@@ -174,7 +197,7 @@ def build_system(
         max_turns=max_turns, seed=seed, chooser_mode=chooser_mode,
         actor_sampling=Sampling(temperature=actor_temperature, top_p=0.9, max_tokens=actor_max_tokens),
         reasoner_sampling=Sampling(temperature=0.0, max_tokens=reasoner_max_tokens),
-        stop_on_reward=stop_on_reward,
+        stop_on_reward=stop_on_reward, allow_no_recommendation=allow_no_recommendation,
     )
 
 
@@ -185,7 +208,8 @@ PARAM_KEYS: dict[str, str] = {
     "MAX_TURNS": "max_turns", "TOP_K": "top_k", "RANK_N": "rank_n", "CHOOSER_MODE": "chooser_mode",
     "ACTOR_MAX_TOKENS": "actor_max_tokens", "ACTOR_TEMPERATURE": "actor_temperature",
     "USER_MAX_TOKENS": "user_max_tokens", "REASONER_MAX_TOKENS": "reasoner_max_tokens",
-    "REQUIRE_KB_COVER": "require_kb_cover", "PARAPHRASE": "paraphrase", "EMBEDDER": "embedder_name",
+    "REQUIRE_KB_COVER": "require_kb_cover", "ALLOW_NO_RECOMMENDATION": "allow_no_recommendation",
+    "PARAPHRASE": "paraphrase", "EMBEDDER": "embedder_name",
     "PROFILE": "profile", "SEED": "seed",
 }
 

@@ -18,8 +18,9 @@ from rso_lib.eval import metrics as M
 from rso_lib.eval.transcripts import EvalDialogue
 from rso_lib.llm.protocol import ChatLLM
 
-# Column names of Table IV, in the paper's order.
-METRICS = ("WI", "PRS", "Cred", "Conv-SR", "Dist-2", "Rec-SR", "Recall@1", "Recall@5")
+# Table IV's metrics in the paper's order, then Table V's, then the simulator's acceptance rate
+# (Accept-SR: ours, kept apart from the paper's evaluator-defined Conv-SR).
+METRICS = ("WI", "PRS", "Cred", "Conv-SR", "Dist-2", "Rec-SR", "Recall@1", "Recall@5", "Accept-SR")
 
 
 class KBLike(Protocol):
@@ -126,6 +127,7 @@ def evaluate_system(
         base.append({
             "dialog_id": d.dialog_id,
             "turns": len(d.turns),
+            "conv_success": M.conversion_success(d.reward_success),
             "accepted": M.conversion_success(d.accepted),
             "recommended_item": rec,
             "rec_success": M.rec_success(rec_item.genres if rec_item else None, genres),
@@ -148,7 +150,7 @@ def evaluate_system(
         if judge is None:
             notes.append("no judge: WI, PRS and Cred not computed")
     if len(df) == 0:
-        df = pd.DataFrame(columns=["dialog_id", "accepted", "rec_success", "recall@1", "recall@5",
+        df = pd.DataFrame(columns=["dialog_id", "conv_success", "accepted", "rec_success", "recall@1", "recall@5",
                                    "i_pre", "i_post", "i_true", "cred"])
 
     prs_cases = [M.persuasiveness(a, b, c, min_gap=prs_min_gap) for a, b, c in zip(df["i_pre"], df["i_post"], df["i_true"])]
@@ -160,7 +162,8 @@ def evaluate_system(
     s = {
         "WI": M.summarise(df["i_post"].tolist(), seed=seed, n_boot=n_boot),
         "Cred": M.summarise(df["cred"].tolist(), seed=seed, n_boot=n_boot),
-        "Conv-SR": M.summarise(df["accepted"].tolist(), seed=seed, n_boot=n_boot),
+        "Conv-SR": M.summarise(df["conv_success"].tolist(), seed=seed, n_boot=n_boot),
+        "Accept-SR": M.summarise(df["accepted"].tolist(), seed=seed, n_boot=n_boot),
         "Rec-SR": M.summarise(df["rec_success"].tolist(), seed=seed, n_boot=n_boot),
         "Recall@1": M.summarise(df["recall@1"].tolist(), seed=seed, n_boot=n_boot),
         "Recall@5": M.summarise(df["recall@5"].tolist(), seed=seed, n_boot=n_boot),

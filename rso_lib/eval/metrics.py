@@ -15,7 +15,10 @@ Per-dialogue metrics
   averaged; both counts are reported.
 * **Cred** -- credibility 1-5: mean truthfulness rating of the system turns that present an item,
   judged against that item's knowledge-base facts, :func:`credibility`.
-* **Conv-SR** -- 1 if the user accepted, :func:`conversion_success`.
+* **Conv-SR** -- the paper's: 1 if the evaluator's turn reward passed the threshold tau at some
+  turn (Eq. 9's stop rule; "based on the reward score assigned by the LLM-based evaluator"),
+  :func:`conversion_success`. **Accept-SR** -- the same function on the simulator's acceptance
+  (ours, reported apart).
 * **Rec-SR** -- 1 if the recommended item's genres cover the target genres, :func:`rec_success`.
 * **Recall@k** -- 1 if a valid target is in the top ``k`` of the final retrieval ranking,
   :func:`recall_at_k`.
@@ -36,7 +39,7 @@ from __future__ import annotations
 
 import math
 import re
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Callable, Iterable, Sequence
 
 import numpy as np
@@ -169,9 +172,10 @@ def credibility(turn_scores: Sequence[float | None]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
-def conversion_success(accepted: bool) -> float:
-    """Conv-SR of one dialogue: 1.0 if the user accepted a recommendation, else 0.0."""
-    return 1.0 if accepted else 0.0
+def conversion_success(success: bool) -> float:
+    """A success rate's per-dialogue value: 1.0 if the dialogue succeeded, else 0.0 (Conv-SR: the
+    evaluator's reward passed tau; Accept-SR: the simulated user accepted)."""
+    return 1.0 if success else 0.0
 
 
 def rec_success(item_genres: Sequence[str] | None, target_genres: Sequence[str]) -> float:
@@ -212,9 +216,6 @@ class Summary:
     n_missing: int  # None / NaN inputs left out
     ci_low: float  # 95% percentile bootstrap (NaN if n < 2)
     ci_high: float
-
-    def as_dict(self, prefix: str = "") -> dict[str, float | int]:
-        return {f"{prefix}{k}": v for k, v in asdict(self).items()}
 
 
 def bootstrap_ci(values: Sequence[float], seed: int = 0, n_boot: int = 1000, level: float = 0.95) -> tuple[float, float]:

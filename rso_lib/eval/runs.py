@@ -136,6 +136,8 @@ class RunContext:
         seed: engine seed.
         sample_strategy: sample the Planner's strategy (True) or take the argmax (False, default
             at evaluation).
+        target_genres: which listed genres are the target (``"all"`` | ``"first"``, see
+            :func:`rso_lib.data.targets.apply_genre_rule`).
     """
 
     profile: str
@@ -146,6 +148,7 @@ class RunContext:
     kb_source: str = "redial"
     seed: int = 0
     sample_strategy: bool = False
+    target_genres: str = "all"
     _kb: Any = None
     _retriever: Any = None
     _planners: dict = field(default_factory=dict)
@@ -164,10 +167,11 @@ class RunContext:
         ``n <= 0`` or more than there are -> all of them (with the ReDial catalogue: INSPIRED 79 of
         99, ReDial 198 of 198)."""
         if dataset not in self._targets:
-            from rso_lib.data.targets import load_sim_targets, split_reachable
+            from rso_lib.data.targets import apply_genre_rule, load_sim_targets, split_reachable
             # a user whose genres no catalogue item covers can never be satisfied: leave them out
             # and count them (reported in every table's provenance as targets_left_out)
-            kept, dropped = split_reachable(load_sim_targets(self.data_dir, dataset, split="test"), self.kb)
+            ts = apply_genre_rule(load_sim_targets(self.data_dir, dataset, split="test"), self.target_genres)
+            kept, dropped = split_reachable(ts, self.kb)
             self._targets[dataset], self.left_out[dataset] = kept, len(dropped)
             if dropped:
                 print(f"[eval] {dataset}: {len(dropped)} test users left out: no {self.kb_source} item covers "
@@ -211,7 +215,7 @@ def _run_config(ctx: RunContext, spec: RunSpec, dataset: str, planner_dir: Path 
         "name": spec.name, "system": spec.system, "llm": spec.llm,
         "dataset": dataset, "seed": ctx.seed, "kb_source": ctx.kb_source,
         "llm_cfg": {k: v for k, v in ctx.llm_cfg.items() if k != "cache"}, "engine": ctx.engine,
-        "sample_strategy": ctx.sample_strategy,
+        "sample_strategy": ctx.sample_strategy, "target_genres": ctx.target_genres,
         "planner": (_hash_dir(planner_dir) or "untrained") if uses_planner else None,  # weights, not names
     }
 
@@ -315,13 +319,14 @@ def run_provenance(ctx: RunContext, specs: Sequence[RunSpec], judge_cfg: JudgeCo
     runs = {s.name: {"system": s.system, "label": s.display, "paper_row": s.paper,
                      "backbone": s.llm or ctx.llm_cfg.get("default", {"backend": "embedded"})} for s in specs}
     return provenance(ctx.seed, profile=ctx.profile, data_dir=str(ctx.data_dir), kb_source=ctx.kb_source,
+                      target_genres=ctx.target_genres,
                       llm_roles=roles, llm_cfg=ctx.llm_cfg, runs=runs, engine=ctx.engine, planner=ctx.planner,
                       judge=asdict(judge_cfg), run_info=info, targets_left_out=dict(ctx.left_out), **extra)
 
 
 def make_context(profile: str, data_dir_param: str, seed: int, llm: dict, planner: str = "rl",
                  engine: dict | None = None, llm_cache: bool = True, kb_source: str = "redial",
-                 sample_strategy: bool = True) -> RunContext:
+                 sample_strategy: bool = True, target_genres: str = "all") -> RunContext:
     """A :class:`RunContext` from notebook parameters.
 
     Args:
@@ -333,6 +338,7 @@ def make_context(profile: str, data_dir_param: str, seed: int, llm: dict, planne
             judge does not redo work when a later notebook re-evaluates the same dialogues).
         kb_source: knowledge base source.
         sample_strategy: sample the Planner's strategy (the paper's policy) or take the argmax.
+        target_genres: ``TARGET_GENRES``, ``"all"`` | ``"first"``.
     """
     from rso_lib.paths import data_dir
     cfg = dict(llm)
@@ -341,7 +347,8 @@ def make_context(profile: str, data_dir_param: str, seed: int, llm: dict, planne
     if llm_cache:
         cfg["cache"] = str(run_dir(profile) / "cache" / "llm.sqlite")
     return RunContext(profile=profile, data_dir=data_dir(data_dir_param), llm_cfg=cfg, engine=dict(engine or {}),
-                      planner=planner, kb_source=kb_source, seed=seed, sample_strategy=sample_strategy)
+                      planner=planner, kb_source=kb_source, seed=seed, sample_strategy=sample_strategy,
+                      target_genres=target_genres)
 
 
 def run_dialogues(ctx: RunContext, specs: Sequence[RunSpec], datasets: Sequence[str], n_dialogues: int,

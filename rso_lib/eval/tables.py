@@ -8,26 +8,29 @@ paper gives them.
 
 from __future__ import annotations
 
-from typing import Iterable, Mapping, Sequence
+from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 from rso_lib.eval import paper_numbers as P
 from rso_lib.eval.evaluate import METRICS, SystemEval
-from rso_lib.eval.metrics import bootstrap_ci
 from rso_lib.strategies import STRATEGIES
 
-# Baselines of Table IV that the kit does not run, and why (shown in the table's status column).
+# Baselines of Tables IV-V that a run may leave out, and why (shown in the table's status column).
 NOT_RUN: dict[str, str] = {
-    "UniCRS": "not run: needs a trained UniCRS (knowledge-graph-enhanced prompt learning over DialoGPT); "
-              "training it is out of scope for a CPU kit",
-    "BARCOR": "not run: needs a trained BARCOR (BART generator + knowledge-graph recommender); "
-              "training it is out of scope for a CPU kit",
+    "UniCRS": "not run: needs a trained UniCRS (knowledge-graph-enhanced prompt learning over DialoGPT)",
+    "BARCOR": "not run: needs a trained BARCOR (BART generator + knowledge-graph recommender)",
 }
 
 COUNT_COLUMNS = ("PRS_n", "PRS_over", "PRS_excluded", "PRS_missing", "no_recommendation",
                  "judge_parse_failures", "engine_parse_failures", "mean_turns")
+#: Table IV: the paper's five metrics, then the simulator's acceptance rate (ours, not the paper's:
+#: the paper's Conv-SR is the evaluator's; see :mod:`rso_lib.eval.evaluate`).
+TABLE_IV_COLUMNS = P.TABLE_IV_METRICS + ("Accept-SR",)
+TABLE_V_COLUMNS = P.TABLE_V_METRICS
+#: Table V's reference row for "Improve." (the paper's: UniCRS).
+IMPROVE_REFERENCE = "UniCRS"
 
 
 def _order_datasets(names: Iterable[str]) -> list[str]:
@@ -43,6 +46,7 @@ def metrics_table(
     not_run: Mapping[str, str] | None = None,
     ci: bool = True,
     digits: int = 4,
+    metrics: Sequence[str] = METRICS,
 ) -> pd.DataFrame:
     """One row per (dataset, system): our metrics, their 95% CIs, the counts behind them, and the
     paper's numbers.
@@ -50,14 +54,17 @@ def metrics_table(
     Args:
         evals: evaluated systems (any datasets); rows keep this order within a dataset.
         paper_rows: our system label -> the paper's row name (e.g. ``{"PromptCRS (SmolLM2-135M)":
-            "QwenCRS"}``); systems not listed use their own label.
+            "QwenCRS"}``); systems not listed use their own label. Kept as column ``paper_row``.
         paper_table: which of the paper's tables to look numbers up in (``"IV"``, ``"V"``, ``"fig4"``).
-        not_run: paper rows shown without numbers, with the reason (default: none).
+        not_run: paper rows shown without numbers, with the reason (default: none). A row whose
+            paper name is among the runs is not repeated.
         ci: add ``<metric>_lo`` / ``<metric>_hi`` columns.
         digits: rounding of floats (stable, readable CSVs).
+        metrics: the metric columns (default: all of :data:`rso_lib.eval.evaluate.METRICS`).
     """
     paper_rows = dict(paper_rows or {})
-    not_run = dict(not_run or {})
+    run_rows = {paper_rows.get(e.system, e.system) for e in evals}
+    not_run = {k: v for k, v in (not_run or {}).items() if k not in run_rows}
     rows = []
     for ds in _order_datasets(e.dataset for e in evals):
         for name, reason in not_run.items():
@@ -65,7 +72,7 @@ def metrics_table(
         for e in (e for e in evals if e.dataset == ds):
             r = {"dataset": ds, "system": e.system, "status": "run", "paper_row": paper_rows.get(e.system, e.system)}
             r["n"] = e.row["n"]
-            for m in METRICS:
+            for m in metrics:
                 r[m] = e.row.get(m)
                 if ci and m != "Dist-2":
                     r[f"{m}_lo"], r[f"{m}_hi"] = e.row.get(f"{m}_lo"), e.row.get(f"{m}_hi")
@@ -74,14 +81,126 @@ def metrics_table(
             rows.append(r)
     df = pd.DataFrame(rows)
     # the paper's numbers, only for metrics where it gives at least one
-    for m in METRICS:
+    for m in metrics:
         vals = [P.paper_value(paper_table, r["dataset"], r["paper_row"], m) for r in rows]
         if any(v is not None for v in vals):
             df[f"paper:{m}"] = vals
-    df = df.drop(columns=["paper_row"])
     num = df.select_dtypes(include=[np.floating]).columns
     df[num] = df[num].round(digits)
     return df
+
+
+def table_iv(evals: Sequence[SystemEval], paper_rows: Mapping[str, str] | None = None,
+             not_run: Mapping[str, str] | None = NOT_RUN, **kw) -> pd.DataFrame:
+    """Paper Table IV: WI, PRS, Cred, Conv-SR, Dist-2 per system and dataset (+ Accept-SR, ours)."""
+    return metrics_table(evals, paper_rows, "IV", not_run, metrics=TABLE_IV_COLUMNS, **kw)
+
+
+def table_v(evals: Sequence[SystemEval], paper_rows: Mapping[str, str] | None = None,
+            not_run: Mapping[str, str] | None = NOT_RUN, reference: str = IMPROVE_REFERENCE, **kw) -> pd.DataFrame:
+    """Paper Table V: Rec-SR, Recall@1, Recall@5 and "Improve." per system and dataset.
+
+    ``Improve.`` is :func:`rso_lib.eval.paper_numbers.improvement_over` against *our* row whose
+    paper name is ``reference`` (UniCRS) on the same dataset; ``Improve. (printed)`` formats it as
+    the paper does. Where that reference row was not run, both stay empty and ``Improve. note``
+    says why -- it is never computed against another row. ``paper:Improve.`` is the paper's."""
+    df = metrics_table(evals, paper_rows, "V", not_run, metrics=TABLE_V_COLUMNS, **kw)
+    imp, printed, note = [], [], []
+    for _, r in df.iterrows():
+        ref = df[(df["dataset"] == r["dataset"]) & (df["paper_row"] == reference) & (df["status"] == "run")]
+        if r["status"] != "run":
+            imp.append(np.nan), printed.append(""), note.append("")
+        elif ref.empty:
+            imp.append(np.nan), printed.append("")
+            note.append(f"{reference} not run on {r['dataset']}: no reference row")
+        elif r["paper_row"] == reference:
+            imp.append(np.nan), printed.append("-"), note.append("reference row")
+        else:
+            v = P.improvement_over({m: r[m] for m in TABLE_V_COLUMNS}, {m: ref.iloc[0][m] for m in TABLE_V_COLUMNS})
+            imp.append(round(v, 4)), printed.append(P.format_improvement(v))
+            note.append("" if v == v else f"a {reference} value is 0 or missing: ratio undefined")
+    df["Improve."], df["Improve. (printed)"], df["Improve. note"] = imp, printed, note
+    df["paper:Improve."] = [P.TABLE_V_IMPROVE.get(r["dataset"], {}).get(r["paper_row"], "") for _, r in df.iterrows()]
+    return df
+
+
+def capability_table(systems: Mapping[str, Any]) -> pd.DataFrame:
+    """Paper Table III, derived from the system configurations (never typed by hand).
+
+    Args:
+        systems: row label -> :class:`rso_lib.dialogue.systems.SystemConfig`.
+
+    Returns:
+        one row per system, columns ``Learnable``, ``Preference Reasoning``, ``Fact Grounding``,
+        ``Strategy Optimization`` (booleans) and ``config`` (the fields they come from).
+    """
+    rows = []
+    for label, cfg in systems.items():
+        caps = cfg.capabilities()
+        rows.append({"system": label, **caps,
+                     "config": f"strategy={cfg.strategy_mode}, reasoner={cfg.use_reasoner}, "
+                               f"retriever={cfg.use_retriever}, facts={cfg.use_facts}, plm={cfg.plm}"})
+    return pd.DataFrame(rows)
+
+
+#: Fig. 5's panels: module -> (the ablated system, the metric the paper reports for it).
+FIG5_MODULES: dict[str, tuple[str, str]] = {
+    "Fact Retriever": ("NO_RETRIEVER", "Cred"),
+    "Planner": ("NO_PLANNER", "Conv-SR"),
+    "Preference Reasoner": ("NO_REASONER", "Conv-SR"),
+}
+
+
+def fig5_table(evals: Mapping[tuple[str, str], SystemEval], full: str = "RSO", seed: int = 0,
+               n_boot: int = 2000) -> pd.DataFrame:
+    """Fig. 5 by module: for each dataset and module, the paper's metric without and with the
+    module (95% CIs), the difference with a bootstrap CI, and Sec. V-C's numbers beside.
+
+    Args:
+        evals: ``(dataset, system preset) -> SystemEval`` holding ``full`` and the ablations of
+            :data:`FIG5_MODULES` (missing ones are left out).
+        full: the preset with every module (RSO).
+    """
+    rows = []
+    for ds in _order_datasets(d for d, _ in evals):
+        if (ds, full) not in evals:
+            continue
+        with_ = evals[(ds, full)]
+        for module, (ablated, metric) in FIG5_MODULES.items():
+            if (ds, ablated) not in evals:
+                continue
+            without = evals[(ds, ablated)]
+            c = compare_systems(with_, without, metrics=(metric,), seed=seed, n_boot=n_boot).iloc[0]
+            rows.append({
+                "dataset": ds, "module": module, "metric": metric, "ablated_system": ablated,
+                "without": without.row.get(metric), "without_lo": without.row.get(f"{metric}_lo"),
+                "without_hi": without.row.get(f"{metric}_hi"),
+                "with": with_.row.get(metric), "with_lo": with_.row.get(f"{metric}_lo"),
+                "with_hi": with_.row.get(f"{metric}_hi"),
+                "diff": c["diff"], "diff_lo": c["diff_lo"], "diff_hi": c["diff_hi"],
+                "n_without": int(without.row["n"]), "n_with": int(with_.row["n"]),
+                "paper:without": P.fig5_value(ds, module, False), "paper:with": P.fig5_value(ds, module, True),
+            })
+    df = pd.DataFrame(rows)
+    if len(df):
+        num = df.select_dtypes(include=[np.floating]).columns
+        df[num] = df[num].round(4)
+    return df
+
+
+#: per-dialogue column behind each metric (SystemEval.per_dialogue)
+PER_DIALOGUE = {"WI": "i_post", "Cred": "cred", "Conv-SR": "conv_success", "Accept-SR": "accepted",
+                "Rec-SR": "rec_success", "Recall@1": "recall@1", "Recall@5": "recall@5", "PRS": "prs"}
+
+
+def bootstrap_diff(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_boot: int = 2000
+                   ) -> tuple[float, float, float]:
+    """Mean difference ``mean(x) - mean(y)`` and its 95% percentile-bootstrap CI, the two samples
+    resampled independently (dialogues of different systems are different users' runs)."""
+    bx = x[rng.integers(0, len(x), (n_boot, len(x)))].mean(1)
+    by = y[rng.integers(0, len(y), (n_boot, len(y)))].mean(1)
+    lo, hi = np.quantile(bx - by, [0.025, 0.975])
+    return float(x.mean() - y.mean()), float(lo), float(hi)
 
 
 def compare_systems(a: SystemEval, b: SystemEval, metrics: Sequence[str] = ("Conv-SR", "Cred"),
@@ -89,25 +208,19 @@ def compare_systems(a: SystemEval, b: SystemEval, metrics: Sequence[str] = ("Con
     """Is ``a`` better than ``b``? Mean difference per metric with a 95% bootstrap CI of the
     difference (dialogues resampled independently in each system) and a plain verdict:
     ``"a better"`` / ``"b better"`` when the CI excludes 0, else ``"no clear difference"``."""
-    col = {"WI": "i_post", "Cred": "cred", "Conv-SR": "accepted", "Rec-SR": "rec_success",
-           "Recall@1": "recall@1", "Recall@5": "recall@5", "PRS": "prs"}
     rows = []
     rng = np.random.default_rng(seed)
     for m in metrics:
-        x = pd.to_numeric(a.per_dialogue[col[m]], errors="coerce").dropna().to_numpy()
-        y = pd.to_numeric(b.per_dialogue[col[m]], errors="coerce").dropna().to_numpy()
+        x = pd.to_numeric(a.per_dialogue[PER_DIALOGUE[m]], errors="coerce").dropna().to_numpy()
+        y = pd.to_numeric(b.per_dialogue[PER_DIALOGUE[m]], errors="coerce").dropna().to_numpy()
         if len(x) == 0 or len(y) == 0:
             rows.append({"metric": m, a.system: np.nan, b.system: np.nan, "diff": np.nan, "diff_lo": np.nan,
                          "diff_hi": np.nan, "n_a": len(x), "n_b": len(y), "verdict": "not measurable"})
             continue
-        # [n_boot] differences of resampled means
-        bx = x[rng.integers(0, len(x), (n_boot, len(x)))].mean(1)
-        by = y[rng.integers(0, len(y), (n_boot, len(y)))].mean(1)
-        lo, hi = np.quantile(bx - by, [0.025, 0.975])
-        d = float(x.mean() - y.mean())
+        d, lo, hi = bootstrap_diff(x, y, rng, n_boot)
         verdict = f"{a.system} better" if lo > 0 else f"{b.system} better" if hi < 0 else "no clear difference"
         rows.append({"metric": m, a.system: float(x.mean()), b.system: float(y.mean()), "diff": d,
-                     "diff_lo": float(lo), "diff_hi": float(hi), "n_a": len(x), "n_b": len(y), "verdict": verdict})
+                     "diff_lo": lo, "diff_hi": hi, "n_a": len(x), "n_b": len(y), "verdict": verdict})
     df = pd.DataFrame(rows)
     num = df.select_dtypes(include=[np.floating]).columns
     df[num] = df[num].round(4)
@@ -160,9 +273,3 @@ def strategy_entropy(shares: pd.DataFrame) -> pd.DataFrame:
         out.append({"stage": stage, "turns": int(g["count"].sum()), "strategies_used": int((p > 0).sum()),
                     "entropy": round(float(-(nz * np.log(nz)).sum()), 4)})
     return pd.DataFrame(out)
-
-
-def mean_ci_row(values: Sequence[float], seed: int = 0) -> tuple[float, float, float]:
-    v = [x for x in values if x is not None and not np.isnan(x)]
-    lo, hi = bootstrap_ci(v, seed=seed)
-    return (float(np.mean(v)) if v else float("nan"), lo, hi)

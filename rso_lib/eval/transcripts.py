@@ -11,7 +11,8 @@ Fields read (others are ignored; objects or dicts both work):
   ``target_genres``), ``accepted``, ``accepted_item``, ``turns``, ``parse_failures``;
 * turn: ``strategy``, ``reply``, ``user_reply``, ``ranking`` (else ``retrieved``: item ids, best
   first), ``chosen_item`` (the item whose facts the Actor got), ``mentioned_item`` (the item the
-  user saw named), ``parse_failures`` (dict of counts by role, or an int).
+  user saw named), ``reward`` / ``stop`` (the evaluator's Eq. 9 reward and stop rule: the paper's
+  Conv-SR), ``parse_failures`` (dict of counts by role, or an int).
 
 The item a turn *presents* is ``mentioned_item`` if the simulator found one named in the reply,
 else ``chosen_item``; the dialogue's recommended item is the accepted item, else the last
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from rso_lib.data.records import DataError
 
@@ -36,6 +37,8 @@ class EvalTurn:
     chosen_item: str | None = None  # the item whose facts the Actor got, if any
     mentioned_item: str | None = None  # the item the user saw named in the reply, if any
     parse_failures: int = 0
+    reward: float | None = None  # the evaluator's turn reward in [0, 1] (Eq. 9), None if not judged
+    stop: bool = False  # the evaluator's reward passed the threshold tau (Eq. 9 stop rule)
 
     @property
     def presented_item(self) -> str | None:
@@ -65,12 +68,20 @@ class EvalDialogue:
         return None
 
     @property
+    def reward_success(self) -> bool:
+        """The paper's Conv-SR for this dialogue: the evaluator's turn reward passed the threshold
+        (Eq. 9's stop rule fired) at some turn."""
+        return any(t.stop for t in self.turns)
+
+    @property
     def final_ranking(self) -> list[str]:
-        """The last non-empty retrieval ranking (for Recall@k)."""
+        """What Recall@k ranks: the last non-empty retrieval ranking; for a system without
+        retrieval (prompt-only LLM CRSs), the distinct movies it named, most recent first."""
         for t in reversed(self.turns):
             if t.retrieved:
                 return list(t.retrieved)
-        return []
+        named = [t.presented_item for t in reversed(self.turns) if t.presented_item]
+        return list(dict.fromkeys(named))
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
@@ -118,6 +129,8 @@ def to_eval_dialogue(ep: Any, system: str | None = None, dataset: str | None = N
             chosen_item=_item_id(_get(t, "chosen_item")),
             mentioned_item=_item_id(_get(t, "mentioned_item")),
             parse_failures=_count(_get(t, "parse_failures")),
+            reward=_get(t, "reward"),
+            stop=bool(_get(t, "stop", False)),
         ))
     ep_pf = _count(_get(ep, "parse_failures"))
     return EvalDialogue(
@@ -145,7 +158,3 @@ def read_transcript(path: str | Path, system: str | None = None, dataset: str | 
     if not path.exists():
         raise DataError(path, "transcript not found (run the dialogues first)")
     return [to_eval_dialogue(e, system=system, dataset=dataset) for e in read_episodes(path, finished_only=finished_only)]
-
-
-def episodes_to_eval(episodes: Iterable[Any], system: str, dataset: str) -> list[EvalDialogue]:
-    return [to_eval_dialogue(e, system=system, dataset=dataset) for e in episodes]

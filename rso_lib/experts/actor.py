@@ -15,7 +15,7 @@ import numpy as np
 
 from rso_lib.data.records import Item, Turn
 from rso_lib.experts.prompts import (
-    EXPLANATION_STRATEGIES, LETTERS, actor_prompt, chooser_prompt, explanation_strategy_prompt,
+    EXPLANATION_STRATEGIES, LETTERS, NONE_OPTION, actor_prompt, chooser_prompt, explanation_strategy_prompt,
     refine_prompt, self_check_prompt,
 )
 from rso_lib.experts.reasoner import clean_reply
@@ -38,10 +38,11 @@ def _norm(s: str) -> str:
 class Choice:
     """The chooser's decision for one dialogue."""
 
-    item_id: str | None  # None only when the model's answer was not a candidate (a parse failure)
-    probs: list[float] = field(default_factory=list)  # over the candidates (scoring modes)
+    item_id: str | None  # None when the chooser abstained or its answer was no candidate (a parse failure)
+    probs: list[float] = field(default_factory=list)  # over the candidates [+ "none"] (scoring modes)
     parse_failure: int = 0
     raw: str | None = None  # the free-text answer ("generate" mode)
+    abstained: bool = False  # the chooser answered "none of these yet": no recommendation this turn
 
 
 @dataclass
@@ -56,11 +57,16 @@ class ItemChooser:
         ``"generate"``: free-text answer, matched to a candidate letter or title; an answer that
             matches no candidate is a parse failure and the turn has no chosen item (never
             silently replaced by the top candidate).
+
+    With ``allow_none`` (default True) one more option, "none of these yet", follows the
+    candidates: the authors' reasoner may judge that no candidate is ready to recommend, and the
+    turn then carries no item.
     """
 
     llm: ChatLLM
     mode: str = "letters"
     sampling: Sampling = Sampling(temperature=0.0, max_tokens=24)
+    allow_none: bool = True
 
     def __post_init__(self):
         if self.mode not in ("letters", "titles", "generate"):
@@ -70,35 +76,46 @@ class ItemChooser:
                candidates: Sequence[Sequence[Item]], seed: int | None = None) -> list[Choice]:
         if not histories:
             return []
-        if any(len(c) > len(LETTERS) for c in candidates):
+        extra = 1 if self.allow_none else 0
+        if any(len(c) + extra > len(LETTERS) for c in candidates):
             raise ValueError("ItemChooser: more candidates than letters")
         if self.mode == "titles":
             out = []
             for h, p, cands in zip(histories, preferences, candidates):
-                names = [c.name for c in cands]
+                names = [c.name for c in cands] + ([NONE_OPTION] if self.allow_none else [])
                 probs = self.llm.score_options([chooser_prompt(h, p, names, names)], names)[0]
-                out.append(Choice(cands[int(np.argmax(probs))].item_id, [float(x) for x in probs]))
+                out.append(self._pick(np.asarray(probs, dtype=np.float64), cands))
             return out
         k = max(len(c) for c in candidates)
-        labels = list(LETTERS[:k])
-        batch = [chooser_prompt(h, p, [c.name for c in cands], labels[: len(cands)])
+        labels = list(LETTERS[:k + extra])
+        batch = [chooser_prompt(h, p, [c.name for c in cands] + ([NONE_OPTION] if self.allow_none else []),
+                                labels[: len(cands)] + labels[k:])
                  for h, p, cands in zip(histories, preferences, candidates)]
         if self.mode == "letters":
-            probs = np.asarray(self.llm.score_options(batch, labels), dtype=np.float64)  # [B, k]
+            probs = np.asarray(self.llm.score_options(batch, labels), dtype=np.float64)  # [B, k + extra]
             out = []
             for row, cands in zip(probs, candidates):
-                row = row[: len(cands)] / max(row[: len(cands)].sum(), 1e-12)  # mask absent letters
-                out.append(Choice(cands[int(np.argmax(row))].item_id, [float(x) for x in row]))
+                keep = np.concatenate([row[: len(cands)], row[k:]])  # mask absent letters
+                out.append(self._pick(keep / max(keep.sum(), 1e-12), cands))
             return out
         replies = self.llm.chat(batch, _seeded(self.sampling, seed))
-        return [self._parse(r[0], cands, labels) for r, cands in zip(replies, candidates)]
+        return [self._parse(r[0], cands, labels[: len(cands)], labels[k:]) for r, cands in zip(replies, candidates)]
+
+    def _pick(self, probs: np.ndarray, cands: Sequence[Item]) -> Choice:
+        """argmax over the candidates [+ "none"]."""
+        j = int(np.argmax(probs))
+        if j >= len(cands):
+            return Choice(None, [float(x) for x in probs], abstained=True)
+        return Choice(cands[j].item_id, [float(x) for x in probs])
 
     @staticmethod
-    def _parse(text: str, cands: Sequence[Item], labels: Sequence[str]) -> Choice:
+    def _parse(text: str, cands: Sequence[Item], labels: Sequence[str], none_labels: Sequence[str] = ()) -> Choice:
         t = (text or "").strip()
         m = re.match(r"^\(?([A-Z])[\).:\s]", t + " ")
-        if m and m.group(1) in labels[: len(cands)]:
-            return Choice(cands[labels.index(m.group(1))].item_id, raw=t)
+        if m and m.group(1) in labels:
+            return Choice(cands[list(labels).index(m.group(1))].item_id, raw=t)
+        if (m and m.group(1) in none_labels) or (none_labels and _norm(NONE_OPTION) in _norm(t)):
+            return Choice(None, raw=t, abstained=True)
         nt = _norm(t)
         hits = [c for c in cands if _norm(c.title) and _norm(c.title) in nt]
         if hits:  # longest title wins ("Alien" vs "Aliens")
@@ -125,13 +142,17 @@ class Actor:
 
     def reply(self, histories: Sequence[Sequence[Turn]], strategy_descriptions: Sequence[str | None],
               preferences: Sequence[str], facts: Sequence[Sequence[str]], item_names: Sequence[str | None],
-              candidate_names: Sequence[Sequence[str]] | None = None, seed: int | None = None
-              ) -> tuple[list[str], list[int]]:
+              candidate_names: Sequence[Sequence[str]] | None = None, seed: int | None = None,
+              modes: Sequence[str] | None = None) -> tuple[list[str], list[int]]:
+        """``modes[i]`` (see :func:`rso_lib.experts.prompts.actor_prompt`): ``"item"``,
+        ``"candidates"``, ``"ask"`` (no recommendation this turn) or ``"own"`` (the LLM's own
+        knowledge); default: ``"item"`` where an item is given, else ``"candidates"``/``"ask"``."""
         if not histories:
             return [], []
         candidate_names = candidate_names or [()] * len(histories)
-        batch = [actor_prompt(h, s, p, f, i, c) for h, s, p, f, i, c in
-                 zip(histories, strategy_descriptions, preferences, facts, item_names, candidate_names)]
+        modes = modes or ["item" if i else "candidates" if c else "ask" for i, c in zip(item_names, candidate_names)]
+        batch = [actor_prompt(h, s, p, f, i, c, m) for h, s, p, f, i, c, m in
+                 zip(histories, strategy_descriptions, preferences, facts, item_names, candidate_names, modes)]
         out = self.llm.chat(batch, _seeded(self.sampling, seed))
         replies = [clean_reply(r[0]) for r in out]
         return replies, [int(not r) for r in replies]

@@ -8,8 +8,9 @@ model whose context and attention are small, and the same prompts must also work
 Conventions:
 
 * the dialogue history is rendered by :func:`render_history` as ``User: ...`` / ``Assistant: ...``
-  lines, the last ``max_turns`` turns only (older turns rarely matter for the next reply and cost
-  prefill time on CPU);
+  lines, the whole dialogue (Eq. 3: preferences are reasoned "from a global dialogue
+  perspective"); a history longer than the model's context is cut by the backends' one
+  documented truncation rule, never by a fixed window here;
 * option-scored prompts (ratings, choices, accept/reject) end with an instruction whose answer is
   the option itself, and the caller passes the matching ``prefix`` (e.g. ``"Rating: "``).
 """
@@ -21,17 +22,18 @@ from typing import Sequence
 from rso_lib.data.records import RECOMMENDER, Turn
 from rso_lib.llm.protocol import Messages
 
-#: How many recent turns the prompts show (the Planner has its own, longer, window).
-HISTORY_TURNS = 6
+#: How many recent turns the prompts show: None = the whole dialogue (the paper's setting).
+HISTORY_TURNS: int | None = None
 
 
-def render_history(turns: Sequence[Turn], max_turns: int = HISTORY_TURNS, user: str = "User",
+def render_history(turns: Sequence[Turn], max_turns: int | None = HISTORY_TURNS, user: str = "User",
                    system: str = "Assistant") -> str:
-    """The last ``max_turns`` turns as ``Name: text`` lines (``"(no conversation yet)"`` if empty)."""
+    """The dialogue (the last ``max_turns`` turns if given) as ``Name: text`` lines
+    (``"(no conversation yet)"`` if empty)."""
     if not turns:
         return "(no conversation yet)"
     lines = []
-    for t in list(turns)[-max_turns:]:
+    for t in (list(turns) if max_turns is None else list(turns)[-max_turns:]):
         who = system if t.speaker == RECOMMENDER else user
         lines.append(f"{who}: {' '.join(t.text.split())}")
     return "\n".join(lines)
@@ -62,6 +64,8 @@ def reasoner_prompt(history: Sequence[Turn], previous: str = "") -> Messages:
 # --------------------------------------------------------------------------------------------
 
 LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+#: The chooser's extra option: recommend nothing yet (the user's wishes are not clear enough).
+NONE_OPTION = "None of these yet: ask the user more first"
 
 
 def chooser_prompt(history: Sequence[Turn], preference: str, candidates: Sequence[str],
@@ -84,31 +88,50 @@ _ACTOR_ROLE = ("You are a friendly movie recommender chatting with a user. "
                "Reply in one or two short sentences.")
 
 
+ACTOR_MODES = ("item", "candidates", "ask", "own")
+
+
 def actor_prompt(history: Sequence[Turn], strategy_description: str | None, preference: str,
-                 facts: Sequence[str], item_name: str | None, candidate_names: Sequence[str] = ()
-                 ) -> Messages:
+                 facts: Sequence[str], item_name: str | None, candidate_names: Sequence[str] = (),
+                 mode: str | None = None) -> Messages:
     """The Actor's prompt (Eq. 5): strategy description, inferred preference, knowledge-base
-    facts and the movie to talk about. Any of them may be absent (ablations and baselines):
+    facts and what to do about a recommendation. Any input may be absent (ablations, baselines):
 
     * ``strategy_description`` None -> no strategy instruction (NO_PLANNER, PROMPT_ONLY, INTERCRS);
     * ``preference`` "" -> no preference line (NO_REASONER, baselines);
-    * ``facts`` empty -> no facts (NO_RETRIEVER); the model recommends from its own knowledge;
-    * ``item_name`` None with ``candidate_names`` -> the model picks freely among the candidates
-      (INTERCRS, iEvaLM style).
+    * ``facts`` empty -> no facts (NO_RETRIEVER, PROMPT_ONLY, INTERCRS).
+
+    ``mode`` (default: ``"item"`` if ``item_name`` else ``"candidates"`` / ``"ask"``):
+
+    * ``"item"``: recommend ``item_name`` and name it;
+    * ``"candidates"``: the model may pick one of ``candidate_names`` or keep asking (InterCRS,
+      iEvaLM style);
+    * ``"ask"``: no recommendation this turn (a preference-elicitation strategy, or the chooser
+      found no candidate ready);
+    * ``"own"``: no retrieval at all (QwenCRS / LlamaCRS): recommend from the model's own
+      knowledge when it knows enough, else ask.
     """
+    mode = mode or ("item" if item_name else "candidates" if candidate_names else "ask")
+    if mode not in ACTOR_MODES:
+        raise ValueError(f"actor_prompt: unknown mode {mode!r} ({' | '.join(ACTOR_MODES)})")
     parts = [f"Conversation:\n{render_history(history)}"]
     if preference:
         parts.append(f"What the user wants: {preference}")
     if facts:
         parts.append("Facts you may use:\n" + "\n".join(f"- {f}" for f in facts))
-    if item_name:
+    if mode == "item" and item_name:
         parts.append(f"Movie to recommend: {item_name}")
-    elif candidate_names:
+    elif mode == "candidates" and candidate_names:
         parts.append("Movies you could recommend: " + "; ".join(candidate_names))
     if strategy_description:
         parts.append(f"How to reply: {strategy_description}")
-    if item_name:
+    if mode == "item" and item_name:
         parts.append(f"Write your next reply to the user and mention {item_name} by name.")
+    elif mode == "ask":
+        parts.append("Write your next reply to the user. Do not recommend a movie yet.")
+    elif mode == "own":
+        parts.append("Write your next reply to the user. If you know enough about what they want, "
+                     "recommend one movie by its title; otherwise ask about their preferences.")
     else:
         parts.append("Write your next reply to the user.")
     return _msgs(_ACTOR_ROLE, "\n\n".join(parts))
@@ -167,14 +190,17 @@ RATING_PREFIX = "Rating: "
 
 
 def rewarder_prompt(history: Sequence[Turn], reply: str, user_reply: str, target_hint: str = "") -> Messages:
-    """Rate, 1-5, how much the recommender's last reply moved the user towards accepting a
-    recommendation. The user's answer to that reply is shown, so the rating can use it."""
+    """Eq. 9's ``prompt_rwd``: rate, 1-5, the quality of the conversation so far as the user
+    experiences it (paper Sec. IV-D: "scores on a scale from 1 to 5, designed for the quality of
+    the conversation"; Eq. 9: "reflecting user satisfaction and task success"), judged on the state
+    after the system's reply and the user's answer to it."""
     hint = f"\n(The user is looking for: {target_hint}.)" if target_hint else ""
     return _msgs(
-        "You judge conversations between a movie recommender and a user.",
+        "You judge conversations between a movie recommender and a user, from the user's side.",
         f"Conversation so far:\n{render_history(history)}\n\nRecommender: {reply}\nUser: {user_reply}{hint}\n\n"
-        "On a scale of 1 (not at all) to 5 (very much), how likely is the user to accept the "
-        "recommendation after this reply? Answer as 'Rating: N'.",
+        "On a scale of 1 (very poor) to 5 (excellent), how good is this conversation for the user: "
+        "are they satisfied, and are they close to accepting a movie that suits them? "
+        "Answer as 'Rating: N'.",
     )
 
 

@@ -68,15 +68,15 @@ class Rewarder:
         llm: the ``rewarder`` role's backend.
         mode: ``"expected"`` (default) or ``"sampled"``.
         samples: judgements per turn in ``"sampled"`` mode (paper: 10).
-        stop_threshold: stop when the rescaled reward is above this (default 0.75, i.e. a rating
-            above 4).
+        stop_threshold: tau, stop when the rescaled reward is above this (default 0.7, the
+            authors' value: a mean rating above 3.8).
         sampling: decoding for ``"sampled"`` mode (temperature 1.0, 8 tokens).
     """
 
     llm: ChatLLM
     mode: str = "expected"
     samples: int = 10
-    stop_threshold: float = 0.75
+    stop_threshold: float = 0.7
     sampling: Sampling = Sampling(temperature=1.0, max_tokens=8)
 
     def __post_init__(self):
