@@ -139,10 +139,14 @@ def fig_ablations(table: pd.DataFrame, order: Sequence[str] | None = None):
     return fig
 
 
-def fig_scale(table: pd.DataFrame, metrics: Sequence[str] = ("WI", "PRS", "Cred", "Conv-SR"), order: Sequence[str] | None = None):
+#: Fig. 4's metrics: those Sec. V-B3 discusses.
+FIG4_METRICS = ("WI", "Cred", "Conv-SR", "Dist-2", "Recall@1", "Recall@5")
+
+
+def fig_scale(table: pd.DataFrame, metrics: Sequence[str] = FIG4_METRICS, order: Sequence[str] | None = None):
     """Fig. 4: RSO on a small backbone against prompt-only CRSs on (larger) backbones, one panel
-    per metric, one bar per ``system`` label (``"RSO (SmolLM2-135M)"``...), datasets side by side
-    as hue."""
+    per metric (those Sec. V-B3 discusses), one bar per ``system`` label, datasets side by side as
+    hue. The paper prints no numbers for Fig. 4, so there are no paper marks."""
     t = table[table["status"] == "run"] if "status" in table else table
     order = list(order or dict.fromkeys(t["system"]))
     datasets = list(dict.fromkeys(t["dataset"]))
@@ -166,4 +170,66 @@ def fig_scale(table: pd.DataFrame, metrics: Sequence[str] = ("WI", "PRS", "Cred"
     h, lab = axes[0][0].get_legend_handles_labels()
     fig.legend(h, lab, loc="upper center", ncol=len(lab), bbox_to_anchor=(0.5, 1.06), frameon=False)
     fig.tight_layout()
+    return fig
+
+
+def fig_ablation_modules(fig5: pd.DataFrame):
+    """Fig. 5 (a-c) by module: (a) Cred with and without the Fact Retriever, (b) Conv-SR with and
+    without the Planner, (c) Conv-SR with and without the Preference Reasoner; bars per dataset
+    with 95% CIs, Sec. V-C's numbers as black crosses.
+
+    Args:
+        fig5: :func:`rso_lib.eval.tables.fig5_table` output.
+    """
+    modules = list(dict.fromkeys(fig5["module"])) if len(fig5) else []
+    fig, axes = plt.subplots(1, max(len(modules), 1), figsize=(4.0 * max(len(modules), 1), 3.4), squeeze=False)
+    pal = {"without": sns.color_palette("deep")[7], "with": sns.color_palette("deep")[0]}
+    for ax, (tag, module) in zip(axes[0], zip("abc", modules)):
+        d = fig5[fig5["module"] == module]
+        datasets = list(d["dataset"])
+        x = np.arange(len(datasets))
+        for j, which in enumerate(("without", "with")):
+            ys = pd.to_numeric(d[which], errors="coerce").to_numpy(dtype=float)
+            lo = pd.to_numeric(d[f"{which}_lo"], errors="coerce").to_numpy(dtype=float)
+            hi = pd.to_numeric(d[f"{which}_hi"], errors="coerce").to_numpy(dtype=float)
+            err = np.clip(np.nan_to_num(np.vstack([ys - lo, hi - ys])), 0, None)
+            xs = x - 0.2 + 0.4 * j
+            ax.bar(xs, np.nan_to_num(ys), width=0.38, color=pal[which], yerr=err, capsize=3,
+                   label=f"{which} {module}")
+            pv = pd.to_numeric(d[f"paper:{which}"], errors="coerce").to_numpy(dtype=float)
+            ok = ~np.isnan(pv)
+            ax.plot(xs[ok], pv[ok], "kx", ms=7, label="paper (Sec. V-C)" if j == 1 and ok.any() else None)
+        metric = d["metric"].iloc[0]
+        ax.set_xticks(x)
+        ax.set_xticklabels(datasets)
+        ax.set_ylabel(metric)
+        _limits(ax, metric, pd.to_numeric(d["with"], errors="coerce"))
+        ax.set_title(f"({tag}) effect of the {module}", fontsize=9)
+        ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig
+
+
+def fig_case_study(c: dict, width: int = 95):
+    """Fig. 6 as a figure: the prompt-only reply (top) and RSO's experts and reply (bottom) for
+    one turn of :func:`rso_lib.eval.case_study.case_study`."""
+    import textwrap
+
+    def wrap(s: str) -> str:
+        return "\n".join(textwrap.fill(p, width) for p in str(s).split("\n"))
+
+    p = f"{c['strategy_prob']:.2f}" if c.get("strategy_prob") is not None else "-"
+    top = wrap(f"{c['baseline_system']} (no strategy optimisation): {c['baseline_reply']}")
+    bottom = wrap(f"Planner: {c['strategy']} (p = {p})\nPreference Reasoner: {c['preference']}\n"
+                  f"Fact Retriever: {c['item']} -- {c['facts']}\nActor: {c['rso_reply']}")
+    head = wrap(f"INSPIRED dialogue {c['dialog_id']}, turn {c['turn']}. Last user message: "
+                f"{c['history'].splitlines()[-1] if c['history'] else ''}")
+    n = sum(t.count("\n") + 1 for t in (top, bottom, head))
+    fig = plt.figure(figsize=(9, 0.22 * n + 1.2))
+    fig.text(0.02, 0.98, head, va="top", fontsize=8, family="monospace")
+    fig.text(0.02, 0.98 - (head.count("\n") + 2) / (n + 6), top, va="top", fontsize=8, family="monospace",
+             bbox={"facecolor": "0.92", "edgecolor": "0.6"})
+    fig.text(0.02, 0.98 - (head.count("\n") + top.count("\n") + 4) / (n + 6), bottom, va="top", fontsize=8,
+             family="monospace", bbox={"facecolor": "#dbe9f6", "edgecolor": "#4c72b0"})
+    fig.suptitle("Fig. 6: case study (ours, from transcripts)", y=0.0, va="bottom", fontsize=9)
     return fig

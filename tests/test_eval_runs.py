@@ -38,6 +38,16 @@ def test_resolve_planner(tmp_path, monkeypatch):
     d.mkdir(parents=True)
     (d / "planner.json").write_text("{}")
     assert resolve_planner("sft", "p") == d
+    # "rl": the Planner trained for that system and dataset, else the closest one trained
+    ck = tmp_path / "runs" / "p" / "checkpoints"
+    for name in ("rl", "rl-redial", "rl-no_reasoner"):
+        (ck / name / "planner").mkdir(parents=True)
+        (ck / name / "planner" / "planner.json").write_text("{}")
+    assert resolve_planner("rl", "p", "RSO", "inspired") == ck / "rl" / "planner"
+    assert resolve_planner("rl", "p", "RSO", "redial") == ck / "rl-redial" / "planner"
+    assert resolve_planner("rl", "p", "NO_REASONER", "redial") == ck / "rl-no_reasoner" / "planner"
+    assert resolve_planner("rl", "p", "NO_RETRIEVER", "redial") == ck / "rl-redial" / "planner"
+    assert resolve_planner("rl-no_reasoner", "p") == ck / "rl-no_reasoner" / "planner"
 
 
 def test_make_context_rejects_cache_in_llm_cfg(tmp_path, monkeypatch):

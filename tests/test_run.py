@@ -133,3 +133,15 @@ def test_smoke_profile_equals_notebook_defaults(monkeypatch):
     diffs = [f"{nb.stem}.{k}: yaml {v!r} != notebook {run.declared_parameters(nb)[k]!r}"
              for nb, params in todo.items() for k, v in params.items() if run.declared_parameters(nb)[k] != v]
     assert not diffs, "\n".join(diffs)
+
+
+def test_papermill_parses_every_declared_parameter():
+    """papermill's own inspector (what it uses to type and override parameters) must see every
+    name a parameters cell declares: an "=" or an odd quote in a comment makes it skip the line."""
+    import nbformat
+    from papermill.translators import PythonTranslator
+
+    for nb_path in run.notebooks():
+        cell = next(c for c in nbformat.read(nb_path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
+        seen = {p.name for p in PythonTranslator.inspect(cell)}
+        assert set(run.declared_parameters(nb_path)) <= seen, nb_path.name

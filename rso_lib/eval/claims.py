@@ -67,9 +67,12 @@ def combine(verdicts: Sequence[str]) -> str:
 
 
 def _values(pd_rows: pd.DataFrame, dataset: str, row: str, metric: str) -> np.ndarray:
+    col = PER_DIALOGUE[metric]
     d = pd_rows[(pd_rows["dataset"] == dataset) & (pd_rows["paper_row"] == row)]
+    if col not in d or d.empty:
+        return np.array([])
     d = d.drop_duplicates("dialog_id")
-    return pd.to_numeric(d[PER_DIALOGUE[metric]], errors="coerce").dropna().to_numpy(dtype=float)
+    return pd.to_numeric(d[col], errors="coerce").dropna().to_numpy(dtype=float)
 
 
 def _compare(x: np.ndarray, y: np.ndarray, rng, n_boot: int) -> tuple[float, float, float]:
@@ -100,9 +103,13 @@ def best_of_claims(per_dialogue: pd.DataFrame, metrics: Sequence[str], table: st
             paper = P.TABLE_IV if table == "IV" else P.TABLE_V
             p_other = max(paper[ds][b][m] for b in BASELINES)
             claim = f"RSO has the best {m} (Table {table})"
-            if not len(x) or not base:
-                out.append(_row(claim, f"Table {table}", ds, m, "no baseline run" if len(x) else "RSO not run",
+            if rso not in ran or not base:
+                out.append(_row(claim, f"Table {table}", ds, m, "RSO not run" if rso not in ran else "no baseline run",
                                 paper[ds][rso][m], p_other, x, np.array([]), (np.nan,) * 3, verdict_override=NOT_RUN))
+                continue
+            if not len(x):  # RSO ran, but no dialogue gave a value (e.g. PRS: every case excluded)
+                out.append(_row(claim, f"Table {table}", ds, m, "no RSO dialogue measurable", paper[ds][rso][m],
+                                p_other, x, np.array([]), (np.nan,) * 3, verdict_override=NOT_MEASURABLE))
                 continue
             comps = []
             for b in base:

@@ -115,12 +115,12 @@ def paper_value(table: str, dataset: str, system: str, metric: str) -> Num:
     """The paper's number for one cell, or None where the paper gives none.
 
     Args:
-        table: ``"IV"``, ``"V"`` or ``"fig4"``.
+        table: ``"IV"``, ``"V"`` or ``"fig4"`` (any other name: no paper numbers).
         dataset: ``"inspired"`` | ``"redial"`` (case-insensitive).
         system: the paper's row name (see :data:`TABLE_IV_SYSTEMS`).
         metric: a Table IV metric for ``"IV"``, a Table V metric for ``"V"``.
     """
-    src = {"IV": TABLE_IV, "V": TABLE_V, "fig4": FIG4}[table]
+    src = {"IV": TABLE_IV, "V": TABLE_V, "fig4": FIG4}.get(table, {})
     v = src.get(dataset.lower(), {}).get(system, {}).get(metric)
     return None if v is None else float(v)
 

@@ -35,7 +35,7 @@ DISPLAY = {
     "NO_RETRIEVER": "w/o Fact Retriever", "NO_PLANNER": "w/o Planner", "NO_REASONER": "w/o Preference Reasoner",
 }
 PAPER_ROW = {
-    "RSO": "RSO", "PROMPT_ONLY": "QwenCRS", "INTERCRS": "InterCRS", "PCCRS": "PC-CRS",
+    "RSO": "RSO", "PROMPT_ONLY": "QwenCRS", "INTERCRS": "InterCRS", "PCCRS": "PCCRS",
     "NO_RETRIEVER": "w/o Fact Retriever", "NO_PLANNER": "w/o Planner", "NO_REASONER": "w/o Preference Reasoner",
 }
 # the roles that make up "the system" (swapped when a run names its own backbone); the user
@@ -97,17 +97,35 @@ def parse_specs(items: Sequence[str | dict]) -> list[RunSpec]:
     return out
 
 
-def resolve_planner(which: str, profile: str) -> Path | None:
-    """``"sft"`` / ``"rl"`` -> the Planner directory written by notebooks 02 / 03
-    (``runs/<profile>/checkpoints/<which>/planner``); ``"untrained"`` -> None; else a path."""
+def rl_checkpoint_name(system: str = "RSO", dataset: str = "inspired") -> str:
+    """Where notebook 03 saves the RL Planner trained for one system on one dataset's users:
+    ``rl`` (RSO, INSPIRED), ``rl-redial``, ``rl-no_reasoner``, ``rl-no_reasoner-redial`` ... under
+    ``runs/<profile>/checkpoints/`` (the authors tune one Planner per system and dataset)."""
+    parts = ["rl"] + ([system.lower()] if system.upper() != "RSO" else []) + ([dataset] if dataset != "inspired" else [])
+    return "-".join(parts)
+
+
+def resolve_planner(which: str, profile: str, system: str = "RSO", dataset: str = "inspired") -> Path | None:
+    """``"sft"`` -> the Planner of notebook 02; ``"rl"`` -> the RL Planner of notebook 03 for this
+    system and dataset, else the closest one trained (same system on INSPIRED, RSO on this dataset,
+    RSO on INSPIRED: see :func:`rl_checkpoint_name`); ``"untrained"`` -> None; else a path or a
+    checkpoint name under ``runs/<profile>/checkpoints``."""
     if which == "untrained":
         return None
-    base = run_dir(profile) / "checkpoints" / which if which in ("sft", "rl") else Path(which)
-    for cand in (base, base / "planner"):
-        if (cand / "planner.json").is_file():
-            return cand
+    ck = run_dir(profile) / "checkpoints"
+    if which == "rl":
+        names = [rl_checkpoint_name(system, dataset), rl_checkpoint_name(system), rl_checkpoint_name("RSO", dataset), "rl"]
+        bases = [ck / n for n in dict.fromkeys(names)]
+    elif which == "sft" or (ck / which).is_dir():
+        bases = [ck / which]
+    else:
+        bases = [Path(which)]
+    for base in bases:
+        for cand in (base, base / "planner"):
+            if (cand / "planner.json").is_file():
+                return cand
     raise FileNotFoundError(
-        f"no saved Planner under {base} (looked for planner.json there and in planner/): run notebooks/02_sft"
+        f"no saved Planner under {bases[-1]} (looked for planner.json there and in planner/): run notebooks/02_sft"
         f"{' and 03_rl' if which == 'rl' else ''} with PROFILE={profile!r} first, or set PLANNER to 'untrained'")
 
 
@@ -189,15 +207,16 @@ class RunContext:
                                             top_k=self.engine.get("top_k", 5), rank_n=self.engine.get("rank_n", 50))
         return self._retriever
 
-    def planner_for(self, spec: RunSpec):
+    def planner_for(self, spec: RunSpec, dataset: str = "inspired"):
+        """(Planner, its directory) of a planner run on a dataset (loaded once per directory)."""
         which = spec.planner or self.planner
-        if which not in self._planners:
+        d = resolve_planner(which, self.profile, spec.system, dataset)
+        if d not in self._planners:
             from rso_lib.experts.planner import Planner
-            d = resolve_planner(which, self.profile)
             p = Planner.from_config(seed=self.seed) if d is None else Planner.load(d)
             p.eval()
-            self._planners[which] = (p, d)
-        return self._planners[which]
+            self._planners[d] = p
+        return self._planners[d], d
 
     def llms_for(self, spec: RunSpec) -> dict:
         from rso_lib.llm import build_llm, role_llms
@@ -231,7 +250,7 @@ def run_one(ctx: RunContext, spec: RunSpec, dataset: str, n_dialogues: int, log=
 
     system = replace(get_system(spec.system), name=spec.name)
     uses_planner = system.strategy_mode == "planner"
-    planner, pdir = ctx.planner_for(spec) if uses_planner else (None, None)
+    planner, pdir = ctx.planner_for(spec, dataset) if uses_planner else (None, None)
     path = transcript_path(ctx.profile, dataset, spec.name)
     cfg = _run_config(ctx, spec, dataset, pdir, uses_planner)
     side = path.with_suffix(".config.json")
@@ -293,6 +312,8 @@ def run_and_evaluate(
             t0 = time.perf_counter()
             ev = evaluate_system(dls, ctx.kb, judge, judge_cfg, seed=ctx.seed, n_boot=n_boot,
                                  system=spec.display, dataset=ds)
+            ev.per_dialogue.insert(2, "paper_row", spec.paper)
+            ev.per_dialogue.insert(3, "preset", spec.system)
             inf["judge_s"] = round(time.perf_counter() - t0, 1)
             inf["transcript"] = str(path.relative_to(run_dir(ctx.profile)))
             for n in ev.notes:
@@ -301,6 +322,17 @@ def run_and_evaluate(
             dialogues[(ds, spec.name)] = dls
             info[f"{ds}/{spec.name}"] = inf
     return evals, dialogues, info
+
+
+def per_dialogue_table(evals: Sequence[SystemEval]) -> pd.DataFrame:
+    """Every evaluated dialogue of ``evals`` in one table (``system, dataset, paper_row, preset,
+    dialog_id`` + the per-dialogue metric columns): what the claims notebook reads back."""
+    return pd.concat([e.per_dialogue for e in evals], ignore_index=True) if evals else pd.DataFrame()
+
+
+def evals_by_preset(evals: Sequence[SystemEval]) -> dict[tuple[str, str], SystemEval]:
+    """``(dataset, preset) -> SystemEval`` (Fig. 5 by module looks runs up by preset)."""
+    return {(e.dataset, str(e.per_dialogue["preset"].iloc[0])): e for e in evals if len(e.per_dialogue)}
 
 
 def strategy_turns(dialogues: Sequence[EvalDialogue], stage: str) -> pd.DataFrame:
@@ -385,3 +417,23 @@ def scale_specs(backbones: Sequence[dict], default_llm: dict, rso_label: str) ->
         specs.append(RunSpec(name=name, system="PROMPT_ONLY", label=label, paper_row=label,
                              llm=None if same else dict(b["llm"])))
     return parse_specs([asdict(s) for s in specs])
+
+
+#: Engine parameters an evaluation notebook may declare (names of
+#: ``rso_lib.dialogue.systems.PARAM_KEYS``) that are run settings, not per-system choices.
+_NOT_ENGINE = {"LLM", "PROFILE", "SEED"}
+
+
+def context_from_params(params: dict) -> RunContext:
+    """The :class:`RunContext` of an evaluation notebook, from its parameters (pass
+    ``globals()``: only UPPER_CASE names are read). ``PROFILE``, ``DATA_DIR``, ``SEED``, ``LLM``,
+    ``PLANNER``, ``LLM_CACHE``, ``KB_SOURCE``, ``SAMPLE_STRATEGY``, ``TARGET_GENRES`` set the
+    context; every declared engine parameter (``MAX_TURNS``, ``SIMULATOR``, ``REWARD``, ...; see
+    ``rso_lib.dialogue.systems.PARAM_KEYS``) goes to the engine of every run."""
+    from rso_lib.dialogue.systems import PARAM_KEYS
+
+    p = {k: v for k, v in params.items() if k.isupper()}
+    engine = {PARAM_KEYS[k]: v for k, v in p.items() if k in PARAM_KEYS and k not in _NOT_ENGINE}
+    return make_context(p["PROFILE"], p.get("DATA_DIR", ""), p.get("SEED", 0), p["LLM"], planner=p.get("PLANNER", "rl"),
+                        engine=engine, llm_cache=p.get("LLM_CACHE", True), kb_source=p.get("KB_SOURCE", "redial"),
+                        sample_strategy=p.get("SAMPLE_STRATEGY", True), target_genres=p.get("TARGET_GENRES", "all"))
