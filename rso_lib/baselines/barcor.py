@@ -102,7 +102,8 @@ class BARCOR(PLMBase):
                 cols.append(t)
         idx = torch.tensor([rows, cols], dtype=torch.long).reshape(2, -1)
         deg = torch.bincount(idx[0], minlength=len(self.item_ids)).clamp(min=1).float()
-        adj = torch.sparse_coo_tensor(idx, 1.0 / deg[idx[0]], (len(self.item_ids), kg.num_entities)).coalesce()
+        adj = torch.sparse_coo_tensor(idx, 1.0 / deg[idx[0]], (len(self.item_ids), kg.num_entities),
+                                      check_invariants=True).coalesce()
         self.register_buffer("item_adj", adj, persistent=False)
 
     def _item_vectors(self) -> torch.Tensor:

@@ -15,6 +15,7 @@ runs them unchanged.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -89,7 +90,59 @@ class PLMGenerator:
         return replies, empty
 
 
+    def timed(self, engine) -> "_TimedReply":
+        """This generator with its calls timed by ``engine`` (what ``build_system`` installs)."""
+        return _TimedReply(self, engine)
+
+
 def fill_slots(template: str, name: str | None) -> str:
     """Every ``<movie>`` slot -> ``name`` (None: the slot's sentence stays, the slot becomes
     "a movie")."""
     return template.replace(SLOT, name if name else "a movie").strip()
+
+
+class _TimedReply:
+    """The generator's ``reply`` through the engine's timer (its time counts as the actor role's)."""
+
+    def __init__(self, gen: "PLMGenerator", engine):
+        self.gen, self.engine = gen, engine
+        self.sampling = None  # no LLM sampling (the engine reads it only for PC-CRS self-checks)
+
+    def reply(self, *args, **kw):
+        return self.engine._model("actor", "reply", self.gen.reply, *args, **kw)
+
+
+
+
+def plm_dir(profile: str, kind: str, dataset: str) -> Path:
+    """Where the chain saves a trained model: ``runs/<profile>/checkpoints/plm/<kind>-<dataset>/model``."""
+    from rso_lib.paths import run_dir
+    return run_dir(profile) / "checkpoints" / "plm" / f"{kind}-{dataset}" / "model"
+
+
+def plm_parts(plm, kb, kind: str, top_k: int = 1, rank_n: int = 50, max_new_tokens: int = 40,
+              temperature: float = 0.0, data_dir=None) -> tuple[PLMRanker, PLMGenerator]:
+    """Ranker + generator of a trained UniCRS / BARCOR for :func:`rso_lib.dialogue.systems.build_system`.
+
+    Args:
+        plm: the model, or the directory it was saved to (``plm_dir(...)``, ``train_plm``'s
+            ``<out>/model``).
+        kb: the catalogue the engine recommends from (must be the one the model was trained on).
+        kind: ``"unicrs"`` | ``"barcor"`` (the system's; a model of the other kind is refused).
+        top_k / rank_n: see :class:`PLMRanker`; max_new_tokens / temperature: :class:`PLMGenerator`.
+        data_dir: data directory for the ReDial KG files when loading (default: ``RSO_DATA_DIR``).
+    """
+    if plm is None:
+        raise ValueError(f"system {kind.upper()} needs a trained model: build_system(..., plm=<model or directory>) "
+                         f"(train it with rso_lib.baselines.train.train_plm; saved under {plm_dir('<profile>', kind, '<dataset>')})")
+    if isinstance(plm, (str, Path)):
+        from rso_lib.baselines.common import load_plm
+        from rso_lib.paths import data_dir as default_data_dir
+        plm = load_plm(plm, kb, data_dir or default_data_dir())
+    if plm.kind != kind:
+        raise ValueError(f"system {kind.upper()} got a {plm.kind} model")
+    if set(plm.item_ids) != {it.item_id for it in kb}:
+        raise ValueError(f"{kind} model ranks {len(plm.item_ids)} items, the engine's catalogue has {len(kb)}: "
+                         "train it on the same knowledge base")
+    plm.eval()
+    return PLMRanker(plm, top_k=top_k, rank_n=rank_n), PLMGenerator(plm, max_new_tokens, temperature)

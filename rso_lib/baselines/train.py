@@ -137,6 +137,8 @@ def train_plm(model, examples: Sequence[Example], cfg: PLMTrainConfig, out_dir: 
     model.train()
     while step < end:
         task = cfg.stage_at(step)
+        if (step == 0 or cfg.stage_at(step - 1) != task) and hasattr(model, "on_stage_start"):
+            model.on_stage_start(task)  # e.g. UniCRS initialises its conversation prompt encoder
         batch = [examples[i] for i in batch_for(step, pools[task], cfg.batch_size, cfg.seed)]
         loss = model.loss(batch, task)
         opt.zero_grad(set_to_none=True)

@@ -17,12 +17,13 @@ What is kept from the paper:
   response template, in which movies are a ``<movie>`` slot that the top-ranked item fills).
 
 Simplifications, stated: the soft prompts enter as input embeddings (prefix tokens), not as
-per-layer key/values; one fusion module serves both tasks (the task prompts differ); the text
-encoder stays frozen.
+per-layer key/values; the text encoder stays frozen; the conversation stage trains its own prompt
+encoder (initialised, as in the paper, from the pre-trained one) with the R-GCN frozen.
 """
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -84,6 +85,38 @@ class RGCN(nn.Module):
         return F.relu(out) + h  # residual keeps isolated entities (catalogue movies the KG lacks) distinct
 
 
+class Fusion(nn.Module):
+    """Semantic fusion of context tokens ``T [B, L, d_enc]`` and entities ``E [B, n, d_kg]`` into
+    soft prompts ``[B, n + 1 + L + task_prompts, d_gen]`` (+ mask): a bilinear affinity lets each
+    side attend to the other, an MLP maps the fused vectors into the PLM's embedding space, and
+    learned task tokens follow. A learned null entity is always present, so fusion is defined for
+    contexts that name no entity."""
+
+    def __init__(self, d_enc: int, d_kg: int, d: int, d_gen: int, task_prompts: int, dropout: float):
+        super().__init__()
+        self.null_entity = nn.Parameter(torch.zeros(d_kg))
+        self.text_proj, self.ent_proj = nn.Linear(d_enc, d), nn.Linear(d_kg, d)
+        self.affinity = nn.Parameter(torch.eye(d) + 0.01 * torch.randn(d, d))
+        self.prompt_mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.Tanh(), nn.Linear(2 * d, d_gen))
+        self.task_prompt = nn.Parameter(torch.randn(task_prompts, d_gen) * 0.02)
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, T, tmask, E, emask):
+        B = T.shape[0]
+        E = torch.cat([E, self.null_entity.expand(B, 1, -1)], dim=1)
+        emask = torch.cat([emask, torch.ones(B, 1, dtype=torch.bool)], dim=1)
+        Tp, Ep = self.text_proj(T), self.ent_proj(E)
+        A = Tp @ self.affinity @ Ep.transpose(1, 2)  # [B, L, n + 1]
+        neg = torch.finfo(A.dtype).min
+        t2e = torch.softmax(A.masked_fill(~emask[:, None, :], neg), dim=-1)
+        e2t = torch.softmax(A.transpose(1, 2).masked_fill(~tmask[:, None, :], neg), dim=-1)
+        Tf, Ef = Tp + t2e @ Ep, Ep + e2t @ Tp
+        fused = self.prompt_mlp(self.drop(torch.cat([Ef, Tf], dim=1)))
+        mask = torch.cat([emask, tmask], dim=1)
+        tp = self.task_prompt[None].expand(B, -1, -1)
+        return torch.cat([fused, tp], dim=1), torch.cat([mask, torch.ones(B, tp.shape[1], dtype=torch.bool)], dim=1)
+
+
 @dataclass
 class UniCRSConfig:
     """UniCRS hyper-parameters.
@@ -120,7 +153,9 @@ class UniCRSConfig:
     dtype: str = "float32"
 
 
+@functools.lru_cache(maxsize=4)
 def _load_frozen_lm(name: str, dtype: str):
+    """The frozen generator + tokenizer, loaded once per process (frozen: safe to share)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
     path = resolve_causal_lm(name)
     tok = AutoTokenizer.from_pretrained(path, local_files_only=local_only(path))
@@ -133,6 +168,7 @@ def _load_frozen_lm(name: str, dtype: str):
     return model.eval(), tok
 
 
+@functools.lru_cache(maxsize=4)
 def _load_frozen_encoder(name: str, dtype: str):
     from transformers import AutoModel, AutoTokenizer
     path = resolve_text_encoder(name)
@@ -155,17 +191,19 @@ class UniCRS(PLMBase):
         gen, gtok = _load_frozen_lm(cfg.generator, cfg.dtype)
         enc, etok = _load_frozen_encoder(cfg.text_encoder, cfg.dtype)
         self.frozen = _Frozen(gen=gen, gtok=gtok, enc=enc, etok=etok)
-        d_gen, d_enc, d = gen.get_input_embeddings().weight.shape[1], enc.config.hidden_size, cfg.fusion_dim
+        d_gen, d_enc = gen.get_input_embeddings().weight.shape[1], enc.config.hidden_size
         self.rgcn = RGCN(kg.num_entities, kg.num_relations, kg.edges, cfg.kg_dim, cfg.num_bases)
-        self.null_entity = nn.Parameter(torch.zeros(cfg.kg_dim))
-        self.text_proj = nn.Linear(d_enc, d)
-        self.ent_proj = nn.Linear(cfg.kg_dim, d)
-        self.affinity = nn.Parameter(torch.eye(d) + 0.01 * torch.randn(d, d))
-        self.prompt_mlp = nn.Sequential(nn.Linear(d, 2 * d), nn.Tanh(), nn.Linear(2 * d, d_gen))
-        self.task_prompt = nn.ParameterDict({t: nn.Parameter(torch.randn(cfg.task_prompts, d_gen) * 0.02)
-                                             for t in ("rec", "conv")})
+        # one prompt encoder per task, as in the paper (the conversation stage trains its own and
+        # leaves the recommender -- fusion, R-GCN -- as the earlier stages made it)
+        self.fusion = nn.ModuleDict({t: Fusion(d_enc, cfg.kg_dim, cfg.fusion_dim, d_gen, cfg.task_prompts, cfg.dropout)
+                                     for t in ("rec", "conv")})
         self.rec_proj = nn.Linear(d_gen, cfg.kg_dim)
-        self.drop = nn.Dropout(cfg.dropout)
+
+    def on_stage_start(self, task: str) -> None:
+        """Before the recommendation stage: the conversation prompt encoder starts from the
+        pre-trained one (the paper's initialisation)."""
+        if task == "rec":
+            self.fusion["conv"].load_state_dict(self.fusion["rec"].state_dict())
 
     # -- prompt ------------------------------------------------------------------------------------
     def _encode_text(self, texts: list[str]):
@@ -181,24 +219,14 @@ class UniCRS(PLMBase):
         texts = [format_context(h, self.cfg.max_context_turns) for h in histories]
         T, tmask = self._encode_text(texts)  # [B, L, d_enc]
         B = len(texts)
-        n = max(1, max(len(e) for e in ents) + 1)
-        E = self.null_entity.new_zeros(B, n, self.cfg.kg_dim)
+        n = max(len(e) for e in ents) + 1
+        E = entity_emb.new_zeros(B, n, self.cfg.kg_dim)
         emask = torch.zeros(B, n, dtype=torch.bool)
         for i, e in enumerate(ents):
             if e:
                 E[i, :len(e)] = entity_emb[torch.tensor(e)]
-            E[i, len(e)] = self.null_entity  # always one entity: fusion is defined for empty contexts
-            emask[i, :len(e) + 1] = True
-        Tp, Ep = self.text_proj(T), self.ent_proj(E)
-        A = Tp @ self.affinity @ Ep.transpose(1, 2)  # [B, L, n]
-        neg = torch.finfo(A.dtype).min
-        t2e = torch.softmax(A.masked_fill(~emask[:, None, :], neg), dim=-1)
-        e2t = torch.softmax(A.transpose(1, 2).masked_fill(~tmask[:, None, :], neg), dim=-1)
-        Tf, Ef = Tp + t2e @ Ep, Ep + e2t @ Tp
-        fused = self.prompt_mlp(self.drop(torch.cat([Ef, Tf], dim=1)))  # [B, n + L, d_gen]
-        mask = torch.cat([emask, tmask], dim=1)
-        tp = self.task_prompt[task][None].expand(B, -1, -1)
-        return torch.cat([fused, tp], dim=1), torch.cat([mask, torch.ones(B, tp.shape[1], dtype=torch.bool)], dim=1)
+            emask[i, :len(e)] = True
+        return self.fusion[task](T, tmask, E, emask)
 
     def _inputs(self, histories, ents, task, entity_emb, tails: list[list[int]], cue: str):
         """Left-padded ``inputs_embeds`` = [prompt; context tokens; cue; tail tokens], mask, and
@@ -244,7 +272,11 @@ class UniCRS(PLMBase):
         """Mean loss of one batch for ``task`` (``pretrain`` | ``rec`` | ``conv``)."""
         hs = [e.context for e in examples]
         ents = [e.context_entities[-self.cfg.max_entities:] for e in examples]
-        entity_emb = self.rgcn()
+        if task == "conv":
+            with torch.no_grad():
+                entity_emb = self.rgcn()
+        else:
+            entity_emb = self.rgcn()
         if task in ("pretrain", "rec"):
             q = self._rec_query(hs, ents, "rec", entity_emb)
             if task == "pretrain":  # predict every entity the response names, over all entities
@@ -261,7 +293,7 @@ class UniCRS(PLMBase):
             gtok = self.frozen.gtok
             tails = [gtok(" " + e.response, add_special_tokens=False)["input_ids"][: self.cfg.max_response_tokens]
                      + [gtok.eos_token_id] for e in examples]
-            X, M, spans = self._inputs(hs, ents, "conv", entity_emb, tails, REPLY_CUE)
+            X, M, spans = self._inputs(hs, ents, "conv", entity_emb.detach(), tails, REPLY_CUE)
             h = self._forward_lm(X, M)
             # position p predicts token p + 1: the tail's tokens are predicted from a - 1 .. b - 2
             hs_tail = torch.cat([h[i, a - 1:b - 1] for i, (a, b) in enumerate(spans)])
