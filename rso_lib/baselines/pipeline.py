@@ -69,6 +69,22 @@ def recall_at(model, examples, ks=(1, 10, 50), batch_size: int = 16) -> dict:
     return {f"recall@{k}": hits[k] / len(rows) for k in ks} | {"n": len(rows)}
 
 
+def _enough(dialogues: list, n: int | None, seed: int, kb, linker) -> list:
+    """A seeded random subset of the dialogues holding about ``2 n`` recommender turns (all of
+    them when ``n`` is None): linking every utterance of a corpus costs seconds that a smoke run
+    subsampling to ``n`` turns does not need to spend."""
+    if n is None:
+        return dialogues
+    order = np.random.default_rng(seed).permutation(len(dialogues))
+    out, turns = [], 0
+    for i in order:
+        out.append(dialogues[i])
+        turns += sum(t.speaker == "RECOMMENDER" for t in dialogues[i].turns)
+        if turns >= 2 * n:
+            break
+    return out
+
+
 def make_model(kind: str, kg, kb, model_cfg: dict):
     from rso_lib.baselines.barcor import BARCOR, BARCORConfig
     from rso_lib.baselines.unicrs import UniCRS, UniCRSConfig
@@ -99,7 +115,7 @@ def train_baseline(kind: str, dataset: str, *, kb, data_dir: str | Path, profile
     tr, va, data_note = training_dialogues(data_dir, dataset)
     kg = build_kg(dataset, kb, data_dir)
     linker = EntityLinker(kg, kb)
-    train_ex = subsample(build_examples(tr, kb, linker), max_examples, seed)
+    train_ex = subsample(build_examples(_enough(tr, max_examples, seed, kb, linker), kb, linker), max_examples, seed)
     held = subsample([e for e in build_examples(va, kb, linker) if e.targets], eval_examples, seed)
     torch.manual_seed(seed)  # the model's initial weights
     model = make_model(kind, kg, kb, {**(model_cfg or {}), "kg_source": dataset})
@@ -132,4 +148,4 @@ def summary_rows(all_metrics: list[dict]) -> list[dict]:
     return rows
 
 
-__all__ = ["train_baseline", "training_dialogues", "recall_at", "summary_rows", "plm_dir", "np"]
+__all__ = ["train_baseline", "training_dialogues", "recall_at", "summary_rows", "plm_dir"]

@@ -169,9 +169,11 @@ def train_plm(model, examples: Sequence[Example], cfg: PLMTrainConfig, out_dir: 
 
 
 def stage_summary(history: list[dict], window: int = 5) -> dict:
-    """Per task: steps, mean loss of its first and last ``window`` steps."""
+    """Per task: steps, mean loss of its first and last ``window`` steps (at most half its steps,
+    so the two never overlap when it has two or more)."""
     out: dict[str, dict] = {}
     for t in dict.fromkeys(r["task"] for r in history):
         ls = [r["loss"] for r in history if r["task"] == t]
-        out[t] = {"steps": len(ls), "first_loss": float(np.mean(ls[:window])), "last_loss": float(np.mean(ls[-window:]))}
+        w = min(window, max(1, len(ls) // 2))
+        out[t] = {"steps": len(ls), "first_loss": float(np.mean(ls[:w])), "last_loss": float(np.mean(ls[-w:]))}
     return out
