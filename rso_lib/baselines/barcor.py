@@ -169,7 +169,7 @@ class BARCOR(PLMBase):
                 torch.manual_seed(seed)
             out = self.bart.generate(**b, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
                                      temperature=temperature if temperature > 0 else None, top_p=None, top_k=None,
-                                     num_beams=1)
+                                     num_beams=1, no_repeat_ngram_size=4)  # 4: two slots ("<movie>" = 3 tokens) stay legal
         return [tok.decode(o, skip_special_tokens=True).strip().split("\n")[0].strip() for o in out]
 
 
