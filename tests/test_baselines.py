@@ -235,3 +235,43 @@ def test_improve_column_reproduces_the_papers_table_v():
     assert format_improvement(None) == "-"
     with pytest.raises(ValueError, match="no 'UniCRS' row"):
         add_improve_column(df[df.system != "UniCRS"])
+
+
+def test_backbones_by_directory_gpt2_roberta_bart(world, tmp_path):
+    """The paper profile names DialoGPT-small (GPT-2), RoBERTa-base and BART-base by hub id; the
+    same code paths take any directory. Tiny random models of those three architectures, saved
+    with the packaged tokenizers, stand in for them here (no hub offline): one step of every
+    stage, then ranking and generation."""
+    from transformers import (AutoTokenizer, BartConfig, BartForConditionalGeneration, GPT2Config, GPT2LMHeadModel,
+                              RobertaConfig, RobertaModel)
+
+    from rso_lib.baselines.common import resolve_causal_lm, resolve_text_encoder
+    from rso_lib.baselines.unicrs import UniCRS, UniCRSConfig
+
+    gtok = AutoTokenizer.from_pretrained(resolve_causal_lm("embedded"))
+    etok = AutoTokenizer.from_pretrained(resolve_text_encoder("all-MiniLM-L6-v2"))
+    torch.manual_seed(0)
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(gtok), n_embd=32, n_layer=2, n_head=2, n_positions=512)) \
+        .save_pretrained(tmp_path / "gpt2")
+    gtok.save_pretrained(tmp_path / "gpt2")
+    RobertaModel(RobertaConfig(vocab_size=len(etok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                               intermediate_size=64, pad_token_id=etok.pad_token_id)).save_pretrained(tmp_path / "roberta")
+    etok.save_pretrained(tmp_path / "roberta")
+    BartForConditionalGeneration(BartConfig(vocab_size=len(gtok), d_model=32, encoder_layers=1, decoder_layers=1,
+                                            encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
+                                            decoder_ffn_dim=64, pad_token_id=gtok.pad_token_id or 0,
+                                            eos_token_id=gtok.eos_token_id, decoder_start_token_id=gtok.eos_token_id)
+                                 ).save_pretrained(tmp_path / "bart")
+    gtok.save_pretrained(tmp_path / "bart")
+    exs, hs = world["examples"], [e.context for e in world["examples"]]
+    u = UniCRS(UniCRSConfig(generator=str(tmp_path / "gpt2"), text_encoder=str(tmp_path / "roberta"), kg_source="kb",
+                            max_context_tokens=32, max_encoder_tokens=16), world["kg"], world["kb"])
+    b = BARCOR(BARCORConfig(backbone=str(tmp_path / "bart"), kg_source="kb"), world["kg"], world["kb"])
+    for m, tasks in ((u, ("pretrain", "rec", "conv")), (b, ("rec", "conv"))):
+        for task in tasks:
+            loss = m.loss(exs, task)
+            assert torch.isfinite(loss)
+            loss.backward()
+        m.eval()
+        assert m.item_scores(hs).shape == (3, len(world["kb"]))
+        assert len(m.generate(hs, max_new_tokens=5)) == 3

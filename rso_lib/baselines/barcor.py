@@ -63,6 +63,8 @@ def _build_bart(cfg: BARCORConfig):
     from transformers import AutoTokenizer, BartConfig, BartForConditionalGeneration
     if cfg.backbone != SCRATCH:
         tok = AutoTokenizer.from_pretrained(cfg.backbone, local_files_only=local_only(cfg.backbone))
+        if tok.pad_token_id is None:
+            tok.pad_token = tok.eos_token
         return BartForConditionalGeneration.from_pretrained(cfg.backbone, local_files_only=local_only(cfg.backbone)), tok
     path = resolve_causal_lm(cfg.tokenizer)
     tok = AutoTokenizer.from_pretrained(path, local_files_only=local_only(path))
