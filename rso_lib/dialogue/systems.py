@@ -10,6 +10,8 @@ PCCRS           explain.   no        yes        yes    yes      2           PC-C
 NO_RETRIEVER    planner    yes       yes        no     yes      0           RSO w/o Fact Retriever (Fig. 5a)
 NO_PLANNER      none       yes       yes        yes    yes      0           RSO w/o Planner (Fig. 5b)
 NO_REASONER     planner    no        yes        yes    yes      0           RSO w/o Preference Reasoner (Fig. 5c)
+UNICRS          none       no        own rank   no     no       0           UniCRS (trained PLM, rso_lib.baselines)
+BARCOR          none       no        own rank   no     no       0           BARCOR (trained PLM, rso_lib.baselines)
 ==============  =========  ========  =========  =====  =======  ==========  ===============================
 
 * PROMPT_ONLY: the backbone LLM alone, in context (the paper's QwenCRS / LlamaCRS: no external
@@ -20,6 +22,10 @@ NO_REASONER     planner    no        yes        yes    yes      0           RSO 
   the chosen item's facts, and a self-check ("is every claim supported by the facts?") triggers
   up to two rewrites.
 * NO_RETRIEVER: as the authors' ablation, the candidate titles stay and their facts go.
+* UNICRS / BARCOR (``plm`` set): a trained model of :mod:`rso_lib.baselines` replaces the Fact
+  Retriever (its own item ranking; Rec-SR and Recall@k come from it) and the Actor (its generator
+  writes the reply, the top-ranked item fills the ``<movie>`` slot); ``build_system(..., plm=...)``
+  takes the model or its saved directory.
 * Every system may reply without recommending: the chooser can answer "none of these yet"
   (``ALLOW_NO_RECOMMENDATION``), and the Planner's preference-elicitation strategies (Table I:
   opinion / experience inquiry, rephrase preference, preference confirmation) never carry an item.
@@ -49,7 +55,8 @@ class SystemConfig:
         use_facts: give the Actor the knowledge-base facts of the item (Eq. 4, KG lookup).
         use_chooser: pick one candidate for the Actor (False: Actor sees all candidate titles).
         self_check_rounds: PC-CRS self-check / refine rounds (0 = off).
-        plm: a trained PLM CRS (``"unicrs"`` | ``"barcor"``) that ranks and replies itself.
+        plm: ``"unicrs"`` | ``"barcor"``: a trained PLM baseline ranks and replies (None = LLM
+            experts).
     """
 
     name: str
@@ -68,6 +75,10 @@ class SystemConfig:
             raise ValueError(f"SystemConfig {self.name}: the chooser needs the retriever")
         if self.use_facts and not self.use_retriever:
             raise ValueError(f"SystemConfig {self.name}: facts need the retriever")
+        if self.plm is not None and (self.plm not in ("unicrs", "barcor") or self.strategy_mode != "none"
+                                     or self.use_reasoner or self.use_chooser or not self.use_retriever):
+            raise ValueError(f"SystemConfig {self.name}: plm {self.plm!r} needs unicrs|barcor, no strategy, "
+                             "no reasoner, no chooser, and use_retriever (its own ranking)")
 
     def capabilities(self) -> dict[str, bool]:
         """Paper Table III's four columns, read off the configuration."""
@@ -87,9 +98,13 @@ PCCRS = SystemConfig("PCCRS", strategy_mode="explanation", use_reasoner=False, s
 NO_RETRIEVER = SystemConfig("NO_RETRIEVER", use_facts=False)
 NO_PLANNER = SystemConfig("NO_PLANNER", strategy_mode="none")
 NO_REASONER = SystemConfig("NO_REASONER", use_reasoner=False)
+_PLM = dict(strategy_mode="none", use_reasoner=False, use_facts=False, use_chooser=False)
+UNICRS = SystemConfig("UNICRS", plm="unicrs", **_PLM)
+BARCOR = SystemConfig("BARCOR", plm="barcor", **_PLM)
 
 SYSTEMS: dict[str, SystemConfig] = {s.name: s for s in
-                                    (RSO, PROMPT_ONLY, INTERCRS, PCCRS, NO_RETRIEVER, NO_PLANNER, NO_REASONER)}
+                                    (RSO, PROMPT_ONLY, INTERCRS, PCCRS, NO_RETRIEVER, NO_PLANNER, NO_REASONER,
+                                     UNICRS, BARCOR)}
 
 
 def get_system(name: str) -> SystemConfig:
@@ -129,6 +144,7 @@ def build_system(
     cache_dir: str | Path | None = None,
     profile: str = "smoke",
     seed: int = 0,
+    plm: Any = None,
 ):
     """Assemble a :class:`DialogueEngine` for one system (what the notebooks call).
 
@@ -153,6 +169,8 @@ def build_system(
         embedder / embedder_name / retriever: reuse a loaded embedder or a built retriever.
         cache_dir: retriever index cache (default ``runs/<profile>/cache``).
         profile, seed: run profile and seed.
+        plm: for UNICRS / BARCOR: the trained model or its saved directory
+            (:func:`rso_lib.baselines.plm_system.plm_parts`); it replaces ``retriever`` and the Actor.
     """
     from rso_lib.dialogue.engine import DialogueEngine
     from rso_lib.dialogue.simulators import AgendaSimulator, LLMSimulator, SimulatorReward
@@ -162,6 +180,10 @@ def build_system(
     if llms is None:
         from rso_lib.llm import role_llms
         llms = role_llms(llm_cfg or {})
+    plm_actor = None
+    if system.plm is not None:
+        from rso_lib.baselines.plm_system import plm_parts
+        retriever, plm_actor = plm_parts(plm, kb, system.plm, rank_n=rank_n, max_new_tokens=actor_max_tokens)
     if system.use_retriever and retriever is None:
         from rso_lib.experts.retriever import FactRetriever
         if embedder is None:
@@ -191,7 +213,7 @@ def build_system(
         rew = SimulatorReward(stop_threshold=stop_threshold)
     else:
         raise ValueError(f"unknown reward {reward!r} (judge | simulator)")
-    return DialogueEngine(
+    engine = DialogueEngine(
         system, llms, retriever=retriever if system.use_retriever else None,
         planner=planner if system.strategy_mode == "planner" else None, simulator=sim, rewarder=rew,
         max_turns=max_turns, seed=seed, chooser_mode=chooser_mode,
@@ -199,6 +221,9 @@ def build_system(
         reasoner_sampling=Sampling(temperature=0.0, max_tokens=reasoner_max_tokens),
         stop_on_reward=stop_on_reward, allow_no_recommendation=allow_no_recommendation,
     )
+    if plm_actor is not None:  # the PLM's generator replaces the LLM Actor (timed like it)
+        engine.actor = plm_actor.timed(engine)
+    return engine
 
 
 #: Notebook parameter name -> :func:`build_system` argument (what ``build_system_from_params`` maps).

@@ -33,10 +33,12 @@ from rso_lib.paths import run_dir
 DISPLAY = {
     "RSO": "RSO", "PROMPT_ONLY": "PromptCRS", "INTERCRS": "InterCRS", "PCCRS": "PC-CRS",
     "NO_RETRIEVER": "w/o Fact Retriever", "NO_PLANNER": "w/o Planner", "NO_REASONER": "w/o Preference Reasoner",
+    "UNICRS": "UniCRS", "BARCOR": "BARCOR",
 }
 PAPER_ROW = {
     "RSO": "RSO", "PROMPT_ONLY": "QwenCRS", "INTERCRS": "InterCRS", "PCCRS": "PCCRS",
     "NO_RETRIEVER": "w/o Fact Retriever", "NO_PLANNER": "w/o Planner", "NO_REASONER": "w/o Preference Reasoner",
+    "UNICRS": "UniCRS", "BARCOR": "BARCOR",
 }
 # the roles that make up "the system" (swapped when a run names its own backbone); the user
 # simulator, the rewarder and the judge stay the same for every system, as in the paper
@@ -129,11 +131,11 @@ def resolve_planner(which: str, profile: str, system: str = "RSO", dataset: str 
         f"{' and 03_rl' if which == 'rl' else ''} with PROFILE={profile!r} first, or set PLANNER to 'untrained'")
 
 
-def _hash_dir(d: Path | None) -> str | None:
+def _hash_dir(d: Path | None, meta: str = "planner.json") -> str | None:
     if d is None:
         return None
     h = hashlib.sha256()
-    for f in sorted(d.glob("*.safetensors")) + [d / "planner.json"]:
+    for f in sorted(d.glob("*.safetensors")) + [d / meta]:
         h.update(f.name.encode())
         h.update(f.read_bytes())
     return h.hexdigest()[:16]
@@ -228,9 +230,11 @@ class RunContext:
         return llms
 
 
-def _run_config(ctx: RunContext, spec: RunSpec, dataset: str, planner_dir: Path | None, uses_planner: bool) -> dict:
+def _run_config(ctx: RunContext, spec: RunSpec, dataset: str, planner_dir: Path | None, uses_planner: bool,
+                plm_dir: Path | None = None) -> dict:
     """Everything that decides a transcript's content (labels do not)."""
     return {
+        "plm": _hash_dir(plm_dir, "plm.json") if plm_dir is not None else None,
         "name": spec.name, "system": spec.system, "llm": spec.llm,
         "dataset": dataset, "seed": ctx.seed, "kb_source": ctx.kb_source,
         "llm_cfg": {k: v for k, v in ctx.llm_cfg.items() if k != "cache"}, "engine": ctx.engine,
@@ -251,8 +255,15 @@ def run_one(ctx: RunContext, spec: RunSpec, dataset: str, n_dialogues: int, log=
     system = replace(get_system(spec.system), name=spec.name)
     uses_planner = system.strategy_mode == "planner"
     planner, pdir = ctx.planner_for(spec, dataset) if uses_planner else (None, None)
+    plm = None
+    if system.plm is not None:  # UniCRS / BARCOR: the model notebook 02_plm_baselines trained
+        from rso_lib.baselines.plm_system import plm_dir
+        plm = plm_dir(ctx.profile, system.plm, dataset)
+        if not (plm / "plm.json").is_file():
+            raise FileNotFoundError(f"{spec.name} on {dataset}: no trained model at {plm}; run notebooks/"
+                                    f"02_plm_baselines with PROFILE={ctx.profile!r} first")
     path = transcript_path(ctx.profile, dataset, spec.name)
-    cfg = _run_config(ctx, spec, dataset, pdir, uses_planner)
+    cfg = _run_config(ctx, spec, dataset, pdir, uses_planner, plm)
     side = path.with_suffix(".config.json")
     if path.exists():
         old = json.loads(side.read_text()) if side.exists() else None
@@ -264,8 +275,8 @@ def run_one(ctx: RunContext, spec: RunSpec, dataset: str, n_dialogues: int, log=
     side.write_text(json.dumps(cfg, indent=1, sort_keys=True, default=str) + "\n")
     engine_kw = {k: v for k, v in ctx.engine.items() if k not in ("embedder_name",)}
     eng = build_system(system, kb=ctx.kb, llms=ctx.llms_for(spec), planner=planner,
-                       retriever=ctx.retriever() if system.use_retriever else None,
-                       profile=ctx.profile, seed=ctx.seed, **engine_kw)
+                       retriever=ctx.retriever() if system.use_retriever and system.plm is None else None,
+                       profile=ctx.profile, seed=ctx.seed, plm=plm, **engine_kw)
     t0 = time.perf_counter()
     eps = eng.run(ctx.targets(dataset, n_dialogues), transcript_path=path, sample_strategy=ctx.sample_strategy)
     info = {"wall_s": round(time.perf_counter() - t0, 1), "new_dialogues": eng.stats.dialogues,
