@@ -134,6 +134,7 @@ def build_system(
     actor_max_tokens: int = 64,
     actor_temperature: float = 0.7,
     user_max_tokens: int = 48,
+    user_temperature: float = 0.7,
     reasoner_max_tokens: int = 48,
     require_kb_cover: bool = True,
     allow_no_recommendation: bool = True,
@@ -162,7 +163,8 @@ def build_system(
         max_turns: most system turns (paper 10).
         top_k / rank_n: retrieved candidates / recorded ranking length.
         chooser_mode: ``letters`` | ``titles`` | ``generate``.
-        actor_max_tokens / actor_temperature / user_max_tokens / reasoner_max_tokens: decoding.
+        actor_max_tokens / actor_temperature / user_max_tokens / user_temperature / reasoner_max_tokens:
+            decoding (the authors: temperature 0.7 while training the Planner, 0 when evaluating).
         require_kb_cover: LLM simulator may accept only movies covering the targets.
         allow_no_recommendation: the chooser may answer "none of these yet" (no item this turn).
         paraphrase: agenda simulator rewords its templates with the simulator LLM.
@@ -198,7 +200,7 @@ def build_system(
         from rso_lib.experts.planner import Planner
         planner = Planner.load(planner)
     sim_llm = llms.get("simulator", llms["actor"])
-    user_s = Sampling(temperature=0.7, top_p=0.9, max_tokens=user_max_tokens)
+    user_s = Sampling(temperature=user_temperature, top_p=0.9, max_tokens=user_max_tokens)
     if simulator == "agenda":
         sim = AgendaSimulator(kb, paraphrase_llm=sim_llm if paraphrase else None,
                               paraphrase_sampling=replace(user_s, temperature=0.0))
@@ -232,7 +234,8 @@ PARAM_KEYS: dict[str, str] = {
     "REWARD_SAMPLES": "reward_samples", "STOP_THRESHOLD": "stop_threshold", "STOP_ON_REWARD": "stop_on_reward",
     "MAX_TURNS": "max_turns", "TOP_K": "top_k", "RANK_N": "rank_n", "CHOOSER_MODE": "chooser_mode",
     "ACTOR_MAX_TOKENS": "actor_max_tokens", "ACTOR_TEMPERATURE": "actor_temperature",
-    "USER_MAX_TOKENS": "user_max_tokens", "REASONER_MAX_TOKENS": "reasoner_max_tokens",
+    "USER_MAX_TOKENS": "user_max_tokens", "USER_TEMPERATURE": "user_temperature",
+    "REASONER_MAX_TOKENS": "reasoner_max_tokens",
     "REQUIRE_KB_COVER": "require_kb_cover", "ALLOW_NO_RECOMMENDATION": "allow_no_recommendation",
     "PARAPHRASE": "paraphrase", "EMBEDDER": "embedder_name",
     "PROFILE": "profile", "SEED": "seed",

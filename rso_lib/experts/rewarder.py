@@ -70,14 +70,15 @@ class Rewarder:
         samples: judgements per turn in ``"sampled"`` mode (paper: 10).
         stop_threshold: tau, stop when the rescaled reward is above this (default 0.7, the
             authors' value: a mean rating above 3.8).
-        sampling: decoding for ``"sampled"`` mode (temperature 1.0, 8 tokens).
+        sampling: decoding for ``"sampled"`` mode (the authors' critic: temperature 1.1, top-p 0.95,
+            16 new tokens).
     """
 
     llm: ChatLLM
     mode: str = "expected"
     samples: int = 10
     stop_threshold: float = 0.7
-    sampling: Sampling = Sampling(temperature=1.0, max_tokens=8)
+    sampling: Sampling = Sampling(temperature=1.1, top_p=0.95, max_tokens=16)
 
     def __post_init__(self):
         if self.mode not in ("expected", "sampled"):
