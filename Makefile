@@ -20,11 +20,13 @@ export TQDM_DISABLE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 export PYTHONHASHSEED ?= 0
 
-.PHONY: setup reproduce test unit nbval bench clean-runs strip help
+.PHONY: setup reproduce test unit lint nbval bench clean-runs strip help
 
 help:
 	@echo "make reproduce [PROFILE=smoke|paper]   set up + run every notebook (papermill chain)"
 	@echo "make test                             set up + unit tests + nbval-lax notebooks"
+	@echo "make unit                             the fast tier: tests not marked slow (seconds)"
+	@echo "make lint                             ruff lint + format check, notebooks without outputs"
 	@echo "make bench                            run every benchmark under bench/"
 
 setup: $(STAMP)
@@ -47,17 +49,26 @@ endif
 reproduce: setup
 	$(PY) -m rso_lib.run --profile $(PROFILE)
 
-# Unit tests first (fast feedback), then every notebook under nbval-lax (executes them in order
-# with their parameters-cell defaults = the smoke profile; outputs are not compared).
-test: setup
+# Lint, unit tests (fast feedback), then every notebook under nbval-lax (executes them in order
+# with their parameters-cell defaults = the smoke profile; outputs are not compared) in a fresh
+# temporary output root, never the working tree's runs/ results/ figures/; then the results those
+# notebooks wrote are asserted (tests/test_notebook_outputs.py).
+test: setup lint
 	$(PY) -m pytest tests -q
-	$(PY) -m pytest --nbval-lax --nbval-current-env notebooks -q -p no:cacheprovider
+	out=$$(mktemp -d -t rso-nbval-XXXXXX) && echo "notebook outputs: $$out" && \
+	RSO_ROOT=$$out $(PY) -m pytest --nbval-lax --nbval-current-env notebooks -q -p no:cacheprovider && \
+	RSO_CHAIN_ROOT=$$out $(PY) -m pytest tests/test_notebook_outputs.py -q -p no:cacheprovider
 
 unit: setup
-	$(PY) -m pytest tests -q
+	$(PY) -m pytest tests -q -m "not slow"
+
+lint: setup
+	$(VENV)/bin/ruff check rso_lib tests bench
+	$(VENV)/bin/ruff format --check rso_lib tests bench
+	$(PY) -m rso_lib.run --strip --check
 
 nbval: setup
-	$(PY) -m pytest --nbval-lax --nbval-current-env notebooks -q -p no:cacheprovider
+	out=$$(mktemp -d -t rso-nbval-XXXXXX) && RSO_ROOT=$$out $(PY) -m pytest --nbval-lax --nbval-current-env notebooks -q -p no:cacheprovider
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

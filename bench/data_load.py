@@ -49,7 +49,9 @@ def main() -> None:
         "sim_targets_redial": (lambda: load_sim_targets_with_issues(d, "redial"), lambda r: len(r[0]), "targets"),
         "sft_build_train": (lambda: build_sft_examples(load_strategy_split(d, "train")[0]), len, "examples"),
     }
-    print(f"{'loader':26s} {'rows':>7s} {'unit':10s} {'cold_s':>8s} {'warm_s':>8s} {'cold/warm':>9s} {'rows/s warm':>12s}")
+    print(
+        f"{'loader':26s} {'rows':>7s} {'unit':10s} {'cold_s':>8s} {'warm_s':>8s} {'cold/warm':>9s} {'rows/s warm':>12s}"
+    )
     for name, (fn, count, unit) in loaders.items():
         cold, res = _timed(fn)
         warm = min(_timed(fn)[0] for _ in range(a.repeat))

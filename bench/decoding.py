@@ -35,18 +35,43 @@ import torch  # noqa: E402
 from rso_lib.llm import build_llm, hf  # noqa: E402
 from rso_lib.llm.protocol import Sampling  # noqa: E402
 
-SYSTEM = ("You are a friendly movie recommender chatting with a user. Reply in one or two short sentences, "
-          "mention one movie by name and say why it fits.")
-WANTS = ["a rainy day", "a family night", "fans of space", "a road trip", "a scary evening", "learning history",
-         "a first date", "kids who like animals", "a sad mood", "sports fans", "music lovers", "a long flight",
-         "a holiday", "a heist story", "a detective story", "a musical"]
+SYSTEM = (
+    "You are a friendly movie recommender chatting with a user. Reply in one or two short sentences, "
+    "mention one movie by name and say why it fits."
+)
+WANTS = [
+    "a rainy day",
+    "a family night",
+    "fans of space",
+    "a road trip",
+    "a scary evening",
+    "learning history",
+    "a first date",
+    "kids who like animals",
+    "a sad mood",
+    "sports fans",
+    "music lovers",
+    "a long flight",
+    "a holiday",
+    "a heist story",
+    "a detective story",
+    "a musical",
+]
 
 
 def conversations(n: int) -> list[list[dict]]:
-    return [[{"role": "system", "content": SYSTEM},
-             {"role": "user", "content": f"Conversation:\nUser: I want a movie for {WANTS[i % len(WANTS)]}."
-                                         + " I liked the last one I saw." * (i % 4)
-                                         + "\n\nWrite your next reply to the user."}] for i in range(n)]
+    return [
+        [
+            {"role": "system", "content": SYSTEM},
+            {
+                "role": "user",
+                "content": f"Conversation:\nUser: I want a movie for {WANTS[i % len(WANTS)]}."
+                + " I liked the last one I saw." * (i % 4)
+                + "\n\nWrite your next reply to the user.",
+            },
+        ]
+        for i in range(n)
+    ]
 
 
 def sort_multinomial(logits, temperature, top_p, generators):
@@ -106,9 +131,11 @@ def main(argv=None) -> None:
     llm = build_llm({"backend": "embedded"})
     batch = conversations(args.batch)
     ids = [llm._encode(llm.render(m)) for m in batch]
-    print(f"model={llm.model_id} dtype={str(llm.dtype).replace('torch.', '')} threads={torch.get_num_threads()} "
-          f"batch={args.batch} prompt tokens={min(map(len, ids))}-{max(map(len, ids))} "
-          f"shared prefix={llm._shared_prefix_len(ids, 1)} max_tokens={args.max_tokens}")
+    print(
+        f"model={llm.model_id} dtype={str(llm.dtype).replace('torch.', '')} threads={torch.get_num_threads()} "
+        f"batch={args.batch} prompt tokens={min(map(len, ids))}-{max(map(len, ids))} "
+        f"shared prefix={llm._shared_prefix_len(ids, 1)} max_tokens={args.max_tokens}"
+    )
     warm = Sampling(temperature=0.7, top_p=0.9, max_tokens=4, seed=0)
     llm.chat(batch, warm)  # build the batch-shaped kernels once, outside the timings
     with Before(llm):
@@ -118,8 +145,11 @@ def main(argv=None) -> None:
         logits, _, _ = llm._forward(ids, 1)
     logits = logits[:, -1, :]  # [b, V] real next-token logits
     gens = lambda: [torch.Generator().manual_seed(r) for r in range(args.batch)]  # noqa: E731
-    b, n = best_of(args.reps * 10, lambda: sort_multinomial(logits, 0.7, 0.9, gens()),
-                   lambda: hf.sample_nucleus(logits, 0.7, 0.9, gens()))
+    b, n = best_of(
+        args.reps * 10,
+        lambda: sort_multinomial(logits, 0.7, 0.9, gens()),
+        lambda: hf.sample_nucleus(logits, 0.7, 0.9, gens()),
+    )
     report("1. sample one token per row (top_p 0.9)", b, n)
 
     greedy = Sampling(temperature=0.0, max_tokens=args.max_tokens)

@@ -63,27 +63,42 @@ def main(argv=None) -> None:
     planner = None
     if system.strategy_mode == "planner":
         from rso_lib.experts.planner import Planner
+
         planner = Planner.from_config(seed=args.seed)
 
     def engine(retriever=None):
-        return build_system(system, kb=kb, llms=llms, planner=planner, simulator=args.simulator, embedder=emb,
-                            retriever=retriever, cache_dir=run_dir("smoke") / "cache", max_turns=args.turns,
-                            actor_max_tokens=args.max_tokens, user_max_tokens=args.max_tokens,
-                            reasoner_max_tokens=args.max_tokens, seed=args.seed)
+        return build_system(
+            system,
+            kb=kb,
+            llms=llms,
+            planner=planner,
+            simulator=args.simulator,
+            embedder=emb,
+            retriever=retriever,
+            cache_dir=run_dir("smoke") / "cache",
+            max_turns=args.turns,
+            actor_max_tokens=args.max_tokens,
+            user_max_tokens=args.max_tokens,
+            reasoner_max_tokens=args.max_tokens,
+            seed=args.seed,
+        )
 
     lock = engine()
     seq = engine(lock.retriever)
     # warm-up (first-call costs: kernels, allocator, tokenizer caches) outside the timed runs,
     # so neither mode pays it
     from rso_lib.llm.protocol import Sampling
+
     warm = [{"role": "user", "content": "Say hi."}]
     llm.chat([warm], Sampling(max_tokens=2))
     llm.chat([warm] * 4, Sampling(max_tokens=2))
     llm.score_options([warm], ["1", "2"])
     setup = time.perf_counter() - t0
-    print(f"setup {setup:.1f}s: {len(kb)} items, {len(targets)} dialogues x <= {args.turns} turns, "
-          f"{args.max_tokens} new tokens, system {system.name}, simulator {args.simulator}, "
-          f"torch threads {torch.get_num_threads()}")
+    print(
+        f"setup {setup:.1f}s: {len(kb)} items, {len(targets)} dialogues x <= {args.turns} turns, "
+        f"{args.max_tokens} new tokens, system {system.name}, simulator {args.simulator}, "
+        f"torch threads {torch.get_num_threads()}"
+    )
 
     # one untimed lockstep pass first: the CPU kernels are built per tensor shape on first use,
     # and batch-16 shapes only occur in lockstep, so without it lockstep alone pays that cost
@@ -98,8 +113,10 @@ def main(argv=None) -> None:
     rows = [("lockstep", lock.stats), ("one at a time", seq.stats)]
     print(f"{'mode':<14} {'turns':>6} {'wall s':>8} {'model s':>8} {'outside s':>10} {'outside':>8} {'turns/s':>8}")
     for name, s in rows:
-        print(f"{name:<14} {s.turns:>6} {s.wall_s:>8.1f} {s.model_s:>8.1f} {s.wall_s - s.model_s:>10.3f} "
-              f"{s.outside_share:>8.1%} {s.turns_per_s:>8.3f}")
+        print(
+            f"{name:<14} {s.turns:>6} {s.wall_s:>8.1f} {s.model_s:>8.1f} {s.wall_s - s.model_s:>10.3f} "
+            f"{s.outside_share:>8.1%} {s.turns_per_s:>8.3f}"
+        )
     by_role = ", ".join(f"{r} {v:.1f}s" for r, v in sorted(lock.stats.model_s_by_role.items(), key=lambda x: -x[1]))
     print(f"lockstep model time by role: {by_role}")
 
@@ -115,14 +132,18 @@ def main(argv=None) -> None:
     print(f"{'phase':<34} {'lockstep s':>10} {'one-at-a-time s':>16} {'ratio':>6}")
     other_l = lk["seconds"] - lk["prefill_seconds"] - lk["decode_seconds"]
     other_s = sq["seconds"] - sq["prefill_seconds"] - sq["decode_seconds"]
-    for label, a, b in (("prompt passes (prefill, scoring)", lk["prefill_seconds"], sq["prefill_seconds"]),
-                        ("decoding steps", lk["decode_seconds"], sq["decode_seconds"]),
-                        ("LLM other (tokenise, sample)", other_l, other_s)):
+    for label, a, b in (
+        ("prompt passes (prefill, scoring)", lk["prefill_seconds"], sq["prefill_seconds"]),
+        ("decoding steps", lk["decode_seconds"], sq["decode_seconds"]),
+        ("LLM other (tokenise, sample)", other_l, other_s),
+    ):
         print(f"{label:<34} {a:>10.2f} {b:>16.2f} {ratio(a, b):>5.1f}x")
-    print(f"prompt tokens computed: lockstep {lk['prefill_padded_tokens']} (padded to the longest row; "
-          f"{lk['shared_prefix_tokens_saved']} saved by shared prefixes), one at a time "
-          f"{sq['prefill_padded_tokens']}; decoding steps: lockstep {lk['decode_steps']}, one at a time "
-          f"{sq['decode_steps']}")
+    print(
+        f"prompt tokens computed: lockstep {lk['prefill_padded_tokens']} (padded to the longest row; "
+        f"{lk['shared_prefix_tokens_saved']} saved by shared prefixes), one at a time "
+        f"{sq['prefill_padded_tokens']}; decoding steps: lockstep {lk['decode_steps']}, one at a time "
+        f"{sq['decode_steps']}"
+    )
     # A ceiling for lockstep on this machine, from this run's own numbers: its prompt passes with no
     # padding at the batched throughput it measured, and every decoding step no dearer than a
     # one-row step (a batch reads the same weights as one row, so it cannot be cheaper); the
@@ -131,15 +152,23 @@ def main(argv=None) -> None:
         batched_tok_s = lk["prefill_padded_tokens"] / lk["prefill_seconds"]
         single_tok_s = sq["prefill_padded_tokens"] / sq["prefill_seconds"]
         step_s = sq["decode_seconds"] / sq["decode_steps"]
-        best = ((sq["prefill_padded_tokens"] - lk["shared_prefix_tokens_saved"]) / batched_tok_s
-                + lk["decode_steps"] * step_s
-                + lock.stats.wall_s - lk["prefill_seconds"] - lk["decode_seconds"])
-        print(f"ceiling for lockstep here: {seq.stats.wall_s / best:.1f}x (prompt passes without padding at "
-              f"{batched_tok_s:.0f} tok/s, one at a time {single_tok_s:.0f} tok/s; {lk['decode_steps']} "
-              f"decoding steps at the one-row cost of {1000 * step_s:.0f} ms)")
+        best = (
+            (sq["prefill_padded_tokens"] - lk["shared_prefix_tokens_saved"]) / batched_tok_s
+            + lk["decode_steps"] * step_s
+            + lock.stats.wall_s
+            - lk["prefill_seconds"]
+            - lk["decode_seconds"]
+        )
+        print(
+            f"ceiling for lockstep here: {seq.stats.wall_s / best:.1f}x (prompt passes without padding at "
+            f"{batched_tok_s:.0f} tok/s, one at a time {single_tok_s:.0f} tok/s; {lk['decode_steps']} "
+            f"decoding steps at the one-row cost of {1000 * step_s:.0f} ms)"
+        )
     speedup = lock.stats.turns_per_s / seq.stats.turns_per_s if seq.stats.turns_per_s else float("nan")
-    print(f"goals: lockstep >= 8x (got {speedup:.1f}x), outside model calls <= 20% "
-          f"(got {lock.stats.outside_share:.1%} lockstep)")
+    print(
+        f"goals: lockstep >= 8x (got {speedup:.1f}x), outside model calls <= 20% "
+        f"(got {lock.stats.outside_share:.1%} lockstep)"
+    )
     print(f"lockstep_speedup={speedup:.2f}")
 
 

@@ -29,20 +29,48 @@ from rso_lib.llm import build_llm, expected_rating  # noqa: E402
 from rso_lib.llm.cache import CachedLLM  # noqa: E402
 from rso_lib.llm.protocol import Sampling  # noqa: E402
 
-TOPICS = ["a rainy day", "a family night", "fans of space", "a road trip", "a scary evening", "learning history",
-          "a first date", "kids who like animals", "a sad mood", "sports fans", "music lovers", "a long flight",
-          "a holiday", "a heist story", "a detective story", "a musical"]
+TOPICS = [
+    "a rainy day",
+    "a family night",
+    "fans of space",
+    "a road trip",
+    "a scary evening",
+    "learning history",
+    "a first date",
+    "kids who like animals",
+    "a sad mood",
+    "sports fans",
+    "music lovers",
+    "a long flight",
+    "a holiday",
+    "a heist story",
+    "a detective story",
+    "a musical",
+]
 JUDGE = [
-    {"role": "system", "content": "You rate how much a user liked a movie recommendation, from 1 (hated it) to 5 (loved it)."},
-    {"role": "user", "content": "Recommender: You should watch Toy Story, a funny animated film.\n"
-                                "User: Oh I love animated comedies, thank you so much, I will watch it tonight!\n"
-                                "How much did the user like the recommendation? Answer with one number from 1 to 5."},
+    {
+        "role": "system",
+        "content": "You rate how much a user liked a movie recommendation, from 1 (hated it) to 5 (loved it).",
+    },
+    {
+        "role": "user",
+        "content": "Recommender: You should watch Toy Story, a funny animated film.\n"
+        "User: Oh I love animated comedies, thank you so much, I will watch it tonight!\n"
+        "How much did the user like the recommendation? Answer with one number from 1 to 5.",
+    },
 ]
 
 
 def convs(n):
-    return [[{"role": "user", "content": f"Recommend one movie for {TOPICS[i % len(TOPICS)]} and say why in two sentences."}]
-            for i in range(n)]
+    return [
+        [
+            {
+                "role": "user",
+                "content": f"Recommend one movie for {TOPICS[i % len(TOPICS)]} and say why in two sentences.",
+            }
+        ]
+        for i in range(n)
+    ]
 
 
 def tok_per_s(llm, batch, sampling):
@@ -71,8 +99,10 @@ def main():
     a = ap.parse_args()
     t0 = time.perf_counter()
     llm = build_llm({"backend": "embedded"})
-    print(f"model={llm.model_id} backend={llm.backend} dtype={str(llm.dtype).replace('torch.', '')} "
-          f"load_s={time.perf_counter() - t0:.2f} torch_threads={__import__('torch').get_num_threads()}")
+    print(
+        f"model={llm.model_id} backend={llm.backend} dtype={str(llm.dtype).replace('torch.', '')} "
+        f"load_s={time.perf_counter() - t0:.2f} torch_threads={__import__('torch').get_num_threads()}"
+    )
     s = Sampling(max_tokens=a.max_tokens)
     llm.chat(convs(2), Sampling(max_tokens=4))  # warm-up
     b1, dt1 = sequential_tok_per_s(llm, convs(a.seq), s)
@@ -98,8 +128,10 @@ def main():
         hit_s = time.perf_counter() - t
         st = cached.stats()
         assert first == second
-        print(f"cache: miss_s={miss_s:.2f} hit_s={hit_s:.4f} speedup={miss_s / hit_s:.0f}x "
-              f"hits={st['hits']} misses={st['misses']}")
+        print(
+            f"cache: miss_s={miss_s:.2f} hit_s={hit_s:.4f} speedup={miss_s / hit_s:.0f}x "
+            f"hits={st['hits']} misses={st['misses']}"
+        )
         cached.close()
 
     opts = ["1", "2", "3", "4", "5"]
@@ -111,14 +143,19 @@ def main():
     import numpy as np
 
     mass = float(np.exp(raw).sum())
-    print("rating_probs=" + " ".join(f"{o}:{v:.3f}" for o, v in zip(opts, p[0])) +
-          f" sum={p[0].sum():.6f} expected={expected_rating(p)[0]:.3f} unnormalised_mass_on_1to5={mass:.3f}")
+    print(
+        "rating_probs="
+        + " ".join(f"{o}:{v:.3f}" for o, v in zip(opts, p[0]))
+        + f" sum={p[0].sum():.6f} expected={expected_rating(p)[0]:.3f} unnormalised_mass_on_1to5={mass:.3f}"
+    )
     t = time.perf_counter()
     judged = llm.chat([JUDGE], Sampling(temperature=0.7, max_tokens=16, n=10, seed=0))[0]
     sample_s = time.perf_counter() - t
     parsed = sum(bool(re.fullmatch(r"\s*[1-5]\s*\.?\s*", j)) for j in judged)
-    print(f"scoring_pass_s={score_s:.3f} ten_sampled_judgements_s={sample_s:.3f} "
-          f"scoring_speedup={sample_s / score_s:.1f}x (goal >= 5x) bare_integer_replies={parsed}/10")
+    print(
+        f"scoring_pass_s={score_s:.3f} ten_sampled_judgements_s={sample_s:.3f} "
+        f"scoring_speedup={sample_s / score_s:.1f}x (goal >= 5x) bare_integer_replies={parsed}/10"
+    )
     print(f"total_s={time.perf_counter() - t0:.1f}")
     print(f"batch16_speedup={b16 / b1:.2f}")
 

@@ -75,7 +75,10 @@ def main() -> None:
     if ex is None:
         from rso_lib.data.records import RECOMMENDER, SEEKER, Turn
 
-        hist = [Turn(SEEKER if j % 2 else RECOMMENDER, "I really liked the last horror movie I saw, it was great " * 2) for j in range(12)]
+        hist = [
+            Turn(SEEKER if j % 2 else RECOMMENDER, "I really liked the last horror movie I saw, it was great " * 2)
+            for j in range(12)
+        ]
         texts = [format_history(hist)] * (16 * (a.steps + 2) + a.rl_turns)
         histories = [hist] * a.rl_turns
     else:
@@ -86,9 +89,11 @@ def main() -> None:
     planner = Planner.from_config(max_length=128, seed=0)
     lens = [len(planner.tokenizer(t, truncation=True, max_length=129)["input_ids"]) for t in texts]
     load = os.getloadavg()[0]
-    print(f"threads={torch.get_num_threads()} cpus={os.cpu_count()} loadavg_1min={load:.1f} "
-          f"mean_tokens={statistics.mean(min(l, 128) for l in lens):.0f} (max_length 128) "
-          f"share_truncated={sum(l > 128 for l in lens) / len(lens):.2f}")
+    print(
+        f"threads={torch.get_num_threads()} cpus={os.cpu_count()} loadavg_1min={load:.1f} "
+        f"mean_tokens={statistics.mean(min(l, 128) for l in lens):.0f} (max_length 128) "
+        f"share_truncated={sum(l > 128 for l in lens) / len(lens):.2f}"
+    )
     if load > (os.cpu_count() or 1):
         print("WARNING: the machine is busy (load > cores): timings are inflated; rerun when idle")
     fp32 = time_sft(planner, texts, labels, a.steps, bf16=False)
@@ -100,8 +105,14 @@ def main() -> None:
     planner = Planner.from_config(max_length=128, seed=0)
     cfg = RLConfig()
     opt = build_rl_optimizer(planner, cfg)
-    eps = [EpisodeData(histories[i : i + 6], [int(x) for x in torch.randint(0, 14, (len(histories[i : i + 6]),))],
-                       [0.5] * len(histories[i : i + 6])) for i in range(0, len(histories), 6)]
+    eps = [
+        EpisodeData(
+            histories[i : i + 6],
+            [int(x) for x in torch.randint(0, 14, (len(histories[i : i + 6]),))],
+            [0.5] * len(histories[i : i + 6]),
+        )
+        for i in range(0, len(histories), 6)
+    ]
     rl_update(planner, opt, eps[:2], cfg)  # warm-up
     t0 = time.perf_counter()
     rl_update(planner, opt, eps, cfg)

@@ -65,3 +65,12 @@ def results_dir(profile: str) -> Path:
 
 def figures_dir(profile: str) -> Path:
     return _sub("figures", profile)
+
+
+def temp_sibling(path: str | os.PathLike) -> Path:
+    """A unique temporary name beside ``path`` for an atomic write (write it, then ``os.replace``):
+    pid + random suffix, so two processes writing the same file never share a temp file."""
+    import secrets
+
+    p = Path(path)
+    return p.with_name(f".{p.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")

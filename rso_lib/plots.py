@@ -1,4 +1,8 @@
-"""Figures 3, 4 and 5 of the paper (seaborn), from the tables in :mod:`rso_lib.eval.tables`.
+"""Every figure of the kit (seaborn): the Planner's training curves and confusion matrix, and the
+paper's Figures 3-6 from the tables in :mod:`rso_lib.eval.tables`.
+
+No backend is forced: in JupyterLab the figures show inline, under papermill / pytest matplotlib
+picks its headless default by itself.
 
 Each function takes a DataFrame and returns a matplotlib Figure; save it with
 :func:`rso_lib.results.save_figure` (PNG + PDF). Where the paper gives a number (see
@@ -7,17 +11,16 @@ Each function takes a DataFrame and returns a matplotlib Figure; save it with
 
 from __future__ import annotations
 
-from typing import Sequence
+import math
+from typing import Any, Sequence
 
-import matplotlib
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+import seaborn as sns
+from matplotlib.ticker import MaxNLocator
 
-matplotlib.use("Agg")  # headless: notebooks under papermill / CI have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import seaborn as sns  # noqa: E402
-
-from rso_lib.strategies import STRATEGIES, display_name  # noqa: E402
+from rso_lib.strategies import NUM_STRATEGIES, STRATEGIES, display_name
 
 sns.set_theme(style="whitegrid", context="paper")
 
@@ -43,13 +46,20 @@ def fig_strategy_distribution(shares: pd.DataFrame, stages: Sequence[str] | None
             vals = g[g["strategy"] == s].sort_values("bin")["share"].to_numpy()
             if vals.size == 0:
                 continue
-            ax.bar(np.arange(n_bins), vals, bottom=bottom, color=colors[s], width=0.85,
-                   label=display_name(s) if vals.max() > min_share else None)
+            ax.bar(
+                np.arange(n_bins),
+                vals,
+                bottom=bottom,
+                color=colors[s],
+                width=0.85,
+                label=display_name(s) if vals.max() > min_share else None,
+            )
             bottom += vals
         ax.set_title(stage)
         ax.set_xticks(np.arange(n_bins))
-        ax.set_xticklabels([f"{int(100 * b / n_bins)}-{int(100 * (b + 1) / n_bins)}%" for b in range(n_bins)],
-                           rotation=30, fontsize=7)
+        ax.set_xticklabels(
+            [f"{int(100 * b / n_bins)}-{int(100 * (b + 1) / n_bins)}%" for b in range(n_bins)], rotation=30, fontsize=7
+        )
         ax.set_xlabel("conversation progress")
         ax.set_ylim(0, 1)
     axes[0][0].set_ylabel("share of system turns")
@@ -80,12 +90,26 @@ def _bars(ax, df: pd.DataFrame, metrics: Sequence[str], hue: str, order: Sequenc
         lo = np.array([float(row.get(f"{m}_lo", np.nan)) for m in metrics])
         hi = np.array([float(row.get(f"{m}_hi", np.nan)) for m in metrics])
         err = np.vstack([np.where(np.isnan(lo), 0, ys - lo), np.where(np.isnan(hi), 0, hi - ys)])
-        ax.bar(xs, np.nan_to_num(ys), width=width, color=pal[j], label=name, yerr=np.clip(np.nan_to_num(err), 0, None),
-               capsize=2, error_kw={"lw": 0.8})
+        ax.bar(
+            xs,
+            np.nan_to_num(ys),
+            width=width,
+            color=pal[j],
+            label=name,
+            yerr=np.clip(np.nan_to_num(err), 0, None),
+            capsize=2,
+            error_kw={"lw": 0.8},
+        )
         for x, m in zip(xs, metrics):
             pv = row.get(f"paper:{m}")
             if pv is not None and not (isinstance(pv, float) and np.isnan(pv)):
-                ax.plot([x], [float(pv)], "kx", ms=6, label="paper" if "paper" not in ax.get_legend_handles_labels()[1] else None)
+                ax.plot(
+                    [x],
+                    [float(pv)],
+                    "kx",
+                    ms=6,
+                    label="paper" if "paper" not in ax.get_legend_handles_labels()[1] else None,
+                )
     ax.set_xticks(np.arange(len(metrics)))
     ax.set_xticklabels(metrics)
 
@@ -98,8 +122,16 @@ def _limits(ax, metric: str, values: pd.Series) -> None:
     elif metric in ("Conv-SR", "Rec-SR", "Recall@1", "Recall@5", "Dist-2"):
         ax.set_ylim(0, 1)
     if values.isna().all():
-        ax.text(0.5, 0.5, "not measurable\n(see table counts)", transform=ax.transAxes, ha="center", va="center",
-                fontsize=8, color="0.4")
+        ax.text(
+            0.5,
+            0.5,
+            "not measurable\n(see table counts)",
+            transform=ax.transAxes,
+            ha="center",
+            va="center",
+            fontsize=8,
+            color="0.4",
+        )
 
 
 # The three panels of Fig. 5 (and the two-scale layout of Fig. 4): rates in [0, 1], ratings 1-5.
@@ -122,8 +154,9 @@ def fig_ablations(table: pd.DataFrame, order: Sequence[str] | None = None):
     fig, axes = plt.subplots(len(datasets), 3, figsize=(13, 3.3 * len(datasets)), squeeze=False)
     for r, ds in enumerate(datasets):
         d = t[t["dataset"] == ds]
-        for c, (metrics, ylim, tag) in enumerate([(PANELS_RATES, (0, 1), "a"), (PANELS_JUDGED, (1, 5), "b"),
-                                                   (PANELS_TEXT, None, "c")]):
+        for c, (metrics, ylim, tag) in enumerate(
+            [(PANELS_RATES, (0, 1), "a"), (PANELS_JUDGED, (1, 5), "b"), (PANELS_TEXT, None, "c")]
+        ):
             ax = axes[r][c]
             _bars(ax, d, metrics, "system", order)
             if ylim:
@@ -194,8 +227,7 @@ def fig_ablation_modules(fig5: pd.DataFrame):
             hi = pd.to_numeric(d[f"{which}_hi"], errors="coerce").to_numpy(dtype=float)
             err = np.clip(np.nan_to_num(np.vstack([ys - lo, hi - ys])), 0, None)
             xs = x - 0.2 + 0.4 * j
-            ax.bar(xs, np.nan_to_num(ys), width=0.38, color=pal[which], yerr=err, capsize=3,
-                   label=f"{which} {module}")
+            ax.bar(xs, np.nan_to_num(ys), width=0.38, color=pal[which], yerr=err, capsize=3, label=f"{which} {module}")
             pv = pd.to_numeric(d[f"paper:{which}"], errors="coerce").to_numpy(dtype=float)
             ok = ~np.isnan(pv)
             ax.plot(xs[ok], pv[ok], "kx", ms=7, label="paper (Sec. V-C)" if j == 1 and ok.any() else None)
@@ -220,16 +252,128 @@ def fig_case_study(c: dict, width: int = 95):
 
     p = f"{c['strategy_prob']:.2f}" if c.get("strategy_prob") is not None else "-"
     top = wrap(f"{c['baseline_system']} (no strategy optimisation): {c['baseline_reply']}")
-    bottom = wrap(f"Planner: {c['strategy']} (p = {p})\nPreference Reasoner: {c['preference']}\n"
-                  f"Fact Retriever: {c['item']} -- {c['facts']}\nActor: {c['rso_reply']}")
-    head = wrap(f"INSPIRED dialogue {c['dialog_id']}, turn {c['turn']}. Last user message: "
-                f"{c['history'].splitlines()[-1] if c['history'] else ''}")
+    bottom = wrap(
+        f"Planner: {c['strategy']} (p = {p})\nPreference Reasoner: {c['preference']}\n"
+        f"Fact Retriever: {c['item']} -- {c['facts']}\nActor: {c['rso_reply']}"
+    )
+    head = wrap(
+        f"INSPIRED dialogue {c['dialog_id']}, turn {c['turn']}. Last user message: "
+        f"{c['history'].splitlines()[-1] if c['history'] else ''}"
+    )
     n = sum(t.count("\n") + 1 for t in (top, bottom, head))
     fig = plt.figure(figsize=(9, 0.22 * n + 1.2))
     fig.text(0.02, 0.98, head, va="top", fontsize=8, family="monospace")
-    fig.text(0.02, 0.98 - (head.count("\n") + 2) / (n + 6), top, va="top", fontsize=8, family="monospace",
-             bbox={"facecolor": "0.92", "edgecolor": "0.6"})
-    fig.text(0.02, 0.98 - (head.count("\n") + top.count("\n") + 4) / (n + 6), bottom, va="top", fontsize=8,
-             family="monospace", bbox={"facecolor": "#dbe9f6", "edgecolor": "#4c72b0"})
+    fig.text(
+        0.02,
+        0.98 - (head.count("\n") + 2) / (n + 6),
+        top,
+        va="top",
+        fontsize=8,
+        family="monospace",
+        bbox={"facecolor": "0.92", "edgecolor": "0.6"},
+    )
+    fig.text(
+        0.02,
+        0.98 - (head.count("\n") + top.count("\n") + 4) / (n + 6),
+        bottom,
+        va="top",
+        fontsize=8,
+        family="monospace",
+        bbox={"facecolor": "#dbe9f6", "edgecolor": "#4c72b0"},
+    )
     fig.suptitle("Fig. 6: case study (ours, from transcripts)", y=0.0, va="bottom", fontsize=9)
+    return fig
+
+
+# ---------------------------------------------------------------- training curves
+
+
+def plot_confusion(cm: np.ndarray, title: str = "Planner strategy confusion (row-normalised)"):
+    """Planner SFT: row-normalised confusion-matrix heat map -> matplotlib Figure."""
+    rows = cm.sum(1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
+    fig, ax = plt.subplots(figsize=(8.5, 7.5))
+    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
+    names = [display_name(s) for s in STRATEGIES]
+    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
+    ax.set_yticks(range(len(names)), [f"{n} ({int(r)})" for n, r in zip(names, rows[:, 0])], fontsize=8)
+    ax.set_xlabel("predicted strategy")
+    ax.set_ylabel("true strategy (count)")
+    for i in range(cm.shape[0]):
+        for j in range(cm.shape[1]):
+            if cm[i, j]:
+                ax.text(
+                    j,
+                    i,
+                    str(int(cm[i, j])),
+                    ha="center",
+                    va="center",
+                    fontsize=6,
+                    color="white" if norm[i, j] > 0.5 else "black",
+                )
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    fig.tight_layout()
+    return fig
+
+
+def plot_sft_curves(result):
+    """Planner SFT (a :class:`rso_lib.train.sft.SFTResult`): training loss per step (and its running mean) with validation loss / accuracy / macro-F1
+    per epoch -> matplotlib Figure."""
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
+    y = np.asarray(result.step_losses)
+    a.plot(np.arange(1, len(y) + 1), y, lw=0.6, alpha=0.5, label="step loss")
+    w = max(1, len(y) // 20)
+    if len(y) >= w:
+        a.plot(np.arange(w, len(y) + 1), np.convolve(y, np.ones(w) / w, mode="valid"), label=f"mean of {w}")
+    ep_steps = [r["step"] for r in result.history]
+    if result.history and "val_loss" in result.history[0]:
+        a.plot(ep_steps, [r["val_loss"] for r in result.history], "o-", label="validation loss")
+        b.plot(
+            [r["epoch"] for r in result.history],
+            [r["val_accuracy"] for r in result.history],
+            "o-",
+            label="val accuracy",
+        )
+        b.plot(
+            [r["epoch"] for r in result.history],
+            [r["val_macro_f1"] for r in result.history],
+            "s-",
+            label="val macro-F1",
+        )
+    b.xaxis.set_major_locator(MaxNLocator(integer=True))
+    a.set(xlabel="optimizer step", ylabel="cross-entropy (Eq. 6)")
+    b.set(xlabel="epoch", ylabel="score", ylim=(0, 1))
+    for ax in (a, b):
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def plot_rl_curves(rows: Sequence[dict[str, Any]], title: str = "Planner RL (Eq. 7-8)"):
+    """Planner RL, per update: mean reward, Conv-SR, mean policy entropy, and the strategy shares
+    (stacked)."""
+    x = [r["step"] for r in rows]
+    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
+    for ax, key, lab in zip(
+        axes[:3], ("mean_reward", "conv_sr", "mean_entropy"), ("mean turn reward", "Conv-SR", "policy entropy (nats)")
+    ):
+        ax.plot(x, [r[key] for r in rows], marker="o", ms=3)
+        ax.set_xlabel("update")
+        ax.set_ylabel(lab)
+        ax.grid(alpha=0.3)
+    axes[2].axhline(math.log(NUM_STRATEGIES), ls="--", c="grey", lw=0.8, label="uniform")
+    axes[2].legend(fontsize=7)
+    counts = np.array([[r.get(f"n_{s}", 0) for s in STRATEGIES] for r in rows], dtype=float)
+    shares = counts / np.clip(counts.sum(1, keepdims=True), 1, None)
+    colours = plt.get_cmap("tab20")(np.arange(NUM_STRATEGIES))  # 14 distinct colours (tab10 would repeat)
+    axes[3].stackplot(x, shares.T, labels=[display_name(s) for s in STRATEGIES], colors=colours)
+    axes[3].set_xlabel("update")
+    axes[3].set_ylabel("strategy share")
+    axes[3].legend(fontsize=5, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    for ax in axes:
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    fig.suptitle(title)
+    fig.tight_layout()
     return fig

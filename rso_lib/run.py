@@ -26,8 +26,10 @@ import argparse
 import ast
 import json
 import os
+import re
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -39,6 +41,45 @@ from rso_lib.paths import repo_root, run_dir
 
 class ParamsError(ValueError):
     pass
+
+
+class NotebookError(RuntimeError):
+    """A notebook of the chain raised: one line for the user, the full trace in the executed copy."""
+
+
+@contextmanager
+def profile_lock(profile: str):
+    """One chain per profile at a time: ``runs/<profile>/.chain.lock`` holds the running pid. A
+    second run fails at once, naming the holder; a lock left by a process that is gone is taken
+    over (and said so)."""
+    d = run_dir(profile)
+    d.mkdir(parents=True, exist_ok=True)
+    lock = d / ".chain.lock"
+    for _ in range(2):
+        try:
+            fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            try:
+                pid = int(lock.read_text().split()[0])
+                os.kill(pid, 0)
+            except (ValueError, IndexError, ProcessLookupError, FileNotFoundError):
+                print(f"[rso] removing a stale lock {lock} (its process is gone)", flush=True)
+                lock.unlink(missing_ok=True)
+                continue
+            except PermissionError:  # alive, another user's
+                pass
+            raise ParamsError(
+                f"another chain of profile {profile!r} is running (pid {pid}, lock {lock}); wait for it to finish"
+            ) from None
+    else:
+        raise ParamsError(f"could not take the lock {lock}")
+    try:
+        os.write(fd, f"{os.getpid()} {time.strftime('%Y-%m-%dT%H:%M:%S')}\n".encode())
+        os.close(fd)
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
 
 
 def notebooks(root: Path | None = None) -> list[Path]:
@@ -66,11 +107,15 @@ def declared_parameters(nb_path: Path) -> dict[str, Any]:
         elif isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant):  # a docstring / note
             continue
         else:
-            raise ParamsError(f"{nb_path}: parameters cell line {node.lineno}: only `NAME = literal` assignments are allowed")
+            raise ParamsError(
+                f"{nb_path}: parameters cell line {node.lineno}: only `NAME = literal` assignments are allowed"
+            )
         try:
             out[name] = ast.literal_eval(value)
         except ValueError as exc:
-            raise ParamsError(f"{nb_path}: parameters cell line {node.lineno}: {name} is not a literal ({exc})") from None
+            raise ParamsError(
+                f"{nb_path}: parameters cell line {node.lineno}: {name} is not a literal ({exc})"
+            ) from None
     return out
 
 
@@ -90,7 +135,9 @@ def load_params(files: list[Path]) -> dict[str, dict[str, Any]]:
         except yaml.YAMLError as exc:
             raise ParamsError(f"{f}: not valid YAML: {exc}") from None
         if not isinstance(data, dict):
-            raise ParamsError(f"{f}: expected a mapping of sections (common, <notebook stem>...), got {type(data).__name__}")
+            raise ParamsError(
+                f"{f}: expected a mapping of sections (common, <notebook stem>...), got {type(data).__name__}"
+            )
         for section, values in data.items():
             if not isinstance(values, dict):
                 raise ParamsError(f"{f}: section {section!r} must be a mapping of NAME: value")
@@ -98,11 +145,80 @@ def load_params(files: list[Path]) -> dict[str, dict[str, Any]]:
     return merged
 
 
+#: Allowed ranges (inclusive; None = unbounded) and choices of notebook parameters. A parameter's
+#: type is its notebook default's (an int is allowed where the default is a float).
+RANGES: dict[str, tuple[float | None, float | None]] = {
+    "SEED": (0, None),
+    "N_DIALOGUES": (0, None),
+    "MAX_TURNS": (1, None),
+    "TOP_K": (1, 25),
+    "N_BOOT": (1, None),
+    "N_BINS": (1, None),
+    "RL_EPOCHS": (1, None),
+    "EPOCHS": (1, None),
+    "DIALOGUES_PER_EPOCH": (1, None),
+    "DIALOGUES_PER_UPDATE": (1, None),
+    "BATCH_SIZE": (1, None),
+    "MAX_LENGTH": (8, None),
+    "LR": (0, None),
+    "GAMMA": (0, 1),
+    "BETA": (0, None),
+    "STOP_THRESHOLD": (0, 1),
+    "REWARD_SAMPLES": (1, None),
+    "JUDGE_SAMPLES": (1, None),
+    "SAVE_EVERY_STEPS": (0, None),
+}
+SUFFIX_RANGES = {"_MAX_TOKENS": (1, None), "_TEMPERATURE": (0, 2), "_EXAMPLES": (1, None)}
+CHOICES: dict[str, tuple[str, ...]] = {
+    "SIMULATOR": ("agenda", "llm"),
+    "REWARD": ("judge", "simulator"),
+    "REWARD_MODE": ("expected", "sampled"),
+    "GENRE_RULE": ("all", "first"),
+    "KB_SOURCE": ("redial", "inspired"),
+    "JUDGE_MODE": ("score", "sample"),
+    "BASELINE": ("none", "mean", "normalise"),
+}
+PROFILE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _type_name(v: Any) -> str:
+    return "bool" if isinstance(v, bool) else "number" if isinstance(v, (int, float)) else type(v).__name__
+
+
+def check_value(name: str, value: Any, default: Any) -> str | None:
+    """Why ``value`` is not allowed for parameter ``name`` (whose notebook default is ``default``),
+    or None when it is."""
+    if default is not None and value is not None:
+        want, got = _type_name(default), _type_name(value)
+        if want != got or (
+            isinstance(default, int)
+            and not isinstance(default, bool)
+            and isinstance(value, float)
+            and not float(value).is_integer()
+        ):
+            kind = "an integer" if isinstance(default, int) and not isinstance(default, bool) else f"a {want}"
+            return f"{name} = {value!r}: expected {kind} (like the default {default!r})"
+    if name == "PROFILE" and not (isinstance(value, str) and PROFILE_NAME.match(value)):
+        return f"PROFILE = {value!r}: a plain name of letters, digits, '_' or '-' (it names runs/<PROFILE>/)"
+    if name in CHOICES and value not in CHOICES[name]:
+        return f"{name} = {value!r}: one of {', '.join(map(repr, CHOICES[name]))}"
+    lo_hi = RANGES.get(name) or next((r for suf, r in SUFFIX_RANGES.items() if name.endswith(suf)), None)
+    if lo_hi and isinstance(value, (int, float)) and not isinstance(value, bool):
+        lo, hi = lo_hi
+        if (lo is not None and value < lo) or (hi is not None and value > hi):
+            return f"{name} = {value!r}: outside [{lo}, {'inf' if hi is None else hi}]"
+    return None
+
+
 def plan(params: dict[str, dict[str, Any]], nbs: list[Path]) -> dict[Path, dict[str, Any]]:
     """The parameters each notebook gets, after checking every name (see module docstring)."""
     declared = {nb: declared_parameters(nb) for nb in nbs}
     stems = {nb.stem: nb for nb in nbs}
-    errors = [f"section {s!r} names no notebook (have: {', '.join(stems)})" for s in params if s != "common" and s not in stems]
+    errors = [
+        f"section {s!r} names no notebook (have: {', '.join(stems)})"
+        for s in params
+        if s != "common" and s not in stems
+    ]
     common = params.get("common", {})
     for key in common:
         if not any(key in d for d in declared.values()):
@@ -112,9 +228,15 @@ def plan(params: dict[str, dict[str, Any]], nbs: list[Path]) -> dict[Path, dict[
         section = params.get(nb.stem, {})
         for key in section:
             if key not in declared[nb]:
-                errors.append(f"{nb.stem}: {key!r} is not declared in the notebook's parameters cell "
-                              f"(declared: {', '.join(sorted(declared[nb]))})")
+                errors.append(
+                    f"{nb.stem}: {key!r} is not declared in the notebook's parameters cell "
+                    f"(declared: {', '.join(sorted(declared[nb]))})"
+                )
         out[nb] = {**{k: v for k, v in common.items() if k in declared[nb]}, **section}
+        for key, value in {**declared[nb], **out[nb]}.items():  # defaults too: a notebook edit is checked
+            why = check_value(key, value, declared[nb].get(key))
+            if why:
+                errors.append(f"{nb.stem}: {why}")
     if errors:
         raise ParamsError("params do not match the notebooks:\n  " + "\n  ".join(errors))
     return out
@@ -126,12 +248,15 @@ def profile_files(profile: str, extra: list[Path] = ()) -> list[Path]:
     files = [root / "params" / "base.yaml", prof, *extra]
     for f in files:
         if not f.exists():
-            raise ParamsError(f"params file {f} not found (profiles: {', '.join(p.stem for p in (root / 'params').glob('*.yaml'))})")
+            raise ParamsError(
+                f"params file {f} not found (profiles: {', '.join(p.stem for p in (root / 'params').glob('*.yaml'))})"
+            )
     return files
 
 
-def strip_outputs(nb_path: Path) -> bool:
-    """Remove outputs and execution counts in place. Returns True if the file changed."""
+def strip_outputs(nb_path: Path, write: bool = True) -> bool:
+    """Remove outputs and execution counts in place (``write=False``: only report). Returns True if
+    the file has (had) any."""
     before = nb_path.read_text()
     nb = nbformat.reads(before, as_version=4)
     for cell in nb.cells:
@@ -141,7 +266,7 @@ def strip_outputs(nb_path: Path) -> bool:
         cell.metadata.pop("execution", None)
     nb.metadata.pop("papermill", None)
     after = nbformat.writes(nb) + "\n"
-    if after != before:
+    if after != before and write:
         nb_path.write_text(after)
     return after != before
 
@@ -156,19 +281,41 @@ def run_chain(profile: str, extra: list[Path] = (), only: list[str] | None = Non
     name = params["common"]["PROFILE"]
     out_dir = run_dir(name) / "notebooks"
     out_dir.mkdir(parents=True, exist_ok=True)
-    selected = [nb for nb in nbs if (not only or nb.stem in only or nb.stem[:2] in only)
-                and (start is None or nb.stem >= start or nb.stem[:2] >= start)]
+    selected = [
+        nb
+        for nb in nbs
+        if (not only or nb.stem in only or nb.stem[:2] in only)
+        and (start is None or nb.stem >= start or nb.stem[:2] >= start)
+    ]
+    unknown = [o for o in (only or []) if not any(nb.stem == o or nb.stem[:2] == o for nb in nbs)]
+    if unknown or (start is not None and not any(nb.stem == start or nb.stem[:2] == start for nb in nbs)):
+        raise ParamsError(
+            f"no notebook named {', '.join(unknown) or start!r} (have: {', '.join(nb.stem for nb in nbs)})"
+        )
     if not selected:
         raise ParamsError(f"no notebook matches --only {only} / --from {start}")
     log = {"profile": name, "params_files": [str(f) for f in profile_files(profile, list(extra))], "notebooks": []}
-    for nb in selected:
-        t0 = time.time()
-        print(f"[rso] {nb.name} with {json.dumps(todo[nb], sort_keys=True)}", flush=True)
-        pm.execute_notebook(str(nb), str(out_dir / nb.name), parameters=todo[nb], cwd=str(nb.parent),
-                            kernel_name="python3", progress_bar=False, log_output=False)
-        dt = time.time() - t0
-        print(f"[rso] {nb.name} done in {dt:.1f} s -> {out_dir / nb.name}", flush=True)
-        log["notebooks"].append({"notebook": nb.name, "seconds": round(dt, 1), "parameters": todo[nb]})
+    with profile_lock(name):  # two chains of one profile would write the same transcripts
+        for nb in selected:
+            t0 = time.time()
+            print(f"[rso] {nb.name} with {json.dumps(todo[nb], sort_keys=True)}", flush=True)
+            try:
+                pm.execute_notebook(
+                    str(nb),
+                    str(out_dir / nb.name),
+                    parameters=todo[nb],
+                    cwd=str(nb.parent),
+                    kernel_name="python3",
+                    progress_bar=False,
+                    log_output=False,
+                )
+            except pm.PapermillExecutionError as exc:  # one clear line; the trace stays in the executed copy
+                raise NotebookError(
+                    f"{nb.name}, cell {exc.exec_count}: {exc.ename}: {exc.evalue} (full trace in {out_dir / nb.name})"
+                ) from None
+            dt = time.time() - t0
+            print(f"[rso] {nb.name} done in {dt:.1f} s -> {out_dir / nb.name}", flush=True)
+            log["notebooks"].append({"notebook": nb.name, "seconds": round(dt, 1), "parameters": todo[nb]})
     log["total_seconds"] = round(sum(n["seconds"] for n in log["notebooks"]), 1)
     (run_dir(name) / "chain.json").write_text(json.dumps(log, indent=2, default=str) + "\n")
     print(f"[rso] chain finished in {log['total_seconds']} s", flush=True)
@@ -178,21 +325,32 @@ def run_chain(profile: str, extra: list[Path] = (), only: list[str] | None = Non
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m rso_lib.run", description=__doc__.split("\n\n")[0])
     ap.add_argument("--profile", default="smoke", help="params/<profile>.yaml or a path to a YAML file (default smoke)")
-    ap.add_argument("--params-file", action="append", type=Path, default=[], help="extra YAML applied last (repeatable)")
+    ap.add_argument(
+        "--params-file", action="append", type=Path, default=[], help="extra YAML applied last (repeatable)"
+    )
     ap.add_argument("--only", nargs="*", help="notebook stems or numbers to run (e.g. 01 02_sft)")
     ap.add_argument("--from", dest="start", help="run from this notebook number/stem on")
     ap.add_argument("--check", action="store_true", help="validate the params against the notebooks and exit")
-    ap.add_argument("--strip", action="store_true", help="strip outputs from notebooks/*.ipynb and exit")
+    ap.add_argument(
+        "--strip",
+        action="store_true",
+        help="strip outputs from notebooks/*.ipynb and exit (with --check: list notebooks that have "
+        "outputs, change nothing, exit 1 if any)",
+    )
     args = ap.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
     try:
         if args.strip:
-            for nb in sorted((repo_root() / "notebooks").glob("*.ipynb")):
-                if strip_outputs(nb):
-                    print(f"stripped {nb}")
-            return 0
+            dirty = [
+                nb
+                for nb in sorted((repo_root() / "notebooks").glob("*.ipynb"))
+                if strip_outputs(nb, write=not args.check)
+            ]
+            for nb in dirty:
+                print(f"{'has outputs (run make strip)' if args.check else 'stripped'}: {nb}")
+            return 1 if dirty and args.check else 0
         if args.check:
             params = load_params(profile_files(args.profile, args.params_file))
             todo = plan(params, notebooks())
@@ -203,6 +361,9 @@ def main(argv: list[str] | None = None) -> int:
     except ParamsError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except (NotebookError, OSError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

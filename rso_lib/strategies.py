@@ -11,7 +11,10 @@ from __future__ import annotations
 # (id, description). Descriptions paraphrase the INSPIRED paper's definitions (Hayati et al., 2020);
 # the Actor receives the description, not just the name, so keep them short and instructive.
 STRATEGY_TABLE: tuple[tuple[str, str], ...] = (
-    ("credibility", "Give factual information about the movie (plot, cast, director, awards) to show expertise and build trust."),
+    (
+        "credibility",
+        "Give factual information about the movie (plot, cast, director, awards) to show expertise and build trust.",
+    ),
     ("personal_opinion", "Share your own opinion of the movie, such as what you liked about it."),
     ("encouragement", "Praise the user's taste and encourage them to watch the recommended movie."),
     ("acknowledgment", "Acknowledge what the user just said and show that you are listening."),
@@ -37,10 +40,16 @@ assert NUM_STRATEGIES == 14
 #: Table I's three categories. INSPIRED's ``preference_confirmation`` (not in the paper's table)
 #: asks the user to confirm a preference, so it sits with the inquiries.
 INQUIRY_STRATEGIES: frozenset[str] = frozenset(
-    {"opinion_inquiry", "experience_inquiry", "rephrase_preference", "preference_confirmation"})
+    {"opinion_inquiry", "experience_inquiry", "rephrase_preference", "preference_confirmation"}
+)
 CATEGORIES: dict[str, str] = {
-    s: "preference elicitation inquiry" if s in INQUIRY_STRATEGIES else "non-strategy" if s == "no_strategy"
-    else "sociable" for s in STRATEGIES}
+    s: "preference elicitation inquiry"
+    if s in INQUIRY_STRATEGIES
+    else "non-strategy"
+    if s == "no_strategy"
+    else "sociable"
+    for s in STRATEGIES
+}
 
 
 class UnknownStrategyError(ValueError):

@@ -21,6 +21,8 @@ def data_dir() -> Path:
     if not p.is_absolute():
         p = (REPO_ROOT / p).resolve()
     if not p.is_dir():
-        pytest.skip(f"real data directory not found: {p} (set RSO_DATA_DIR to the data directory, "
-                    "e.g. RSO_DATA_DIR=../shared/data, or fetch it with `python -m rso_lib.data.fetch --dest DIR`)")
+        pytest.skip(
+            f"real data directory not found: {p} (set RSO_DATA_DIR to the data directory, "
+            "e.g. RSO_DATA_DIR=../shared/data, or fetch it with `python -m rso_lib.data.fetch --dest DIR`)"
+        )
     return p

@@ -20,11 +20,13 @@ class TinyKB:
         return it is not None and set(genres) <= set(it.genres)
 
 
-KB = TinyKB([
-    Item("m1", "Alien", 1979, ["horror", "sci-fi"], plot="A crew meets a creature.", director=["Ridley Scott"]),
-    Item("m2", "Airplane!", 1980, ["comedy"], plot="A pilot panics."),
-    Item("m3", "Heat", 1995, ["crime", "drama"], plot="A heist."),
-])
+KB = TinyKB(
+    [
+        Item("m1", "Alien", 1979, ["horror", "sci-fi"], plot="A crew meets a creature.", director=["Ridley Scott"]),
+        Item("m2", "Airplane!", 1980, ["comedy"], plot="A pilot panics."),
+        Item("m3", "Heat", 1995, ["crime", "drama"], plot="A heist."),
+    ]
+)
 
 
 def _rows(did, accepted, turns, genres=("horror",), system="RSO", dataset="inspired", reward_stop=None):
@@ -32,25 +34,48 @@ def _rows(did, accepted, turns, genres=("horror",), system="RSO", dataset="inspi
     rule fires on the last turn when ``reward_stop`` (default: ``accepted``) is true."""
     reward_stop = accepted if reward_stop is None else reward_stop
     from rso_lib.dialogue.transcript import SCHEMA
+
     out = []
     for k, t in enumerate(turns):
         last = k == len(turns) - 1
         acc = accepted and last
-        out.append({
-            "schema": SCHEMA, "system": system, "dialog_id": did, "turn": k, "dataset": dataset,
-            "user_id": "u" + did, "target_genres": list(genres),
-            "persona": "A student who loves scary films." if k == 0 else None,
-            "user_open": "Hi, I want a movie." if k == 0 else None,
-            "strategy": t.get("strategy", "credibility"), "strategy_index": 0, "strategy_prob": 0.5,
-            "strategy_entropy": 1.0, "preference": "", "retrieved": t.get("retrieved", []),
-            "retrieval_scores": [0.5] * len(t.get("retrieved", [])), "ranking": t.get("retrieved", []),
-            "chosen_item": t.get("chosen"), "chooser_probs": [], "reply": t["reply"], "refinements": 0,
-            "mentioned_item": t.get("mentioned", t.get("chosen")), "user_reply": "ok", "user_action": "inquire",
-            "covers_target": None, "p_accept": None, "accepted": acc,
-            "reward": 1.0 if reward_stop and last else 0.5, "rating": 5.0 if reward_stop and last else 3.0,
-            "stop": bool(reward_stop and last), "done": last, "stop_reason": ("accepted" if acc else "max_turns") if last else None,
-            "parse_failures": {"actor": t.get("pf", 0)},
-        })
+        out.append(
+            {
+                "schema": SCHEMA,
+                "system": system,
+                "dialog_id": did,
+                "turn": k,
+                "dataset": dataset,
+                "user_id": "u" + did,
+                "target_genres": list(genres),
+                "persona": "A student who loves scary films." if k == 0 else None,
+                "user_open": "Hi, I want a movie." if k == 0 else None,
+                "strategy": t.get("strategy", "credibility"),
+                "strategy_index": 0,
+                "strategy_prob": 0.5,
+                "strategy_entropy": 1.0,
+                "preference": "",
+                "retrieved": t.get("retrieved", []),
+                "retrieval_scores": [0.5] * len(t.get("retrieved", [])),
+                "ranking": t.get("retrieved", []),
+                "chosen_item": t.get("chosen"),
+                "chooser_probs": [],
+                "reply": t["reply"],
+                "refinements": 0,
+                "mentioned_item": t.get("mentioned", t.get("chosen")),
+                "user_reply": "ok",
+                "user_action": "inquire",
+                "covers_target": None,
+                "p_accept": None,
+                "accepted": acc,
+                "reward": 1.0 if reward_stop and last else 0.5,
+                "rating": 5.0 if reward_stop and last else 3.0,
+                "stop": bool(reward_stop and last),
+                "done": last,
+                "stop_reason": ("accepted" if acc else "max_turns") if last else None,
+                "parse_failures": {"actor": t.get("pf", 0)},
+            }
+        )
     return out
 
 
@@ -68,6 +93,7 @@ def _write(path, dialogues):
 
 def _judge():
     """Option probabilities by prompt kind: pre -> 2, post -> 4, true -> 5, credibility -> 3."""
+
     def probs(messages, options):
         text = messages[-1]["content"]
         if "fact-checker" in messages[0]["content"]:
@@ -81,6 +107,5 @@ def _judge():
         p = np.zeros(len(options))
         p[want - 1] = 1.0
         return p
+
     return ScriptedLLM(option_probs=probs)
-
-

@@ -12,10 +12,16 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 RATING_PROMPT = [
-    {"role": "system", "content": "You rate how much a user liked a movie recommendation, from 1 (hated it) to 5 (loved it)."},
-    {"role": "user", "content": "Recommender: You should watch Toy Story, a funny animated film.\n"
-                                "User: Oh I love animated comedies, thank you so much, I will watch it tonight!\n"
-                                "How much did the user like the recommendation? Answer with one number from 1 to 5."},
+    {
+        "role": "system",
+        "content": "You rate how much a user liked a movie recommendation, from 1 (hated it) to 5 (loved it).",
+    },
+    {
+        "role": "user",
+        "content": "Recommender: You should watch Toy Story, a funny animated film.\n"
+        "User: Oh I love animated comedies, thank you so much, I will watch it tonight!\n"
+        "How much did the user like the recommendation? Answer with one number from 1 to 5.",
+    },
 ]
 RATINGS = ["1", "2", "3", "4", "5"]
 
@@ -27,10 +33,20 @@ def embedded():
 
 
 def convs(n: int) -> list[list[dict]]:
-    topics = ["a rainy day", "a family night", "fans of space", "a road trip", "a scary evening",
-              "learning history", "a first date", "kids who like animals"]
-    return [[{"role": "user", "content": f"Name one movie for {topics[i % len(topics)]}. Answer in one sentence."}]
-            for i in range(n)]
+    topics = [
+        "a rainy day",
+        "a family night",
+        "fans of space",
+        "a road trip",
+        "a scary evening",
+        "learning history",
+        "a first date",
+        "kids who like animals",
+    ]
+    return [
+        [{"role": "user", "content": f"Name one movie for {topics[i % len(topics)]}. Answer in one sentence."}]
+        for i in range(n)
+    ]
 
 
 TITLE_OPTIONS = ["Toy Story", "The Matrix", "Up", "Finding Nemo and friends"]

@@ -51,7 +51,7 @@ def test_redial_kg_files_and_kb_fact_graph(world):
     assert s["source"] == "redial-kg" and s["items"] == 6583 and s["relations"] == 8
     assert s["edges"] % 2 == 0  # every edge has its inverse
     h, r, t = (int(x) for x in kg.edges[0])
-    assert any((row == [t, r + 4, h]).all() for row in kg.edges[len(kg.edges) // 2:][:50])
+    assert any((row == [t, r + 4, h]).all() for row in kg.edges[len(kg.edges) // 2 :][:50])
     shining = world["full"].lookup("The Shining (1980)")
     assert kg.entities[kg.item_entity[shining.item_id]] == "The Shining (1980)"
     # the fact graph: an item is linked to its genres and director
@@ -108,6 +108,7 @@ def _crash_at(step):
     def f(rec):
         if rec["step"] == step:
             raise _Crash
+
     return f
 
 
@@ -134,12 +135,14 @@ def _resume_case(make, examples, stages, tmp_path, crash_at, ckpt_every):
 
 
 def test_barcor_resume_is_exact(world, tmp_path):
-    _resume_case(lambda: _barcor(world), world["examples"], [["rec", 4], ["conv", 4]], tmp_path, crash_at=6,
-                 ckpt_every=3)
+    _resume_case(
+        lambda: _barcor(world), world["examples"], [["rec", 4], ["conv", 4]], tmp_path, crash_at=6, ckpt_every=3
+    )
     # a checkpoint of another run is refused
     with pytest.raises(ValueError, match="different run"):
-        train_plm(_barcor(world), world["examples"], PLMTrainConfig(stages=[["rec", 5]], ckpt_every=3),
-                  tmp_path / "part")
+        train_plm(
+            _barcor(world), world["examples"], PLMTrainConfig(stages=[["rec", 5]], ckpt_every=3), tmp_path / "part"
+        )
 
 
 def test_save_load_round_trip(world, trained_barcor, tmp_path):
@@ -161,8 +164,14 @@ def test_unicrs_overfits_and_resumes_exactly(world, tmp_path):
     """The real frozen SmolLM2-135M + MiniLM, an R-GCN over the fact graph, 3 dialogues."""
     from rso_lib.baselines.unicrs import UniCRS, UniCRSConfig
 
-    ucfg = UniCRSConfig(kg_source="kb", max_context_tokens=40, max_encoder_tokens=24, max_entities=8, task_prompts=4,
-                        max_response_tokens=16)
+    ucfg = UniCRSConfig(
+        kg_source="kb",
+        max_context_tokens=40,
+        max_encoder_tokens=24,
+        max_entities=8,
+        task_prompts=4,
+        max_response_tokens=16,
+    )
 
     def make(dropout=0.1):
         torch.manual_seed(0)
@@ -192,8 +201,10 @@ def test_engine_runs_barcor_end_to_end(world, trained_barcor, tmp_path):
 
     m, _ = trained_barcor
     kb = world["kb"]
-    tgts = [SimTarget(f"t{i}", "redial", f"u{i}", Persona(f"u{i}", "a movie fan"), list(kb.items[e.targets[0]].genres[:1]))
-            for i, e in enumerate(world["examples"][:2])]
+    tgts = [
+        SimTarget(f"t{i}", "redial", f"u{i}", Persona(f"u{i}", "a movie fan"), list(kb.items[e.targets[0]].genres[:1]))
+        for i, e in enumerate(world["examples"][:2])
+    ]
     with pytest.raises(ValueError, match="needs a trained model"):
         build_system("BARCOR", kb=kb, llms={"actor": ScriptedLLM()}, reward="simulator")
     with pytest.raises(ValueError, match="got a barcor model"):
@@ -222,8 +233,15 @@ def test_backbones_by_directory_gpt2_roberta_bart(world, tmp_path):
     same code paths take any directory. Tiny random models of those three architectures, saved
     with the packaged tokenizers, stand in for them here (no hub offline): one step of every
     stage, then ranking and generation."""
-    from transformers import (AutoTokenizer, BartConfig, BartForConditionalGeneration, GPT2Config, GPT2LMHeadModel,
-                              RobertaConfig, RobertaModel)
+    from transformers import (
+        AutoTokenizer,
+        BartConfig,
+        BartForConditionalGeneration,
+        GPT2Config,
+        GPT2LMHeadModel,
+        RobertaConfig,
+        RobertaModel,
+    )
 
     from rso_lib.baselines.common import resolve_causal_lm, resolve_text_encoder
     from rso_lib.baselines.unicrs import UniCRS, UniCRSConfig
@@ -231,21 +249,49 @@ def test_backbones_by_directory_gpt2_roberta_bart(world, tmp_path):
     gtok = AutoTokenizer.from_pretrained(resolve_causal_lm("embedded"))
     etok = AutoTokenizer.from_pretrained(resolve_text_encoder("all-MiniLM-L6-v2"))
     torch.manual_seed(0)
-    GPT2LMHeadModel(GPT2Config(vocab_size=len(gtok), n_embd=32, n_layer=2, n_head=2, n_positions=512)) \
-        .save_pretrained(tmp_path / "gpt2")
+    GPT2LMHeadModel(GPT2Config(vocab_size=len(gtok), n_embd=32, n_layer=2, n_head=2, n_positions=512)).save_pretrained(
+        tmp_path / "gpt2"
+    )
     gtok.save_pretrained(tmp_path / "gpt2")
-    RobertaModel(RobertaConfig(vocab_size=len(etok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                               intermediate_size=64, pad_token_id=etok.pad_token_id)).save_pretrained(tmp_path / "roberta")
+    RobertaModel(
+        RobertaConfig(
+            vocab_size=len(etok),
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+            pad_token_id=etok.pad_token_id,
+        )
+    ).save_pretrained(tmp_path / "roberta")
     etok.save_pretrained(tmp_path / "roberta")
-    BartForConditionalGeneration(BartConfig(vocab_size=len(gtok), d_model=32, encoder_layers=1, decoder_layers=1,
-                                            encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64,
-                                            decoder_ffn_dim=64, pad_token_id=gtok.pad_token_id or 0,
-                                            eos_token_id=gtok.eos_token_id, decoder_start_token_id=gtok.eos_token_id)
-                                 ).save_pretrained(tmp_path / "bart")
+    BartForConditionalGeneration(
+        BartConfig(
+            vocab_size=len(gtok),
+            d_model=32,
+            encoder_layers=1,
+            decoder_layers=1,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+            pad_token_id=gtok.pad_token_id or 0,
+            eos_token_id=gtok.eos_token_id,
+            decoder_start_token_id=gtok.eos_token_id,
+        )
+    ).save_pretrained(tmp_path / "bart")
     gtok.save_pretrained(tmp_path / "bart")
     exs, hs = world["examples"], [e.context for e in world["examples"]]
-    u = UniCRS(UniCRSConfig(generator=str(tmp_path / "gpt2"), text_encoder=str(tmp_path / "roberta"), kg_source="kb",
-                            max_context_tokens=32, max_encoder_tokens=16), world["kg"], world["kb"])
+    u = UniCRS(
+        UniCRSConfig(
+            generator=str(tmp_path / "gpt2"),
+            text_encoder=str(tmp_path / "roberta"),
+            kg_source="kb",
+            max_context_tokens=32,
+            max_encoder_tokens=16,
+        ),
+        world["kg"],
+        world["kb"],
+    )
     b = BARCOR(BARCORConfig(backbone=str(tmp_path / "bart"), kg_source="kb"), world["kg"], world["kb"])
     for m, tasks in ((u, ("pretrain", "rec", "conv")), (b, ("rec", "conv"))):
         for task in tasks:

@@ -79,6 +79,7 @@ def test_offline_missing_names_file_and_url(tmp_path):
 def test_unreachable_network_gives_one_clear_message(tmp_path, monkeypatch):
     def boom(url, *a, **k):
         raise urllib.error.URLError("no route")
+
     monkeypatch.setattr(urllib.request, "urlopen", boom)
     rc = main(["--dest", str(tmp_path), "--only", "personas/profile.csv", "--cache", str(tmp_path / "c")])
     assert rc == 1
@@ -90,20 +91,32 @@ def test_opener_is_used_and_zip_extracted(tmp_path):
         z.writestr("train_data.jsonl", '{"a": 1}\n')
         z.writestr("test_data.jsonl", '{"b": 2}\n')
     blob = buf.getvalue()
-    e = ManifestEntry("redial/redial_dataset.zip", "o/r", None, "z", hashlib.sha256(blob).hexdigest(),
-                      url_override="https://example.invalid/z.zip",
-                      extract={"train_data.jsonl": "redial/train_data.jsonl", "test_data.jsonl": "redial/test_data.jsonl"})
+    e = ManifestEntry(
+        "redial/redial_dataset.zip",
+        "o/r",
+        None,
+        "z",
+        hashlib.sha256(blob).hexdigest(),
+        url_override="https://example.invalid/z.zip",
+        extract={"train_data.jsonl": "redial/train_data.jsonl", "test_data.jsonl": "redial/test_data.jsonl"},
+    )
     seen = []
 
     def opener(url):
         seen.append(url)
         return io.BytesIO(blob)
+
     fetch_entry(e, tmp_path / "d", tmp_path / "c", opener=opener, log=lambda m: None)
     assert seen == ["https://example.invalid/z.zip"]
     assert (tmp_path / "d/redial/test_data.jsonl").read_text() == '{"b": 2}\n'
     # cached under its SHA256: a second install into another dest needs no network
-    fetch_entry(e, tmp_path / "d2", tmp_path / "c", opener=lambda u: (_ for _ in ()).throw(AssertionError("network")),
-                log=lambda m: None)
+    fetch_entry(
+        e,
+        tmp_path / "d2",
+        tmp_path / "c",
+        opener=lambda u: (_ for _ in ()).throw(AssertionError("network")),
+        log=lambda m: None,
+    )
     assert (tmp_path / "d2/redial/train_data.jsonl").is_file()
 
 

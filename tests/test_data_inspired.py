@@ -31,7 +31,11 @@ def test_strategy_split_counts(splits):
     n = {s: len(d) for s, (d, _) in splits.items()}
     assert n == {"train": 801, "valid": 99, "test": 99}
     assert sum(n.values()) == 999
-    assert {s: sum(len(x.turns) for x in d) for s, (d, _) in splits.items()} == {"train": 28710, "valid": 3538, "test": 3438}
+    assert {s: sum(len(x.turns) for x in d) for s, (d, _) in splits.items()} == {
+        "train": 28710,
+        "valid": 3538,
+        "test": 3438,
+    }
     assert all(iss == [] for _, iss in splits.values())
     assert len({x.dialog_id for d, _ in splits.values() for x in d}) == 999  # no id in two splits
 
@@ -67,7 +71,9 @@ def test_splits_match_tsv_row_for_row(splits, tsvs):
         assert {d.dialog_id for d in a} == set(b)  # same dialogues (in another order)
         for x in a:
             y = b[x.dialog_id]
-            assert [(t.speaker, t.text, t.strategy) for t in x.turns] == [(t.speaker, t.text, t.strategy) for t in y.turns]
+            assert [(t.speaker, t.text, t.strategy) for t in x.turns] == [
+                (t.speaker, t.text, t.strategy) for t in y.turns
+            ]
 
 
 def test_tsv_real_dicts_and_issues(tsvs):
@@ -80,7 +86,9 @@ def test_tsv_real_dicts_and_issues(tsvs):
     utt = dev[0].meta["utterances"][0]
     assert isinstance(utt["movie_dict"], dict) and isinstance(utt["genre_dict"], dict)
     nxt = dev[0].meta["utterances"][1]
-    assert nxt["movie_dict"] == utt["movie_dict"] and nxt["movie_dict"] is not utt["movie_dict"]  # parsed once, not shared
+    assert (
+        nxt["movie_dict"] == utt["movie_dict"] and nxt["movie_dict"] is not utt["movie_dict"]
+    )  # parsed once, not shared
     assert tsvs["test"][1] == []
     # the `movies` column is a ';'-separated list
     assert any(len(t.movies) > 1 for d in tsvs["test"][0] for t in d.turns)
@@ -97,6 +105,7 @@ def test_parse_literal_nan():
 # ---------------------------------------------------------------------------------------------
 # malformed input
 # ---------------------------------------------------------------------------------------------
+
 
 def _row(did, spk, text, label, movie_dict="{}"):
     r = dict.fromkeys(TSV_COLUMNS, "")
@@ -123,16 +132,21 @@ def test_tsv_empty_file(tmp_path):
 
 def test_tsv_unknown_label_and_bad_rows_kept(tmp_path):
     p = tmp_path / "dev.tsv"
-    p.write_text("\n".join([
-        "\t".join(TSV_COLUMNS),
-        _row("d1", "RECOMMENDER", "Hi QUOTATION_MARKthereQUOTATION_MARK", "offer_help"),
-        _row("d1", "SEEKER", "hello", ""),
-        _row("d1", "RECOMMENDER", "Trust me", "mind_control"),       # line 4: unknown label
-        _row("d1", "RECOMMENDER", "See it", "encouragement", "{'A (2000)': 0, 'B: 1}"),  # line 5: bad dict
-        "d1\tonly\tthree",                                             # line 6: wrong field count
-        _row("d1", "ROBOT", "beep", "no_strategy"),                    # line 7: unknown speaker
-        _row("d2", "RECOMMENDER", "Bye", "No Strategy"),
-    ]) + "\n")
+    p.write_text(
+        "\n".join(
+            [
+                "\t".join(TSV_COLUMNS),
+                _row("d1", "RECOMMENDER", "Hi QUOTATION_MARKthereQUOTATION_MARK", "offer_help"),
+                _row("d1", "SEEKER", "hello", ""),
+                _row("d1", "RECOMMENDER", "Trust me", "mind_control"),  # line 4: unknown label
+                _row("d1", "RECOMMENDER", "See it", "encouragement", "{'A (2000)': 0, 'B: 1}"),  # line 5: bad dict
+                "d1\tonly\tthree",  # line 6: wrong field count
+                _row("d1", "ROBOT", "beep", "no_strategy"),  # line 7: unknown speaker
+                _row("d2", "RECOMMENDER", "Bye", "No Strategy"),
+            ]
+        )
+        + "\n"
+    )
     dialogues, issues = load_dialog_tsv(p)
     assert [d.dialog_id for d in dialogues] == ["d1", "d2"]
     d1 = dialogues[0]
@@ -140,7 +154,12 @@ def test_tsv_unknown_label_and_bad_rows_kept(tmp_path):
     assert d1.turns[0].text == 'Hi "there"'
     assert d1.meta["utterances"][3]["movie_dict_raw"] == "{'A (2000)': 0, 'B: 1}"
     got = [(i.line, i.field, i.action) for i in issues]
-    assert got == [(4, "expert_label", "kept"), (5, "movie_dict", "kept"), (6, None, "skipped"), (7, "speaker", "skipped")]
+    assert got == [
+        (4, "expert_label", "kept"),
+        (5, "movie_dict", "kept"),
+        (6, None, "skipped"),
+        (7, "speaker", "skipped"),
+    ]
     assert all(i.path == str(p) for i in issues)
     assert "mind_control" in issues[0].message and "dev.tsv:4 [expert_label]" in str(issues[0])
 
@@ -153,19 +172,36 @@ def _split_dir(tmp_path, lines):
 
 
 def test_strategy_split_broken_json_and_unknown_label(tmp_path):
-    good = {"dialog_id": "a", "user_id": "u1", "genre_dict": ["Action"],
-            "dialog": [{"text": "Hi", "speaker": "RECOMMENDER", "strategy": "Offer Help"},
-                       {"text": "yo", "speaker": "SEEKER", "strategy": "NaN"},
-                       {"text": "Trust me", "speaker": "RECOMMENDER", "strategy": "Hypnosis"}]}
-    root = _split_dir(tmp_path, [json.dumps(good), '{"dialog_id": "b", "dialog": [', json.dumps({"dialog_id": "c"}),
-                                 json.dumps(dict(good, dialog_id="d"))])
+    good = {
+        "dialog_id": "a",
+        "user_id": "u1",
+        "genre_dict": ["Action"],
+        "dialog": [
+            {"text": "Hi", "speaker": "RECOMMENDER", "strategy": "Offer Help"},
+            {"text": "yo", "speaker": "SEEKER", "strategy": "NaN"},
+            {"text": "Trust me", "speaker": "RECOMMENDER", "strategy": "Hypnosis"},
+        ],
+    }
+    root = _split_dir(
+        tmp_path,
+        [
+            json.dumps(good),
+            '{"dialog_id": "b", "dialog": [',
+            json.dumps({"dialog_id": "c"}),
+            json.dumps(dict(good, dialog_id="d")),
+        ],
+    )
     ds, issues = load_strategy_split(root, "train")
     assert [d.dialog_id for d in ds] == ["a", "d"]  # valid rows kept
     assert [t.strategy for t in ds[0].turns] == ["offer_help", None, None]
     assert ds[0].meta["genre_dict"] == ["action"]
     got = [(i.line, i.field, i.action) for i in issues]
-    assert got == [(1, "dialog[2].strategy", "kept"), (2, None, "skipped"), (3, "dialog", "skipped"),
-                   (4, "dialog[2].strategy", "kept")]
+    assert got == [
+        (1, "dialog[2].strategy", "kept"),
+        (2, None, "skipped"),
+        (3, "dialog", "skipped"),
+        (4, "dialog[2].strategy", "kept"),
+    ]
     assert all(i.path.endswith("inspired-train.txt") for i in issues)
     assert "broken JSON" in issues[1].message
 

@@ -76,10 +76,13 @@ def test_redial_kb_errors(tmp_path):
 
 def test_inspired_kb_tsv(tmp_path):
     p = tmp_path / "movie_database.tsv"
-    p.write_text("title\tyear\tgenre\tdirector\tactors\tshort_plot\n"
-                 "Joker (2019)\t2019\tCrime, Drama, Thriller\tTodd Phillips\tJoaquin Phoenix, Robert De Niro\tA man.\n"
-                 "\t2000\tDrama\t\t\t\n"
-                 "Frozen II\t2019\tAnimation|Family\t\t\t\n", encoding="utf-8")
+    p.write_text(
+        "title\tyear\tgenre\tdirector\tactors\tshort_plot\n"
+        "Joker (2019)\t2019\tCrime, Drama, Thriller\tTodd Phillips\tJoaquin Phoenix, Robert De Niro\tA man.\n"
+        "\t2000\tDrama\t\t\t\n"
+        "Frozen II\t2019\tAnimation|Family\t\t\t\n",
+        encoding="utf-8",
+    )
     kb = load_inspired_kb(p)
     assert len(kb) == 2
     j = kb.lookup("joker", 2019)

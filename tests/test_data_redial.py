@@ -57,17 +57,24 @@ def test_resolve_mentions():
 
 
 def _rec(cid, msgs, mentions, **kw):
-    return {"conversationId": cid, "initiatorWorkerId": 1, "respondentWorkerId": 2,
-            "messages": [{"senderWorkerId": s, "text": t} for s, t in msgs], "movieMentions": mentions,
-            "initiatorQuestions": {}, "respondentQuestions": {}, **kw}
+    return {
+        "conversationId": cid,
+        "initiatorWorkerId": 1,
+        "respondentWorkerId": 2,
+        "messages": [{"senderWorkerId": s, "text": t} for s, t in msgs],
+        "movieMentions": mentions,
+        "initiatorQuestions": {},
+        "respondentQuestions": {},
+        **kw,
+    }
 
 
 def test_raw_malformed(tmp_path):
     p = tmp_path / "train_data.jsonl"
     lines = [
         json.dumps(_rec("c1", [(1, "hi, like @10?"), (2, "try @11 or @99")], {"10": "X (2001)", "11": "Y  (2002)"})),
-        '{"conversationId": "c2", "messages": [',                          # line 2: broken JSON
-        json.dumps({"conversationId": "c3", "messages": []}),               # line 3: no worker ids
+        '{"conversationId": "c2", "messages": [',  # line 2: broken JSON
+        json.dumps({"conversationId": "c3", "messages": []}),  # line 3: no worker ids
         "",
         json.dumps(_rec("c5", [(1, "hello"), (7, "intruder"), (2, "hey")], {})),  # line 5: unknown sender
     ]
@@ -77,8 +84,12 @@ def test_raw_malformed(tmp_path):
     assert [t.text for t in ds[0].turns] == ["hi, like X (2001)?", "try Y (2002) or @99"]
     assert [t.speaker for t in ds[1].turns] == [SEEKER, RECOMMENDER]
     got = [(i.line, i.field, i.action) for i in issues]
-    assert got == [(1, "messages[1].text", "kept"), (2, None, "skipped"), (3, "initiatorWorkerId", "skipped"),
-                   (5, "messages[1].senderWorkerId", "skipped")]
+    assert got == [
+        (1, "messages[1].text", "kept"),
+        (2, None, "skipped"),
+        (3, "initiatorWorkerId", "skipped"),
+        (5, "messages[1].senderWorkerId", "skipped"),
+    ]
     assert "@99" in issues[0].message and all(i.path == str(p) for i in issues)
 
 
@@ -94,12 +105,22 @@ def test_raw_empty_file(tmp_path):
 
 def test_test_txt_roles_from_official_file(tmp_path):
     (tmp_path / "redial").mkdir()
-    (tmp_path / "redial" / "redial-test.txt").write_text(json.dumps(
-        {"dialog_id": "c1", "dialog": ["what do you like?", "horror", "try It"], "user_id": "u", "genre_dict": ["Horror"]}) + "\n")
+    (tmp_path / "redial" / "redial-test.txt").write_text(
+        json.dumps(
+            {
+                "dialog_id": "c1",
+                "dialog": ["what do you like?", "horror", "try It"],
+                "user_id": "u",
+                "genre_dict": ["Horror"],
+            }
+        )
+        + "\n"
+    )
     ds, _ = load_redial_test_txt(tmp_path)
     assert ds[0].meta["roles"] == "unknown"
-    (tmp_path / "redial" / "test_data.jsonl").write_text(json.dumps(
-        _rec("c1", [(2, "what do"), (2, "you like?"), (1, "horror"), (2, "try It")], {})) + "\n")
+    (tmp_path / "redial" / "test_data.jsonl").write_text(
+        json.dumps(_rec("c1", [(2, "what do"), (2, "you like?"), (1, "horror"), (2, "try It")], {})) + "\n"
+    )
     ds, _ = load_redial_test_txt(tmp_path)
     assert ds[0].meta["roles"] == "official"
     assert [t.speaker for t in ds[0].turns] == [RECOMMENDER, SEEKER, RECOMMENDER]

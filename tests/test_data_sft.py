@@ -26,15 +26,28 @@ def test_real_counts(data_dir):
 
 
 def test_unlabelled_turns_stay_in_history():
-    d = Dialogue("d", [Turn(RECOMMENDER, "hi", "offer_help"), Turn(SEEKER, "yo"), Turn(RECOMMENDER, "??", None),
-                       Turn(RECOMMENDER, "watch X", "encouragement")], "inspired", "train")
+    d = Dialogue(
+        "d",
+        [
+            Turn(RECOMMENDER, "hi", "offer_help"),
+            Turn(SEEKER, "yo"),
+            Turn(RECOMMENDER, "??", None),
+            Turn(RECOMMENDER, "watch X", "encouragement"),
+        ],
+        "inspired",
+        "train",
+    )
     ex = build_sft_examples([d])
     assert [(e.turn_index, e.strategy, len(e.history)) for e in ex] == [(0, "offer_help", 0), (3, "encouragement", 3)]
     assert ex[1].history[2].text == "??" and ex[1].label == STRATEGY_TO_ID["encouragement"]
 
 
 def test_roundtrip_and_bad_lines(tmp_path):
-    ex = [SFTExample("d1", 2, [Turn(RECOMMENDER, 'say "hi"', "offer_help", ["A (2000)"]), Turn(SEEKER, "ünïcode")], "credibility")]
+    ex = [
+        SFTExample(
+            "d1", 2, [Turn(RECOMMENDER, 'say "hi"', "offer_help", ["A (2000)"]), Turn(SEEKER, "ünïcode")], "credibility"
+        )
+    ]
     p = tmp_path / "sub" / "sft.jsonl"
     assert write_sft_examples(p, ex) == 1
     assert read_sft_examples(p) == ex

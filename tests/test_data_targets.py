@@ -47,8 +47,13 @@ def test_pccrs_malformed(tmp_path):
     assert [(i.line, i.field) for i in issues] == [(2, None), (3, "key")]
 
 
-@pytest.mark.parametrize("dataset,n,first", [("inspired", 99, ("20191125-160223_496_live.pkl", "user_184", ["action"])),
-                                             ("redial", 198, ("20001", "user_188", ["crime", "drama", "thriller"]))])
+@pytest.mark.parametrize(
+    "dataset,n,first",
+    [
+        ("inspired", 99, ("20191125-160223_496_live.pkl", "user_184", ["action"])),
+        ("redial", 198, ("20001", "user_188", ["crime", "drama", "thriller"])),
+    ],
+)
 def test_sim_targets(data_dir, dataset, n, first):
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no problem with the targets themselves
@@ -86,23 +91,34 @@ def test_sim_targets_mapping_problems(tmp_path, data_dir):
         (tmp_path / sub).mkdir(parents=True)
     for f in ("seeker_demographic.tsv", "seeker_personality.tsv"):
         (tmp_path / "inspired/survey" / f).write_bytes((data_dir / "inspired/survey" / f).read_bytes())
-    split = [{"dialog_id": "a", "dialog": [], "user_id": "user_1", "genre_dict": []},
-             {"dialog_id": "b", "dialog": [], "user_id": "user_nobody", "genre_dict": ["drama"]}]
+    split = [
+        {"dialog_id": "a", "dialog": [], "user_id": "user_1", "genre_dict": []},
+        {"dialog_id": "b", "dialog": [], "user_id": "user_nobody", "genre_dict": ["drama"]},
+    ]
     (tmp_path / "inspired/strategy/inspired-test.txt").write_text("\n".join(json.dumps(x) for x in split) + "\n")
     (tmp_path / "inspired/inspired_dialog_ids2user_id_and_genre_dict.jsonl").write_text(
-        json.dumps({"dialog_id": "a", "user_id": "user_3", "genre_dict": ["Horror"]}) + "\n{broken\n"
-        + json.dumps({"dialog_id": "zzz", "user_id": "user_3", "genre_dict": []}) + "\n")
+        json.dumps({"dialog_id": "a", "user_id": "user_3", "genre_dict": ["Horror"]})
+        + "\n{broken\n"
+        + json.dumps({"dialog_id": "zzz", "user_id": "user_3", "genre_dict": []})
+        + "\n"
+    )
     ts, issues = load_sim_targets_with_issues(tmp_path, "inspired")
-    assert [(t.dialog_id, t.user_id, t.target_genres) for t in ts] == [("a", "user_3", ["horror"]), ("b", "user_nobody", ["drama"])]
+    assert [(t.dialog_id, t.user_id, t.target_genres) for t in ts] == [
+        ("a", "user_3", ["horror"]),
+        ("b", "user_nobody", ["drama"]),
+    ]
     assert ts[1].persona.fields == {"missing_survey": True}
     mine = [(i.path.rsplit("/", 1)[-1], i.line, i.field) for i in issues if not i.path.endswith(".tsv")]
-    assert mine == [("inspired_dialog_ids2user_id_and_genre_dict.jsonl", 2, None),
-                    ("inspired-test.txt", 2, "user_id"),
-                    ("inspired_dialog_ids2user_id_and_genre_dict.jsonl", 3, "dialog_id")]
+    assert mine == [
+        ("inspired_dialog_ids2user_id_and_genre_dict.jsonl", 2, None),
+        ("inspired-test.txt", 2, "user_id"),
+        ("inspired_dialog_ids2user_id_and_genre_dict.jsonl", 3, "dialog_id"),
+    ]
 
 
 def test_targets_roundtrip(tmp_path, data_dir):
     from rso_lib.data.targets import read_sim_targets, write_sim_targets
+
     ts = load_sim_targets(data_dir, "redial")
     p = tmp_path / "t.jsonl"
     assert write_sim_targets(p, ts) == 198

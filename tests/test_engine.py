@@ -7,24 +7,31 @@ import json
 
 import numpy as np
 import pytest
+from test_experts import ITEMS, BagEmbedder
 
 from rso_lib.data.records import Persona, SimTarget
 from rso_lib.dialogue.chat import chat
 from rso_lib.dialogue.engine import DialogueEngine
 from rso_lib.dialogue.simulators import AgendaSimulator, LLMSimulator, SimulatorReward
 from rso_lib.dialogue.systems import (
-    PROMPT_ONLY, RSO, SYSTEMS, SystemConfig, build_system,
+    PROMPT_ONLY,
+    RSO,
+    SYSTEMS,
+    SystemConfig,
+    build_system,
     get_system,
 )
 from rso_lib.dialogue.transcript import (
-    FIELDS, TranscriptError, read_episodes, validate_row, validate_transcript,
+    FIELDS,
+    TranscriptError,
+    read_episodes,
+    validate_row,
+    validate_transcript,
 )
 from rso_lib.experts.retriever import FactRetriever
 from rso_lib.experts.rewarder import Rewarder
 from rso_lib.llm.scripted import ScriptedLLM
 from rso_lib.strategies import INQUIRY_STRATEGIES, STRATEGIES
-
-from test_experts import ITEMS, BagEmbedder
 
 ROLES = ("actor", "reasoner", "chooser", "rewarder", "simulator", "judge")
 
@@ -59,7 +66,9 @@ class Counting:
 
 
 def targets(n, genres=("horror",)):
-    return [SimTarget(f"d{i}", "inspired", f"u{i}", Persona(f"u{i}", "You like films."), list(genres)) for i in range(n)]
+    return [
+        SimTarget(f"d{i}", "inspired", f"u{i}", Persona(f"u{i}", "You like films."), list(genres)) for i in range(n)
+    ]
 
 
 def scripted_actor(messages):
@@ -71,8 +80,17 @@ def scripted_actor(messages):
     return "What kind of movies do you like?"
 
 
-def make_engine(system=RSO, sim="agenda", reward="judge", max_turns=3, rating_probs=None, chooser_mode="letters",
-                chooser_replies=("A",), log=None, tmp_path=None):
+def make_engine(
+    system=RSO,
+    sim="agenda",
+    reward="judge",
+    max_turns=3,
+    rating_probs=None,
+    chooser_mode="letters",
+    chooser_replies=("A",),
+    log=None,
+    tmp_path=None,
+):
     rp = rating_probs or [0.2, 0.2, 0.2, 0.2, 0.2]
     base = {
         "actor": ScriptedLLM(scripted_actor, option_probs=lambda m, o: [1.0] + [0.0] * (len(o) - 1)),
@@ -86,9 +104,17 @@ def make_engine(system=RSO, sim="agenda", reward="judge", max_turns=3, rating_pr
     retr = FactRetriever(ITEMS, BagEmbedder(), embedder_name="bag", cache_dir=tmp_path, top_k=3, rank_n=5)
     simulator = AgendaSimulator(ITEMS) if sim == "agenda" else LLMSimulator(llms["simulator"], ITEMS)
     rew = Rewarder(llms["rewarder"]) if reward == "judge" else SimulatorReward()
-    return DialogueEngine(system, llms, retriever=retr if system.use_retriever else None,
-                          planner=UniformPlanner() if system.strategy_mode == "planner" else None,
-                          simulator=simulator, rewarder=rew, max_turns=max_turns, seed=7, chooser_mode=chooser_mode), log
+    return DialogueEngine(
+        system,
+        llms,
+        retriever=retr if system.use_retriever else None,
+        planner=UniformPlanner() if system.strategy_mode == "planner" else None,
+        simulator=simulator,
+        rewarder=rew,
+        max_turns=max_turns,
+        seed=7,
+        chooser_mode=chooser_mode,
+    ), log
 
 
 # ------------------------------------------------------------------ control flow (fast)
@@ -103,8 +129,15 @@ def test_lockstep_one_call_per_role_per_step(tmp_path):
     assert {s for s, _, _ in eng.stats.calls} == {-1, 0, 1, 2}  # -1: the users' opening messages
     for s in (0, 1, 2):
         roles = {(r, m) for st, r, m in eng.stats.calls if st == s}
-        assert {("planner", "act"), ("reasoner", "chat"), ("retriever", "retrieve"), ("chooser", "score_options"),
-                ("actor", "chat"), ("simulator", "chat"), ("rewarder", "score_options")} <= roles
+        assert {
+            ("planner", "act"),
+            ("reasoner", "chat"),
+            ("retriever", "retrieve"),
+            ("chooser", "score_options"),
+            ("actor", "chat"),
+            ("simulator", "chat"),
+            ("rewarder", "score_options"),
+        } <= roles
     # the test's own counting wrapper: one batch per role per step holding every active dialogue
     for role in ("reasoner", "actor", "rewarder"):
         assert [b for r, m, b in log if r == role] == [4, 2, 2], role
@@ -118,13 +151,19 @@ def test_lockstep_one_call_per_role_per_step(tmp_path):
             if t.strategy in INQUIRY_STRATEGIES:
                 assert t.chosen_item is None and not t.facts
     assert [b for r, m, b in log if r == "simulator" and m == "chat"] == [4, 4, 2, 2]  # open + 3 steps
+
+
 def test_transcript_schema_rerun_skips_finished(tmp_path):
     path = tmp_path / "t.jsonl"
     eng, log = make_engine(max_turns=4, tmp_path=tmp_path)
     eps = eng.run(targets(3), path)
     summary = validate_transcript(path)
-    assert summary == {"rows": sum(len(e.turns) for e in eps), "dialogues": 3, "finished": 3,
-                       "turns_per_dialogue": {e.dialog_id: len(e.turns) for e in eps}}
+    assert summary == {
+        "rows": sum(len(e.turns) for e in eps),
+        "dialogues": 3,
+        "finished": 3,
+        "turns_per_dialogue": {e.dialog_id: len(e.turns) for e in eps},
+    }
     rows = [json.loads(l) for l in path.read_text().splitlines()]
     assert all(set(r) == set(FIELDS) for r in rows)
     n_calls = len(log)
@@ -157,8 +196,9 @@ def test_agenda_dialogue_accepts_fitting_item_and_same_seed_same_transcript(tmp_
 
 
 def test_reward_stop_rule_and_parse_failures_counted(tmp_path):
-    eng, _ = make_engine(rating_probs=[0, 0, 0, 0, 1], chooser_mode="generate", chooser_replies=("Titanic",),
-                         tmp_path=tmp_path)
+    eng, _ = make_engine(
+        rating_probs=[0, 0, 0, 0, 1], chooser_mode="generate", chooser_replies=("Titanic",), tmp_path=tmp_path
+    )
     eps = eng.run(targets(2), tmp_path / "t.jsonl")
     for e in eps:
         assert len(e.turns) == 1 and e.stop_reason == "reward" and e.turns[0].reward == 1.0
@@ -168,7 +208,9 @@ def test_reward_stop_rule_and_parse_failures_counted(tmp_path):
     assert [r["parse_failures"] for r in rows] == [{"chooser": 1}] * 2
 
 
-@pytest.mark.parametrize("system", [s for s in SYSTEMS.values() if not s.plm], ids=[k for k, s in SYSTEMS.items() if not s.plm])
+@pytest.mark.parametrize(
+    "system", [s for s in SYSTEMS.values() if not s.plm], ids=[k for k, s in SYSTEMS.items() if not s.plm]
+)
 def test_every_system_runs(system, tmp_path):
     eng, log = make_engine(system=system, max_turns=2, tmp_path=tmp_path)
     eps = eng.run(targets(2), tmp_path / "t.jsonl")
@@ -209,8 +251,13 @@ def test_validate_row_catches_bad_rows(tmp_path):
     eng.run(targets(1), tmp_path / "t.jsonl")
     row = json.loads((tmp_path / "t.jsonl").read_text().splitlines()[0])
     assert validate_row(row) == []
-    for k, v, msg in [("reward", 1.5, "outside"), ("done", False, "stop_reason"), ("turn", "0", "field 'turn'"),
-                      ("chosen_item", "zzz", "not among retrieved"), ("accepted", True, "mentioned_item")]:
+    for k, v, msg in [
+        ("reward", 1.5, "outside"),
+        ("done", False, "stop_reason"),
+        ("turn", "0", "field 'turn'"),
+        ("chosen_item", "zzz", "not among retrieved"),
+        ("accepted", True, "mentioned_item"),
+    ]:
         bad = dict(row, **{k: v})
         if k == "accepted":
             bad["mentioned_item"] = None
@@ -228,7 +275,11 @@ def test_interactive_chat_shows_trace_and_accepts(tmp_path):
     shown = []
     ep = chat(eng, input_fn=lambda prompt: next(said), print_fn=shown.append, target_genres=["horror"])
     text = "\n".join(shown)
-    assert "[strategy]" in text and "[preference] The user wants a horror sci-fi film about aliens." in text and "[facts]" in text
+    assert (
+        "[strategy]" in text
+        and "[preference] The user wants a horror sci-fi film about aliens." in text
+        and "[facts]" in text
+    )
     assert "system> I think you would enjoy" in text
     assert ep.accepted and ep.stop_reason == "accepted" and len(ep.turns) == 2  # open + 2 answers
     assert isinstance(eng.simulator, AgendaSimulator)  # the engine's simulator is restored
@@ -237,11 +288,9 @@ def test_interactive_chat_shows_trace_and_accepts(tmp_path):
 # ------------------------------------------------------------------ real models (slow)
 @pytest.fixture(scope="session")
 def real(data_dir, tmp_path_factory):
-    from rso_lib.data.kb import load_kb
+    from rso_lib.data.kb import KnowledgeBase, load_kb
     from rso_lib.data.targets import load_sim_targets
     from rso_lib.llm import build_llm, load_embedder
-
-    from rso_lib.data.kb import KnowledgeBase
     from rso_lib.paths import run_dir
 
     full = load_kb(data_dir)
@@ -261,8 +310,19 @@ def _real_engine(real, system, sim, log, max_turns=3):
 
     llms = {r: Counting(real["llm"], log, r) for r in ROLES}
     planner = Planner.from_config(seed=0) if system.strategy_mode == "planner" else None
-    return build_system(system, kb=real["kb"], llms=llms, planner=planner, simulator=sim, retriever=real["retriever"],
-                        max_turns=max_turns, actor_max_tokens=24, user_max_tokens=20, reasoner_max_tokens=24, seed=0)
+    return build_system(
+        system,
+        kb=real["kb"],
+        llms=llms,
+        planner=planner,
+        simulator=sim,
+        retriever=real["retriever"],
+        max_turns=max_turns,
+        actor_max_tokens=24,
+        user_max_tokens=20,
+        reasoner_max_tokens=24,
+        seed=0,
+    )
 
 
 @pytest.mark.slow
@@ -302,11 +362,19 @@ def test_build_system_from_params_maps_names(tmp_path):
 
     llms = {"actor": ScriptedLLM(scripted_actor, option_probs=lambda m, o: [1.0] + [0.0] * (len(o) - 1))}
     retr = FactRetriever(ITEMS, BagEmbedder(), embedder_name="bag", cache_dir=tmp_path, top_k=3)
-    P = {"MAX_TURNS": 2, "SIMULATOR": "llm", "REWARD": "simulator", "STOP_THRESHOLD": 0.9, "SEED": 3,
-         "N_DIALOGUES": 99, "CHOOSER_MODE": "generate"}
+    P = {
+        "MAX_TURNS": 2,
+        "SIMULATOR": "llm",
+        "REWARD": "simulator",
+        "STOP_THRESHOLD": 0.9,
+        "SEED": 3,
+        "N_DIALOGUES": 99,
+        "CHOOSER_MODE": "generate",
+    }
     eng = build_system_from_params("PROMPT_ONLY", P, kb=ITEMS, llms=llms, retriever=retr)
     assert (eng.max_turns, eng.seed, eng.chooser.mode) == (2, 3, "generate")
     assert isinstance(eng.simulator, LLMSimulator) and isinstance(eng.rewarder, SimulatorReward)
     assert eng.rewarder.stop_threshold == 0.9
     import inspect
+
     assert set(PARAM_KEYS.values()) <= set(inspect.signature(build_system).parameters)

@@ -20,9 +20,21 @@ pytestmark = pytest.mark.slow
 
 def _once(root, data_dir, kb):
     os.environ["RSO_ROOT"] = str(root)
-    ctx = RunContext(profile="det", data_dir=data_dir, llm_cfg={"default": {"backend": "embedded"}},
-                     engine={"max_turns": 2, "actor_max_tokens": 24, "user_max_tokens": 16, "reward": "simulator",
-                             "stop_on_reward": False}, planner="untrained", seed=7, sample_strategy=True)
+    ctx = RunContext(
+        profile="det",
+        data_dir=data_dir,
+        llm_cfg={"default": {"backend": "embedded"}},
+        engine={
+            "max_turns": 2,
+            "actor_max_tokens": 24,
+            "user_max_tokens": 16,
+            "reward": "simulator",
+            "stop_on_reward": False,
+        },
+        planner="untrained",
+        seed=7,
+        sample_strategy=True,
+    )
     ctx._kb = kb
     specs = parse_specs(["RSO"])
     judge = JudgeConfig(mode="score")

@@ -6,23 +6,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from eval_support import KB, _judge, _rows, _turn, _write  # tests/eval_support.py
 
 from rso_lib.data.records import DataError, Item
 from rso_lib.eval import judges as J
 from rso_lib.eval.evaluate import evaluate_system
 from rso_lib.eval.transcripts import read_transcript
 from rso_lib.llm.scripted import ScriptedLLM
-
-from eval_support import KB, _judge, _rows, _turn, _write  # tests/eval_support.py
-
-
-@pytest.mark.parametrize(
-    "text,want",
-    [("Rating: 4", 4), ("rating=2 because it is dull", 2), (" 5 ", 5), ("3/5", 3), ("**Rating:** 1", 1),
-     ("4\n\nLikely answer: it", 4), ("50 (thirty-five)", None), ("Rating: 7", None), ("4.5", None), ("I like it", None), ("Rating: 45", None), ("", None)],
-)
-def test_parse_rating(text, want):
-    assert J.parse_rating(text) == want
 
 
 def test_rate_score_mode_expected_value():
@@ -36,8 +26,11 @@ def test_rate_score_mode_expected_value():
 def test_rate_sample_mode_counts_failures_never_fills():
     replies = iter(["Rating: 4", "no idea", "2", "blah", "nope", "Rating: 9"])
     llm = ScriptedLLM(replies=lambda m: next(replies))
-    r = J.rate(llm, [[{"role": "user", "content": "a"}], [{"role": "user", "content": "b"}]],
-               J.JudgeConfig(mode="sample", samples=3))
+    r = J.rate(
+        llm,
+        [[{"role": "user", "content": "a"}], [{"role": "user", "content": "b"}]],
+        J.JudgeConfig(mode="sample", samples=3),
+    )
     assert r.values[0] == pytest.approx(3.0)  # mean of 4 and 2
     assert r.values[1] is None  # nothing parsable -> missing, not a score
     assert r.parse_failures == 4
@@ -54,12 +47,21 @@ def test_judge_config_rejects_unknown_mode():
 
 @pytest.fixture
 def transcript(tmp_path):
-    return _write(tmp_path / "RSO.jsonl", [
-        _rows("d1", True, [_turn("Hello there, what do you like?", retrieved=["m2", "m1"]),
-                           _turn("Alien is a horror film by Ridley Scott.", chosen="m1", retrieved=["m1", "m3"], pf=1)]),
-        _rows("d2", False, [_turn("Try Airplane! a funny film.", chosen="m2", retrieved=["m2", "m3", "m1"])]),
-        _rows("d3", False, [_turn("What do you like?", retrieved=[])]),  # no recommendation
-    ])
+    return _write(
+        tmp_path / "RSO.jsonl",
+        [
+            _rows(
+                "d1",
+                True,
+                [
+                    _turn("Hello there, what do you like?", retrieved=["m2", "m1"]),
+                    _turn("Alien is a horror film by Ridley Scott.", chosen="m1", retrieved=["m1", "m3"], pf=1),
+                ],
+            ),
+            _rows("d2", False, [_turn("Try Airplane! a funny film.", chosen="m2", retrieved=["m2", "m3", "m1"])]),
+            _rows("d3", False, [_turn("What do you like?", retrieved=[])]),  # no recommendation
+        ],
+    )
 
 
 def test_evaluate_system_from_transcript_and_result_files(transcript, tmp_path, monkeypatch):
@@ -71,6 +73,7 @@ def test_evaluate_system_from_transcript_and_result_files(transcript, tmp_path, 
     # write through the results writer and assert from the files (not from the objects)
     monkeypatch.setenv("RSO_ROOT", str(tmp_path))
     from rso_lib.results import provenance, write_table
+
     paths = write_table(pd.DataFrame([ev.row]), "t", "unit", provenance(0))
     got = pd.read_csv(paths["csv"]).iloc[0]
     assert got["n"] == 3
@@ -86,6 +89,7 @@ def test_evaluate_system_from_transcript_and_result_files(transcript, tmp_path, 
     assert got["no_recommendation"] == 1
     # Dist-2 over the 4 system replies, counted by hand
     from rso_lib.eval.metrics import distinct_n
+
     assert got["Dist-2"] == pytest.approx(distinct_n([t.reply for d in dialogues for t in d.turns]).value)
     # batched: 4 passes (pre, post, true, cred), each one backend call here
     assert len(judge.score_calls) == 4
@@ -99,6 +103,7 @@ def test_prs_over_counted_apart(transcript):
         p = np.zeros(5)
         p[want - 1] = 1
         return p
+
     ev = evaluate_system(read_transcript(transcript, system="X"), KB, ScriptedLLM(option_probs=probs), seed=0)
     assert ev.row["PRS_over"] == 2 and ev.row["PRS_n"] == 0 and np.isnan(ev.row["PRS"])
 
@@ -141,5 +146,6 @@ def test_prompts_cut_long_facts_and_dialogues():
     true = J.intention_messages("true", "p", ["drama"], item, max_facts_chars=300)[-1]["content"]
     assert len(true) < 1200
     from rso_lib.eval.transcripts import EvalTurn
+
     text = J.dialogue_text([EvalTurn(reply="a" * 500, user_reply="b" * 500)], max_chars=100)
     assert text.startswith("...") and len(text) == 103 and text.endswith("b" * 50)

@@ -1,8 +1,8 @@
 """Run specs from params, planner resolution, Fig. 4 rows, Fig. 3 turn extraction (no models)."""
 
 import pytest
-
 from eval_support import _rows, _turn, _write  # tests/eval_support.py
+
 from rso_lib.eval.runs import RunSpec, make_context, parse_specs, resolve_planner, scale_specs, strategy_turns
 from rso_lib.eval.transcripts import read_transcript
 
@@ -20,8 +20,11 @@ def test_parse_specs_strings_dicts_and_errors():
 
 
 def test_scale_specs_reuse_default_backbone():
-    specs = scale_specs([{"label": "S", "llm": {"backend": "embedded"}},
-                         {"label": "L", "llm": {"backend": "vllm", "model": "big"}}], {"backend": "embedded"}, "S")
+    specs = scale_specs(
+        [{"label": "S", "llm": {"backend": "embedded"}}, {"label": "L", "llm": {"backend": "vllm", "model": "big"}}],
+        {"backend": "embedded"},
+        "S",
+    )
     assert [s.name for s in specs] == ["RSO", "PROMPT_ONLY", "PROMPT_ONLY@L"]
     assert specs[1].llm is None and specs[2].llm == {"backend": "vllm", "model": "big"}
     assert [s.display for s in specs] == ["RSO (S)", "PromptCRS (S)", "PromptCRS (L)"]
@@ -59,12 +62,19 @@ def test_make_context_rejects_cache_in_llm_cfg(tmp_path, monkeypatch):
 
 
 def test_strategy_turns_from_transcript(tmp_path):
-    p = _write(tmp_path / "t.jsonl", [
-        _rows("a", False, [_turn("x", strategy="credibility"), _turn("y", strategy="encouragement")]),
-        _rows("b", True, [_turn("z", chosen="m1", retrieved=["m1"], strategy="offer_help")]),
-    ])
+    p = _write(
+        tmp_path / "t.jsonl",
+        [
+            _rows("a", False, [_turn("x", strategy="credibility"), _turn("y", strategy="encouragement")]),
+            _rows("b", True, [_turn("z", chosen="m1", retrieved=["m1"], strategy="offer_help")]),
+        ],
+    )
     t = strategy_turns(read_transcript(p), "RL")
-    assert t.values.tolist() == [["RL", "a", 0, "credibility"], ["RL", "a", 1, "encouragement"], ["RL", "b", 0, "offer_help"]]
+    assert t.values.tolist() == [
+        ["RL", "a", 0, "credibility"],
+        ["RL", "a", 1, "encouragement"],
+        ["RL", "b", 0, "offer_help"],
+    ]
 
 
 def test_unreachable_targets_left_out_and_counted(data_dir, tmp_path, monkeypatch):

@@ -3,8 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
-
 from eval_support import KB, _judge, _rows, _turn, _write  # tests/eval_support.py
+
 from rso_lib.eval import paper_numbers as P
 from rso_lib.eval.evaluate import evaluate_system
 from rso_lib.eval.tables import NOT_RUN, compare_systems, metrics_table, strategy_entropy, strategy_shares
@@ -17,8 +17,16 @@ def evals(tmp_path):
     out = []
     for ds in ("redial", "inspired"):  # written out of order on purpose
         for system, acc in (("RSO", [True, True, True, False]), ("PromptCRS", [False] * 4)):
-            dialogues = [_rows(f"{ds}{k}", a, [_turn("Alien is scary.", chosen="m1", retrieved=["m1", "m2"])],
-                               system=system, dataset=ds) for k, a in enumerate(acc)]
+            dialogues = [
+                _rows(
+                    f"{ds}{k}",
+                    a,
+                    [_turn("Alien is scary.", chosen="m1", retrieved=["m1", "m2"])],
+                    system=system,
+                    dataset=ds,
+                )
+                for k, a in enumerate(acc)
+            ]
             p = _write(tmp_path / f"{ds}-{system}.jsonl", dialogues)
             out.append(evaluate_system(read_transcript(p), KB, _judge(), seed=0))
     return out
@@ -33,6 +41,7 @@ def test_table_iv_rows_order_not_run_and_files(evals, tmp_path, monkeypatch):
 
     monkeypatch.setenv("RSO_ROOT", str(tmp_path))
     from rso_lib.results import provenance, write_table
+
     paths = write_table(df, "table_iv", "unit", provenance(0, judge="scripted"), caption="Table IV")
     got = pd.read_csv(paths["csv"])
     rso = got[(got["dataset"] == "redial") & (got["system"] == "RSO")].iloc[0]
@@ -41,8 +50,12 @@ def test_table_iv_rows_order_not_run_and_files(evals, tmp_path, monkeypatch):
     assert rso["Cred"] == pytest.approx(3.0)
     assert "not run" in paths["md"].read_text() and paths["tex"].read_text().startswith("\\begin{table}")
     # same inputs, same bytes
-    again = write_table(metrics_table(evals, paper_rows={"PromptCRS": "QwenCRS"}, not_run=NOT_RUN),
-                        "table_iv2", "unit", provenance(0, judge="scripted"))
+    again = write_table(
+        metrics_table(evals, paper_rows={"PromptCRS": "QwenCRS"}, not_run=NOT_RUN),
+        "table_iv2",
+        "unit",
+        provenance(0, judge="scripted"),
+    )
     assert again["csv"].read_bytes() == paths["csv"].read_bytes()
 
 
@@ -66,11 +79,17 @@ def test_compare_systems_verdicts(evals):
 
 
 def test_strategy_shares_hand_computed():
-    turns = pd.DataFrame([
-        # SFT: dialogue a has 2 turns, b has 1 -> bins with n_bins=2: a0->0, a1->1, b0->0
-        ("SFT", "a", 0, "credibility"), ("SFT", "a", 1, "encouragement"), ("SFT", "b", 0, "credibility"),
-        ("RL", "a", 0, "opinion_inquiry"), ("RL", "a", 1, "credibility"),
-    ], columns=["stage", "dialog_id", "turn_index", "strategy"])
+    turns = pd.DataFrame(
+        [
+            # SFT: dialogue a has 2 turns, b has 1 -> bins with n_bins=2: a0->0, a1->1, b0->0
+            ("SFT", "a", 0, "credibility"),
+            ("SFT", "a", 1, "encouragement"),
+            ("SFT", "b", 0, "credibility"),
+            ("RL", "a", 0, "opinion_inquiry"),
+            ("RL", "a", 1, "credibility"),
+        ],
+        columns=["stage", "dialog_id", "turn_index", "strategy"],
+    )
     s = strategy_shares(turns, n_bins=2).set_index(["stage", "bin", "strategy"])
     assert s.loc[("SFT", 0, "credibility"), "share"] == 1.0
     assert s.loc[("SFT", 1, "encouragement"), "share"] == 1.0
@@ -87,11 +106,17 @@ def test_figures_written(evals, tmp_path, monkeypatch):
     monkeypatch.setenv("RSO_ROOT", str(tmp_path))
     from rso_lib import plots
     from rso_lib.results import save_figure
+
     df = metrics_table(evals, not_run=NOT_RUN)
-    turns = pd.DataFrame([("SFT", "a", 0, "credibility"), ("RL", "a", 0, "encouragement")],
-                         columns=["stage", "dialog_id", "turn_index", "strategy"])
-    figs = {"fig5": plots.fig_ablations(df), "fig4": plots.fig_scale(df),
-            "fig3": plots.fig_strategy_distribution(strategy_shares(turns, 1))}
+    turns = pd.DataFrame(
+        [("SFT", "a", 0, "credibility"), ("RL", "a", 0, "encouragement")],
+        columns=["stage", "dialog_id", "turn_index", "strategy"],
+    )
+    figs = {
+        "fig5": plots.fig_ablations(df),
+        "fig4": plots.fig_scale(df),
+        "fig3": plots.fig_strategy_distribution(strategy_shares(turns, 1)),
+    }
     for name, fig in figs.items():
         paths = save_figure(fig, name, "unit")
         assert paths["png"].stat().st_size > 5000 and paths["pdf"].read_bytes()[:4] == b"%PDF"
@@ -100,9 +125,11 @@ def test_figures_written(evals, tmp_path, monkeypatch):
 def test_conv_sr_is_the_evaluators_and_accept_sr_the_simulators(tmp_path):
     """Paper Sec. IV-C: Conv-SR comes from the evaluator's reward (Eq. 9 stop rule), not from the
     simulator's acceptance, which is reported apart as Accept-SR."""
-    dialogues = [_rows("a", True, [_turn("Alien.", chosen="m1")], reward_stop=False),
-                 _rows("b", False, [_turn("Alien.", chosen="m1")], reward_stop=True),
-                 _rows("c", False, [_turn("Alien.", chosen="m1")], reward_stop=True)]
+    dialogues = [
+        _rows("a", True, [_turn("Alien.", chosen="m1")], reward_stop=False),
+        _rows("b", False, [_turn("Alien.", chosen="m1")], reward_stop=True),
+        _rows("c", False, [_turn("Alien.", chosen="m1")], reward_stop=True),
+    ]
     ev = evaluate_system(read_transcript(_write(tmp_path / "t.jsonl", dialogues)), KB, _judge(), seed=0)
     assert ev.row["Conv-SR"] == pytest.approx(2 / 3)
     assert ev.row["Accept-SR"] == pytest.approx(1 / 3)

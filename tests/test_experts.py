@@ -13,16 +13,28 @@ from rso_lib.experts.actor import Actor, ItemChooser, self_check_and_refine
 from rso_lib.experts.prompts import actor_prompt, render_history
 from rso_lib.experts.reasoner import PreferenceReasoner
 from rso_lib.experts.retriever import FactRetriever, item_description
-from rso_lib.experts.rewarder import Rewarder, parse_rating, rescale_rating, should_stop
+from rso_lib.experts.rewarder import Rewarder, rescale_rating, should_stop
 from rso_lib.llm.scripted import ScriptedLLM
 from rso_lib.strategies import DESCRIPTIONS
 
 ITEMS = [
-    Item("1", "Alien", 1979, ["horror", "sci-fi"], "A space crew is hunted by a deadly alien creature aboard their ship."),
+    Item(
+        "1", "Alien", 1979, ["horror", "sci-fi"], "A space crew is hunted by a deadly alien creature aboard their ship."
+    ),
     Item("2", "Notting Hill", 1999, ["comedy", "romance"], "A London bookseller falls in love with a famous actress."),
-    Item("3", "Heat", 1995, ["crime", "drama", "action"], "A detective hunts a professional thief crew in Los Angeles."),
-    Item("4", "Toy Story", 1995, ["animation", "comedy", "family"], "Toys come to life when their owner leaves the room."),
-    Item("5", "The Conjuring", 2013, ["horror", "mystery"], "Paranormal investigators help a family terrorised by a dark presence."),
+    Item(
+        "3", "Heat", 1995, ["crime", "drama", "action"], "A detective hunts a professional thief crew in Los Angeles."
+    ),
+    Item(
+        "4", "Toy Story", 1995, ["animation", "comedy", "family"], "Toys come to life when their owner leaves the room."
+    ),
+    Item(
+        "5",
+        "The Conjuring",
+        2013,
+        ["horror", "mystery"],
+        "Paranormal investigators help a family terrorised by a dark presence.",
+    ),
 ]
 H = [Turn(SEEKER, "Hi, I want a scary movie with aliens in space.")]
 
@@ -45,13 +57,6 @@ class BagEmbedder:
 
 
 # ---------------------------------------------------------------- Rewarder (Eq. 9)
-@pytest.mark.parametrize("text,want", [("Rating: 4", 4), ("rating:5 because", 5), ("I'd say 3 out of 5", 3),
-                                       ("Rating: 7", None), ("Rating: 4.5", None), ("great!", None), ("", None),
-                                       ("10/10", None)])
-def test_parse_rating(text, want):
-    assert parse_rating(text) == want
-
-
 def test_rescale_and_stop():
     assert [rescale_rating(r) for r in (1, 3, 5)] == [0.0, 0.5, 1.0]
     assert should_stop(0.8, 0.75) and not should_stop(0.75, 0.75) and not should_stop(None, 0.0)
@@ -101,12 +106,15 @@ def test_chooser_may_recommend_nothing_yet():
     assert llm.score_calls[0][1] == ["A", "B", "C", "D"]
     assert "D. None of these yet" in llm.score_calls[0][0][1][-1]["content"]  # row 2 lists A, B, then D
     assert [c.item_id for c in ch] == [None, None] and all(c.abstained and not c.parse_failure for c in ch)
-    gen = ItemChooser(ScriptedLLM(["D. none of these yet", "B"]), mode="generate").choose([H, H], ["", ""], [ITEMS[:3]] * 2)
+    gen = ItemChooser(ScriptedLLM(["D. none of these yet", "B"]), mode="generate").choose(
+        [H, H], ["", ""], [ITEMS[:3]] * 2
+    )
     assert gen[0].abstained and gen[0].item_id is None and gen[1].item_id == "2"
 
 
 def test_actor_modes_recommend_ask_or_own_knowledge():
     from rso_lib.experts.prompts import actor_prompt
+
     ask = actor_prompt(H, "Ask the user.", "likes horror", [], None, mode="ask")[-1]["content"]
     assert "Do not recommend a movie yet" in ask and "Movie to recommend" not in ask
     own = actor_prompt(H, None, "", [], None, mode="own")[-1]["content"]
@@ -136,8 +144,12 @@ def test_reasoner_batches_and_counts_empty():
 def test_actor_prompt_carries_strategy_preference_facts_item():
     m = actor_prompt(H, DESCRIPTIONS["credibility"], "wants horror", [ITEMS[0].facts()], ITEMS[0].name)
     text = m[-1]["content"]
-    for part in (DESCRIPTIONS["credibility"], "wants horror", "Ridley" if "Ridley" in ITEMS[0].facts() else "Alien (1979)",
-                 "User: Hi, I want a scary movie"):
+    for part in (
+        DESCRIPTIONS["credibility"],
+        "wants horror",
+        "Ridley" if "Ridley" in ITEMS[0].facts() else "Alien (1979)",
+        "User: Hi, I want a scary movie",
+    ):
         assert part in text
     bare = actor_prompt(H, None, "", [], None, ["Alien (1979)", "Heat (1995)"])[-1]["content"]
     assert "How to reply" not in bare and "Facts" not in bare and "Heat (1995)" in bare
@@ -171,8 +183,9 @@ def test_retriever_ranks_and_returns_facts(tmp_path):
     emb = BagEmbedder()
     r = FactRetriever(ITEMS, emb, embedder_name="bag", cache_dir=tmp_path, top_k=2, rank_n=4)
     assert item_description(ITEMS[0]).startswith("Alien (1979). Genres: horror, sci-fi")
-    res = r.retrieve([H, [Turn(SEEKER, "a funny romance about love with a famous actress in London")]],
-                     ["", "comedy romance"])
+    res = r.retrieve(
+        [H, [Turn(SEEKER, "a funny romance about love with a famous actress in London")]], ["", "comedy romance"]
+    )
     assert emb.calls == 2  # index build + ONE batch for both queries
     assert res[0].item_ids[0] == "1" and res[1].item_ids[0] == "2"
     assert len(res[0].ranking) == 4 and res[0].ranking[:2] == res[0].item_ids

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from llm_fixtures import RATING_PROMPT, RATINGS, convs, embedded
+
 from rso_lib.llm import role_llms
 from rso_lib.llm.cache import CachedLLM
 from rso_lib.llm.protocol import Sampling

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from llm_fixtures import convs, embedded
+
 from rso_lib.llm import hf
 from rso_lib.llm.hf import _apply_top_p, generation_cache, sample_nucleus
 from rso_lib.llm.protocol import Sampling
@@ -42,8 +42,7 @@ def test_nucleus_sampler_widens_its_window_when_the_nucleus_is_wide():
 def test_a_rows_token_does_not_depend_on_the_other_rows():
     torch.manual_seed(3)
     logits = torch.randn(4, 1000)
-    alone = [int(sample_nucleus(logits[r : r + 1], 0.8, 0.9, [torch.Generator().manual_seed(r)])[0])
-             for r in range(4)]
+    alone = [int(sample_nucleus(logits[r : r + 1], 0.8, 0.9, [torch.Generator().manual_seed(r)])[0]) for r in range(4)]
     together = sample_nucleus(logits, 0.8, 0.9, [torch.Generator().manual_seed(r) for r in range(4)]).tolist()
     assert alone == together
 

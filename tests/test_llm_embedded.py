@@ -6,8 +6,8 @@ import importlib.util
 
 import numpy as np
 import pytest
-
 from llm_fixtures import RATING_PROMPT, RATINGS, convs, embedded, scores_by_both_paths
+
 from rso_lib.llm import build_llm, expected_rating, role_llms
 from rso_lib.llm.hf import PromptTooLongError, truncate_messages
 from rso_lib.llm.protocol import ChatLLM, Sampling
@@ -159,8 +159,12 @@ def _cut(text, n):
 
 
 def test_truncation_rule_drops_oldest_non_system_first():
-    msgs = [{"role": "system", "content": "s s"}, {"role": "user", "content": "a a a"},
-            {"role": "assistant", "content": "b b b"}, {"role": "user", "content": "c c c"}]
+    msgs = [
+        {"role": "system", "content": "s s"},
+        {"role": "user", "content": "a a a"},
+        {"role": "assistant", "content": "b b b"},
+        {"role": "user", "content": "c c c"},
+    ]
     out, n = truncate_messages(msgs, _count, 8, _cut)
     assert [m["content"] for m in out] == ["s s", "c c c"] and n == 2
     assert truncate_messages(msgs, _count, 100, _cut) == (msgs, 0)
@@ -173,7 +177,9 @@ def test_truncation_rule_left_cuts_the_last_message_with_a_mark():
     assert out[1]["content"].startswith("[...]") and out[1]["content"].endswith("w8")
     assert _count(out) <= 7 and n == 1
     with pytest.raises(PromptTooLongError):
-        truncate_messages([{"role": "system", "content": "x " * 50}, {"role": "user", "content": "hi"}], _count, 10, _cut)
+        truncate_messages(
+            [{"role": "system", "content": "x " * 50}, {"role": "user", "content": "hi"}], _count, 10, _cut
+        )
 
 
 # ------------------------------------------------------------------ specs, roles, packages
@@ -213,7 +219,9 @@ def test_embedder_offline():
 
     m = load_embedder()
     assert load_embedder("all-MiniLM-L6-v2") is m
-    e = m.encode(["a funny animated movie for kids", "a cartoon comedy for children", "tax law in the 1800s"],
-                 normalize_embeddings=True)
+    e = m.encode(
+        ["a funny animated movie for kids", "a cartoon comedy for children", "tax law in the 1800s"],
+        normalize_embeddings=True,
+    )
     assert e.shape == (3, 384)
     assert e[0] @ e[1] > e[0] @ e[2] + 0.2

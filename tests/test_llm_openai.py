@@ -13,8 +13,8 @@ import time
 
 import numpy as np
 import pytest
-
 from llm_fixtures import RATING_PROMPT, RATINGS, convs, embedded
+
 from rso_lib.llm import build_llm
 from rso_lib.llm.openai_backend import LLMServerError, OpenAIChatLLM, sampling_to_request
 from rso_lib.llm.protocol import Sampling
@@ -61,11 +61,21 @@ def test_timeout_is_retried_then_fails():
 
 @pytest.fixture(scope="module")
 def server():
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1",
-           "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", "")}
-    proc = subprocess.Popen([sys.executable, "-m", "rso_lib.llm.serve", "--backend", "embedded", "--port", "0",
-                             "--max-wait-ms", "150"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
+    env = {
+        **os.environ,
+        "HF_HUB_OFFLINE": "1",
+        "TRANSFORMERS_OFFLINE": "1",
+        "TQDM_DISABLE": "1",
+        "PYTHONPATH": ROOT + os.pathsep + os.environ.get("PYTHONPATH", ""),
+    }
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "rso_lib.llm.serve", "--backend", "embedded", "--port", "0", "--max-wait-ms", "150"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=ROOT,
+    )
     url, lines = None, []
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
@@ -93,17 +103,32 @@ def test_official_openai_client_talks_to_our_server(server):
 
     client = openai.OpenAI(base_url=server, api_key="none", max_retries=0, timeout=120)
     assert [m.id for m in client.models.list().data] == ["SmolLM2-135M-Instruct-Q4_1"]
-    r = client.chat.completions.create(model="SmolLM2-135M-Instruct-Q4_1", messages=convs(1)[0], max_tokens=12,
-                                       temperature=0.8, seed=3, n=2, logprobs=True, top_logprobs=3)
+    r = client.chat.completions.create(
+        model="SmolLM2-135M-Instruct-Q4_1",
+        messages=convs(1)[0],
+        max_tokens=12,
+        temperature=0.8,
+        seed=3,
+        n=2,
+        logprobs=True,
+        top_logprobs=3,
+    )
     assert len(r.choices) == 2 and all(c.message.content for c in r.choices)
     toks = r.choices[0].logprobs.content
     assert toks and all(t.logprob <= 0 and len(t.top_logprobs) == 3 for t in toks)
     assert r.usage.completion_tokens > 0
-    r2 = client.chat.completions.create(model="SmolLM2-135M-Instruct-Q4_1", messages=convs(1)[0], max_tokens=12,
-                                        temperature=0.8, seed=3, n=2)
+    r2 = client.chat.completions.create(
+        model="SmolLM2-135M-Instruct-Q4_1", messages=convs(1)[0], max_tokens=12, temperature=0.8, seed=3, n=2
+    )
     assert [c.message.content for c in r2.choices] == [c.message.content for c in r.choices]  # seeded
-    c = client.completions.create(model="SmolLM2-135M-Instruct-Q4_1", prompt="The capital of France is",
-                                  max_tokens=3, temperature=0, echo=True, logprobs=1)
+    c = client.completions.create(
+        model="SmolLM2-135M-Instruct-Q4_1",
+        prompt="The capital of France is",
+        max_tokens=3,
+        temperature=0,
+        echo=True,
+        logprobs=1,
+    )
     lp = c.choices[0].logprobs
     assert c.choices[0].text.startswith("The capital of France is")
     assert lp.token_logprobs[0] is None and all(v <= 0 for v in lp.token_logprobs[1:])
@@ -115,8 +140,15 @@ def test_official_openai_client_talks_to_our_server(server):
 @pytest.mark.slow
 def test_our_backend_matches_embedded_through_the_server(server):
     local = embedded()
-    remote = build_llm({"backend": "openai", "model": "SmolLM2-135M-Instruct-Q4_1", "base_url": server,
-                        "tokenizer": "embedded", "max_concurrency": 4})
+    remote = build_llm(
+        {
+            "backend": "openai",
+            "model": "SmolLM2-135M-Instruct-Q4_1",
+            "base_url": server,
+            "tokenizer": "embedded",
+            "max_concurrency": 4,
+        }
+    )
     batch = convs(4)
     s = Sampling(max_tokens=16)
     want = local.chat(batch, s)
@@ -136,12 +168,14 @@ def test_our_backend_matches_embedded_through_the_server(server):
     multi = ["Toy Story", "The Matrix"]
     # multi-token options: compare log-probs (bf16 rounding grows with the number of tokens; an
     # off-by-one token or a wrong boundary would be off by whole nats)
-    np.testing.assert_allclose(remote.score_options_raw([batch[0]], multi),
-                               local.score_options_raw([batch[0]], multi), rtol=0.03, atol=0.1)
+    np.testing.assert_allclose(
+        remote.score_options_raw([batch[0]], multi), local.score_options_raw([batch[0]], multi), rtol=0.03, atol=0.1
+    )
     # chat-logprobs scoring (the mode for servers without echo) agrees on single-token options
     chat_mode = OpenAIChatLLM("SmolLM2-135M-Instruct-Q4_1", base_url=server, score_mode="chat")
-    np.testing.assert_allclose(chat_mode.score_options([RATING_PROMPT], RATINGS, prefix="Rating: "),
-                               p_local[:1], atol=0.03)
+    np.testing.assert_allclose(
+        chat_mode.score_options([RATING_PROMPT], RATINGS, prefix="Rating: "), p_local[:1], atol=0.03
+    )
     # seeded sampling through HTTP is repeatable
     ss = Sampling(temperature=1.0, max_tokens=10, seed=11)
     assert remote.chat(batch[:2], ss) == remote.chat(batch[:2], ss)

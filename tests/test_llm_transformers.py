@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from llm_fixtures import RATING_PROMPT, RATINGS, convs, embedded, scores_by_both_paths
+
 from rso_lib.llm import build_llm
 from rso_lib.llm.protocol import Sampling
 

@@ -44,8 +44,10 @@ def test_importing_the_kit_does_not_import_vllm():
     import subprocess
     import sys
 
-    code = ("import sys, rso_lib.llm, rso_lib.llm.vllm_backend, rso_lib.llm.openai_backend, rso_lib.llm.serve; "
-            "print(sorted(m for m in ('vllm', 'torch', 'transformers') if m in sys.modules))")
+    code = (
+        "import sys, rso_lib.llm, rso_lib.llm.vllm_backend, rso_lib.llm.openai_backend, rso_lib.llm.serve; "
+        "print(sorted(m for m in ('vllm', 'torch', 'transformers') if m in sys.modules))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"  # vllm (and even torch) load only when a backend is built
 
@@ -62,8 +64,9 @@ def test_vllm_engine_generates_and_scores():
         pytest.skip("vllm is installed but no CUDA device is visible")
     from rso_lib.llm import build_llm
 
-    llm = build_llm({"backend": "vllm", "model": "Qwen/Qwen2.5-0.5B-Instruct", "gpu_memory_utilization": 0.3,
-                     "max_model_len": 2048})
+    llm = build_llm(
+        {"backend": "vllm", "model": "Qwen/Qwen2.5-0.5B-Instruct", "gpu_memory_utilization": 0.3, "max_model_len": 2048}
+    )
     conv = [{"role": "user", "content": "Name one movie for a rainy day."}]
     out = llm.chat([conv, conv], Sampling(temperature=0.8, seed=5, max_tokens=16, n=2))
     assert out[0] == out[1] and all(t for t in out[0])

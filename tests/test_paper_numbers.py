@@ -25,7 +25,7 @@ def paper_text():
 
 def _table_rows(text: str, caption: str) -> dict[str, list[str]]:
     """Rows ``Name v1 v2 ...`` of the table whose caption starts with ``caption``."""
-    block = text[text.index(caption):]
+    block = text[text.index(caption) :]
     block = block[: block.index("\n\n", block.index("Methods"))]
     rows = {}
     for line in block.splitlines():
@@ -47,7 +47,7 @@ def test_table_iv_every_cell_matches_the_text(paper_text):
 def test_table_v_every_cell_and_improve_matches_the_text(paper_text):
     rows = _table_rows(paper_text, "TABLE V:")
     for system, cells in rows.items():
-        ins, red = cells[: len(cells) // 2], cells[len(cells) // 2:]
+        ins, red = cells[: len(cells) // 2], cells[len(cells) // 2 :]
         for ds, part in (("inspired", ins), ("redial", red)):
             assert [float(c) for c in part[:3]] == pytest.approx([P.TABLE_V[ds][system][m] for m in P.TABLE_V_METRICS])
             if system != "UniCRS":
@@ -61,8 +61,10 @@ def test_table_ii_and_sec_vc_numbers_are_in_the_text(paper_text):
     for ds, name in (("inspired", "Inspired"), ("redial", "ReDial")):
         for module, (metric, without, with_) in P.FIG5[ds].items():
             # the text quotes "from <without> to <with>" or, for a drop, "falls from <with> to <without>"
-            assert (f"from {without:.2f} to {with_:.2f} on {name}" in flat
-                    or f"from {with_:.2f} to {without:.2f} on {name}" in flat), (ds, module)
+            assert (
+                f"from {without:.2f} to {with_:.2f} on {name}" in flat
+                or f"from {with_:.2f} to {without:.2f} on {name}" in flat
+            ), (ds, module)
 
 
 def test_improvement_rule_reproduces_every_printed_value():
@@ -72,15 +74,25 @@ def test_improvement_rule_reproduces_every_printed_value():
         ref = P.TABLE_V[ds]["UniCRS"]
         for system, printed in P.TABLE_V_IMPROVE[ds].items():
             assert P.format_improvement(P.improvement_over(P.TABLE_V[ds][system], ref)) == printed, (ds, system)
-    assert np.isnan(P.improvement_over({"Rec-SR": 0.5, "Recall@1": 0.5, "Recall@5": 0.5},
-                                       {"Rec-SR": 0.0, "Recall@1": 0.5, "Recall@5": 0.5}))
+    assert np.isnan(
+        P.improvement_over(
+            {"Rec-SR": 0.5, "Recall@1": 0.5, "Recall@5": 0.5}, {"Rec-SR": 0.0, "Recall@1": 0.5, "Recall@5": 0.5}
+        )
+    )
 
 
 def test_table_iii_derived_from_system_configs():
     from rso_lib.dialogue.systems import SYSTEMS
     from rso_lib.eval.tables import capability_table
-    t = capability_table({"QwenCRS": SYSTEMS["PROMPT_ONLY"], "PCCRS": SYSTEMS["PCCRS"], "RSO": SYSTEMS["RSO"],
-                          "w/o Fact Retriever": SYSTEMS["NO_RETRIEVER"]}).set_index("system")
+
+    t = capability_table(
+        {
+            "QwenCRS": SYSTEMS["PROMPT_ONLY"],
+            "PCCRS": SYSTEMS["PCCRS"],
+            "RSO": SYSTEMS["RSO"],
+            "w/o Fact Retriever": SYSTEMS["NO_RETRIEVER"],
+        }
+    ).set_index("system")
     assert t.loc["RSO", ["Learnable", "Preference Reasoning", "Fact Grounding", "Strategy Optimization"]].all()
     assert not t.loc["QwenCRS", ["Learnable", "Preference Reasoning", "Fact Grounding"]].any()
     assert t.loc["PCCRS", "Fact Grounding"] and not t.loc["PCCRS", "Strategy Optimization"]
@@ -89,8 +101,9 @@ def test_table_iii_derived_from_system_configs():
 
 # ------------------------------------------------------------------ claims: constructed evaluations
 def _pd(ds, row, metric_col, values):
-    return pd.DataFrame({"dataset": ds, "paper_row": row, "dialog_id": [f"{row}{i}" for i in range(len(values))],
-                         metric_col: values})
+    return pd.DataFrame(
+        {"dataset": ds, "paper_row": row, "dialog_id": [f"{row}{i}" for i in range(len(values))], metric_col: values}
+    )
 
 
 def _per_dialogue(rso, others, col="cred", ds="inspired"):
@@ -110,11 +123,14 @@ def test_verdict_rules():
     assert C.combine([C.SUPPORTED, C.CONTRADICTED]) == C.CONTRADICTED
 
 
-@pytest.mark.parametrize("rso,other,want", [
-    ([4.0, 4.2, 3.9, 4.1] * 10, [2.0, 2.1, 1.9, 2.2] * 10, C.SUPPORTED),   # clearly better
-    ([2.0, 2.1, 1.9, 2.2] * 10, [4.0, 4.2, 3.9, 4.1] * 10, C.CONTRADICTED),  # clearly worse
-    ([1.0, 5.0, 3.0], [5.0, 1.0, 3.1], C.INCONCLUSIVE),                     # noise, n = 3
-])
+@pytest.mark.parametrize(
+    "rso,other,want",
+    [
+        ([4.0, 4.2, 3.9, 4.1] * 10, [2.0, 2.1, 1.9, 2.2] * 10, C.SUPPORTED),  # clearly better
+        ([2.0, 2.1, 1.9, 2.2] * 10, [4.0, 4.2, 3.9, 4.1] * 10, C.CONTRADICTED),  # clearly worse
+        ([1.0, 5.0, 3.0], [5.0, 1.0, 3.1], C.INCONCLUSIVE),  # noise, n = 3
+    ],
+)
 def test_best_of_claim_known_answers(rso, other, want):
     pdl = _per_dialogue(rso, {"QwenCRS": other, "PCCRS": [1.0] * 12})
     rows = C.best_of_claims(pdl, ("Cred",), "IV", np.random.default_rng(0), 1000)
@@ -130,17 +146,24 @@ def test_best_of_claim_needs_every_baseline():
 
 
 def test_ablation_and_strategy_claims_known_answers():
-    pdl = pd.concat([_pd("redial", "RSO", "conv_success", [1.0] * 30),
-                     _pd("redial", "w/o Planner", "conv_success", [0.0] * 30)], ignore_index=True)
+    pdl = pd.concat(
+        [_pd("redial", "RSO", "conv_success", [1.0] * 30), _pd("redial", "w/o Planner", "conv_success", [0.0] * 30)],
+        ignore_index=True,
+    )
     rows = {r["claim"]: r for r in C.ablation_claims(pdl, np.random.default_rng(0), 500)}
     assert rows["the Planner raises Conv-SR (Fig. 5)"]["verdict"] == C.SUPPORTED
     assert rows["the Planner raises Conv-SR (Fig. 5)"]["paper_rso"] == 0.98
     assert rows["the Fact Retriever raises Cred (Fig. 5)"]["verdict"] == C.NOT_RUN
     # SFT: one strategy everywhere; RL: four strategies evenly -> entropy and count both rise
-    turns = pd.DataFrame([("SFT only", f"d{i}", k, "credibility") for i in range(20) for k in range(3)]
-                         + [("after RL", f"d{i}", k, ["credibility", "similarity", "opinion_inquiry",
-                                                      "encouragement"][(i + k) % 4]) for i in range(20) for k in range(3)],
-                         columns=["stage", "dialog_id", "turn_index", "strategy"])
+    turns = pd.DataFrame(
+        [("SFT only", f"d{i}", k, "credibility") for i in range(20) for k in range(3)]
+        + [
+            ("after RL", f"d{i}", k, ["credibility", "similarity", "opinion_inquiry", "encouragement"][(i + k) % 4])
+            for i in range(20)
+            for k in range(3)
+        ],
+        columns=["stage", "dialog_id", "turn_index", "strategy"],
+    )
     s = {r["metric"]: r for r in C.strategy_claims(turns, "SFT only", "after RL", np.random.default_rng(0), 200)}
     assert s["entropy"]["verdict"] == C.SUPPORTED and s["entropy"]["effect"] == pytest.approx(np.log(4), abs=1e-3)
     assert s["strategies_used"]["verdict"] == C.SUPPORTED

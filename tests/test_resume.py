@@ -19,7 +19,12 @@ from rso_lib.data.records import RECOMMENDER, SEEKER, Turn
 from rso_lib.experts.planner import Planner, make_tiny_encoder
 from rso_lib.strategies import STRATEGIES
 from rso_lib.train.checkpoint import (
-    capture_rng_state, latest_checkpoint, list_checkpoints, load_checkpoint, restore_rng_state, save_checkpoint,
+    capture_rng_state,
+    latest_checkpoint,
+    list_checkpoints,
+    load_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
 )
 from rso_lib.train.sft import SFTConfig, train_sft
 
@@ -36,7 +41,9 @@ def synthetic_examples(n: int = 40) -> list[Ex]:
     words = ["horror", "comedy", "drama", "love", "action", "seen", "like", "movie", "watch", "great"]
     out = []
     for i in range(n):
-        h = [Turn(SEEKER if j % 2 else RECOMMENDER, " ".join(rng.choices(words, k=6))) for j in range(rng.randint(0, 4))]
+        h = [
+            Turn(SEEKER if j % 2 else RECOMMENDER, " ".join(rng.choices(words, k=6))) for j in range(rng.randint(0, 4))
+        ]
         out.append(Ex(h, STRATEGIES[i % 5]))
     return out
 
@@ -48,8 +55,9 @@ def tiny_dir(tmp_path_factory):
 
 def cfg_for(tiny_dir) -> SFTConfig:
     # 40 examples / batch 8 = 5 steps per epoch, 2 epochs = 10 steps; checkpoint every 2 steps
-    return SFTConfig(encoder=str(tiny_dir), max_length=32, lr=1e-3, batch_size=8, epochs=2,
-                     save_every_steps=2, log_every=0, seed=0)
+    return SFTConfig(
+        encoder=str(tiny_dir), max_length=32, lr=1e-3, batch_size=8, epochs=2, save_every_steps=2, log_every=0, seed=0
+    )
 
 
 def assert_same_weights(a: torch.nn.Module, b: torch.nn.Module):
@@ -101,14 +109,19 @@ def test_checkpoint_atomic_layout_and_weights_only(tiny_dir, tmp_path):
     st = load_checkpoint(ck, model=q, optimizer=opt_q)
     assert st["step"] == 3 and st["batch"] == 3
     assert_same_weights(p, q)
-    assert all(torch.equal(opt.state_dict()["state"][k]["exp_avg"], opt_q.state_dict()["state"][k]["exp_avg"])
-               for k in opt.state_dict()["state"])
+    assert all(
+        torch.equal(opt.state_dict()["state"][k]["exp_avg"], opt_q.state_dict()["state"][k]["exp_avg"])
+        for k in opt.state_dict()["state"]
+    )
 
 
-@pytest.mark.parametrize("save_every,kill_step,resume_step", [
-    (2, 7, 6),  # mid-epoch 2, one step after the step-6 checkpoint
-    (0, 8, 5),  # only epoch-end checkpoints: resume at the start of epoch 2
-])
+@pytest.mark.parametrize(
+    "save_every,kill_step,resume_step",
+    [
+        (2, 7, 6),  # mid-epoch 2, one step after the step-6 checkpoint
+        (0, 8, 5),  # only epoch-end checkpoints: resume at the start of epoch 2
+    ],
+)
 def test_sft_kill_and_resume_gives_identical_weights(tiny_dir, tmp_path, save_every, kill_step, resume_step):
     data = synthetic_examples()
     cfg = cfg_for(tiny_dir)
@@ -189,8 +202,9 @@ def test_sft_sigkill_and_resume_gives_identical_weights(tiny_dir, tmp_path):
     data = synthetic_examples()
     cfg = cfg_for(tiny_dir)
     ref = train_sft(cfg, data, data[:8], tmp_path / "ref", log=lambda s: None)
-    script = SIGKILL_SCRIPT.format(repo=str(REPO), tests=str(REPO / "tests"), tiny=str(tiny_dir),
-                                   out=str(tmp_path / "run"), kill_step=7)
+    script = SIGKILL_SCRIPT.format(
+        repo=str(REPO), tests=str(REPO / "tests"), tiny=str(tiny_dir), out=str(tmp_path / "run"), kill_step=7
+    )
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS=str(torch.get_num_threads()))
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)
     assert proc.returncode == -9, proc.stderr[-2000:]

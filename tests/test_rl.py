@@ -12,8 +12,15 @@ from rso_lib.experts.planner import Planner, make_tiny_encoder
 from rso_lib.strategies import STRATEGIES
 from rso_lib.train.checkpoint import latest_checkpoint
 from rso_lib.train.rl import (
-    EpisodeData, RLConfig, apply_baseline, build_rl_optimizer, discounted_returns, episodes_from_engine,
-    plot_rl_curves, reinforce_loss, rl_update, train_rl,
+    EpisodeData,
+    RLConfig,
+    apply_baseline,
+    build_rl_optimizer,
+    discounted_returns,
+    episodes_from_engine,
+    reinforce_loss,
+    rl_update,
+    train_rl,
 )
 
 
@@ -51,7 +58,9 @@ def test_reinforce_loss_by_hand_and_gradient():
     assert torch.allclose(logp.grad, -R)  # d/dlogp = -R_t / E
     assert torch.allclose(H.grad, torch.full((2,), -0.1 / 2))  # d/dH = -beta / N
     # two episodes: the policy-gradient term is averaged over episodes
-    assert float(reinforce_loss(torch.tensor([-1.0, -1.0]), torch.ones(2), torch.zeros(2), 0.0, n_episodes=2)) == pytest.approx(1.0)
+    assert float(
+        reinforce_loss(torch.tensor([-1.0, -1.0]), torch.ones(2), torch.zeros(2), 0.0, n_episodes=2)
+    ) == pytest.approx(1.0)
 
 
 def test_baselines():
@@ -76,8 +85,10 @@ def test_reinforce_update_raises_logprob_of_rewarded_strategy(tiny_dir):
     cfg = RLConfig(lr=1e-2, beta=0.0, max_grad_norm=None)
     opt = build_rl_optimizer(p, cfg)
     good, bad = STRATEGIES.index("credibility"), STRATEGIES.index("no_strategy")
-    eps = [EpisodeData([S1, S2], [good, good], [1.0, 1.0], accepted=True),
-           EpisodeData([S1, S2], [bad, bad], [0.0, 0.0])]
+    eps = [
+        EpisodeData([S1, S2], [good, good], [1.0, 1.0], accepted=True),
+        EpisodeData([S1, S2], [bad, bad], [0.0, 0.0]),
+    ]
     before_good, before_bad = _logp(p, S1, good)[0], _logp(p, S1, bad)[0]
     row = rl_update(p, opt, eps, cfg)
     after_good, after_bad = _logp(p, S1, good)[0], _logp(p, S1, bad)[0]
@@ -165,6 +176,8 @@ def test_rl_kill_and_resume_gives_identical_weights(tiny_dir, tmp_path):
     assert not torch.equal(p0["head.weight"], sb["head.weight"])
     with pytest.raises(ValueError, match="different run.*start_weights"):  # e.g. another SFT Planner
         train_rl(cfg, fresh(tiny_dir, seed=3), make_collect(), tmp_path / "run", log=lambda s: None)
+    from rso_lib.plots import plot_rl_curves
+
     fig = plot_rl_curves(res.log)
     assert len(fig.axes) >= 4
 

@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import pytest
 import torch
+from test_engine import make_engine, targets
 
 from rso_lib.dialogue.systems import RSO
 from rso_lib.dialogue.transcript import validate_transcript
 from rso_lib.experts.planner import Planner, make_tiny_encoder
 from rso_lib.train.checkpoint import latest_checkpoint
 from rso_lib.train.rl import RLConfig, engine_collector, train_rl
-
-from test_engine import make_engine, targets
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +21,9 @@ def tiny_dir(tmp_path_factory):
 
 
 def engine_with_planner(tiny_dir, tmp_path):
-    eng, _ = make_engine(system=RSO, sim="agenda", reward="judge", max_turns=3,
-                         rating_probs=[0.1, 0.1, 0.2, 0.3, 0.3], tmp_path=tmp_path)
+    eng, _ = make_engine(
+        system=RSO, sim="agenda", reward="judge", max_turns=3, rating_probs=[0.1, 0.1, 0.2, 0.3, 0.3], tmp_path=tmp_path
+    )
     planner = Planner.from_config(str(tiny_dir), max_length=48, seed=0)
     eng.planner = planner
     return eng, planner
@@ -51,7 +51,10 @@ def test_rl_with_engine_learns_logs_and_writes_transcripts(tiny_dir, tmp_path):
         assert row["n_episodes"] == 2 and 2 <= row["n_turns"] <= 6
         assert 0 <= row["mean_reward"] <= 1 and 0 <= row["conv_sr"] <= 1
         assert 0 < row["mean_entropy"] <= 2.64 + 1e-3
-        assert sum(v for k, v in row.items() if k.startswith("n_") and k not in ("n_episodes", "n_turns")) == row["n_turns"]
+        assert (
+            sum(v for k, v in row.items() if k.startswith("n_") and k not in ("n_episodes", "n_turns"))
+            == row["n_turns"]
+        )
     files = sorted((tmp_path / "a" / "transcripts").glob("*.jsonl"))
     assert len(files) == 4
     assert sum(validate_transcript(f)["dialogues"] for f in files) == 8
@@ -75,6 +78,7 @@ def test_rl_engine_kill_and_resume_identical(tiny_dir, tmp_path, where):
                 c.done = True
                 raise Killed()
             return eps
+
         c.reset = collect.reset
         return c
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import nbformat
 import pytest
@@ -30,7 +31,9 @@ def tmp_repo(tmp_path, monkeypatch):
 
 
 def test_declared_parameters_reads_literals(tmp_path):
-    nb = _nb(tmp_path / "01_a.ipynb", 'PROFILE = "smoke"  # profile\nN = 3  # count\nLLM = {"backend": "embedded"}\n', "")
+    nb = _nb(
+        tmp_path / "01_a.ipynb", 'PROFILE = "smoke"  # profile\nN = 3  # count\nLLM = {"backend": "embedded"}\n', ""
+    )
     assert run.declared_parameters(nb) == {"PROFILE": "smoke", "N": 3, "LLM": {"backend": "embedded"}}
 
 
@@ -78,8 +81,9 @@ def test_bad_yaml_names_the_file(tmp_path):
 def test_chain_executes_in_order_with_parameters(tmp_repo):
     """A real papermill run: executed copies land in runs/<profile>/notebooks with the injected values."""
     out = tmp_repo / "out.txt"
-    _nb(tmp_repo / "notebooks" / "01_a.ipynb", 'PROFILE = "smoke"\nN = 3\n',
-        f"open({str(out)!r}, 'a').write(f'a{{N}}')")
+    _nb(
+        tmp_repo / "notebooks" / "01_a.ipynb", 'PROFILE = "smoke"\nN = 3\n', f"open({str(out)!r}, 'a').write(f'a{{N}}')"
+    )
     _nb(tmp_repo / "notebooks" / "02_b.ipynb", 'PROFILE = "smoke"\n', f"open({str(out)!r}, 'a').write('b')")
     (tmp_repo / "params" / "base.yaml").write_text("common:\n  PROFILE: t\n")
     (tmp_repo / "params" / "t.yaml").write_text("01_a:\n  N: 7\n")
@@ -130,8 +134,12 @@ def test_smoke_profile_equals_notebook_defaults(monkeypatch):
     if not REPO_NBS:
         pytest.skip("no notebooks yet")
     todo = run.plan(run.load_params(run.profile_files("smoke")), REPO_NBS)
-    diffs = [f"{nb.stem}.{k}: yaml {v!r} != notebook {run.declared_parameters(nb)[k]!r}"
-             for nb, params in todo.items() for k, v in params.items() if run.declared_parameters(nb)[k] != v]
+    diffs = [
+        f"{nb.stem}.{k}: yaml {v!r} != notebook {run.declared_parameters(nb)[k]!r}"
+        for nb, params in todo.items()
+        for k, v in params.items()
+        if run.declared_parameters(nb)[k] != v
+    ]
     assert not diffs, "\n".join(diffs)
 
 
@@ -145,3 +153,60 @@ def test_papermill_parses_every_declared_parameter():
         cell = next(c for c in nbformat.read(nb_path, as_version=4).cells if "parameters" in c.metadata.get("tags", []))
         seen = {p.name for p in PythonTranslator.inspect(cell)}
         assert set(run.declared_parameters(nb_path)) <= seen, nb_path.name
+
+
+@pytest.mark.parametrize(
+    "override,needle",
+    [
+        ({"N_DIALOGUES": "abc"}, "N_DIALOGUES = 'abc': expected an integer"),
+        ({"MAX_TURNS": -3}, "MAX_TURNS = -3: outside [1, inf]"),
+        ({"SIMULATOR": "human"}, "SIMULATOR = 'human': one of 'agenda', 'llm'"),
+        ({"STOP_THRESHOLD": 1.5}, "STOP_THRESHOLD = 1.5: outside [0, 1]"),
+        ({"PROFILE": "/tmp/x"}, "PROFILE = '/tmp/x': a plain name"),
+        ({"SAMPLE_STRATEGY": 1}, "SAMPLE_STRATEGY = 1: expected a bool"),
+    ],
+)
+def test_bad_parameter_values_fail_before_any_work(override, needle):
+    """Types come from the notebook defaults, ranges and choices from run.RANGES / CHOICES; the
+    error names the parameter, the value and what is allowed."""
+    params = run.load_params(run.profile_files("smoke", []))
+    params["04_eval_tables"] = {**params.get("04_eval_tables", {}), **override}
+    with pytest.raises(run.ParamsError) as e:
+        run.plan(params, run.notebooks())
+    assert needle in str(e.value)
+
+
+def test_unknown_notebook_in_only_fails(capsys):
+    assert run.main(["--profile", "smoke", "--only", "01", "99"]) == 2
+    assert "no notebook named '99'" in capsys.readouterr().err
+
+
+def test_a_second_chain_of_the_same_profile_is_refused(tmp_repo):
+    import subprocess
+    import sys
+
+    with run.profile_lock("p") as lock:
+        assert lock.read_text().split()[0] == str(os.getpid())
+        with pytest.raises(run.ParamsError, match=rf"another chain of profile 'p' is running \(pid {os.getpid()}"):
+            with run.profile_lock("p"):
+                pass
+    assert not lock.exists()
+    # a lock left by a process that is gone is taken over
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    lock.write_text(dead.stdout.strip() + " then\n")
+    with run.profile_lock("p"):
+        assert lock.read_text().split()[0] == str(os.getpid())
+
+
+@pytest.mark.slow
+def test_a_failing_notebook_is_one_clear_line(tmp_repo, capsys):
+    _nb(tmp_repo / "notebooks" / "01_a.ipynb", 'PROFILE = "smoke"\nPATH = "nowhere.json"\n', "open(PATH).read()")
+    (tmp_repo / "params" / "base.yaml").write_text("common: {}\n")
+    (tmp_repo / "params" / "smoke.yaml").write_text("common: {PROFILE: smoke}\n")
+    assert run.main(["--profile", "smoke"]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1
+    import re
+
+    assert re.search(r"01_a.ipynb, cell \d+: FileNotFoundError", err) and "nowhere.json" in err
+    assert "full trace in" in err and "runs/smoke/notebooks/01_a.ipynb" in err

@@ -11,8 +11,15 @@ import torch
 from rso_lib.experts.planner import Planner, make_tiny_encoder
 from rso_lib.strategies import STRATEGY_TO_ID
 from rso_lib.train.sft import (
-    SFTConfig, classification_metrics, confusion, epoch_order, evaluate, majority_baseline, plot_confusion,
-    sft_loss, subsample, train_sft,
+    SFTConfig,
+    classification_metrics,
+    confusion,
+    epoch_order,
+    evaluate,
+    majority_baseline,
+    sft_loss,
+    subsample,
+    train_sft,
 )
 
 
@@ -61,7 +68,11 @@ def test_metrics_by_hand():
     # F1: class0 p=1/2 r=1/2 -> 1/2; class1 p=2/3 r=1 -> 4/5; class2 0  => mean 13/30
     assert m["macro_f1"] == pytest.approx((0.5 + 0.8 + 0.0) / 3)
     cm = confusion(y_true, y_pred)
-    assert cm.shape == (14, 14) and cm.sum() == 5 and cm[0, 0] == 1 and cm[0, 1] == 1 and cm[1, 1] == 2 and cm[2, 0] == 1
+    assert (
+        cm.shape == (14, 14) and cm.sum() == 5 and cm[0, 0] == 1 and cm[0, 1] == 1 and cm[1, 1] == 2 and cm[2, 0] == 1
+    )
+    from rso_lib.plots import plot_confusion
+
     fig = plot_confusion(cm)
     assert fig.axes
     with pytest.raises(ValueError):

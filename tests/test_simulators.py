@@ -7,7 +7,12 @@ import pytest
 
 from rso_lib.data.records import RECOMMENDER, SEEKER, Item, Persona, SimTarget, Turn
 from rso_lib.dialogue.simulators import (
-    AgendaSimulator, LLMSimulator, SimResponse, SimulatorReward, TitleMatcher, covers,
+    AgendaSimulator,
+    LLMSimulator,
+    SimResponse,
+    SimulatorReward,
+    TitleMatcher,
+    covers,
 )
 from rso_lib.llm.scripted import ScriptedLLM
 
@@ -76,12 +81,15 @@ def test_agenda_paraphrase_batched_and_empty_counted():
     assert out[1].parse_failures == 1 and "horror" in out[1].text  # template kept, failure counted
 
 
-@pytest.mark.parametrize("require,item,p_acc,want", [
-    (True, "1", 0.9, True),  # fits + LLM says accept
-    (True, "2", 0.9, False),  # LLM says accept but the KB genres do not cover the targets
-    (True, "1", 0.2, False),  # fits but LLM rejects
-    (False, "2", 0.9, True),  # paper mode: the LLM alone decides
-])
+@pytest.mark.parametrize(
+    "require,item,p_acc,want",
+    [
+        (True, "1", 0.9, True),  # fits + LLM says accept
+        (True, "2", 0.9, False),  # LLM says accept but the KB genres do not cover the targets
+        (True, "1", 0.2, False),  # fits but LLM rejects
+        (False, "2", 0.9, True),  # paper mode: the LLM alone decides
+    ],
+)
 def test_llm_simulator_acceptance(require, item, p_acc, want):
     llm = ScriptedLLM(["Sure, sounds fun."], option_probs=lambda m, o: [p_acc, 1 - p_acc])
     sim = LLMSimulator(llm, ITEMS, require_kb_cover=require)
@@ -99,9 +107,15 @@ def test_llm_simulator_acceptance(require, item, p_acc, want):
 def test_simulator_reward():
     rw = SimulatorReward(stop_threshold=0.75)
     items = {i.item_id: i for i in ITEMS}
-    res = rw.score_from_sim([SimResponse("ok", "accept", "1", accepted=True, covers_target=True),
-                             SimResponse("?", "inquire", "1", covers_target=True),
-                             SimResponse("no", "reject", "4", covers_target=False),
-                             SimResponse("hm", "request")], [T] * 4, items)
+    res = rw.score_from_sim(
+        [
+            SimResponse("ok", "accept", "1", accepted=True, covers_target=True),
+            SimResponse("?", "inquire", "1", covers_target=True),
+            SimResponse("no", "reject", "4", covers_target=False),
+            SimResponse("hm", "request"),
+        ],
+        [T] * 4,
+        items,
+    )
     assert [r.reward for r in res] == [1.0, 0.625, 0.25, 0.0]
     assert [r.stop for r in res] == [True, False, False, False]

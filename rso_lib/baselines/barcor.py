@@ -61,21 +61,36 @@ class BARCORConfig:
 
 def _build_bart(cfg: BARCORConfig):
     from transformers import AutoTokenizer, BartConfig, BartForConditionalGeneration
+
     if cfg.backbone != SCRATCH:
         tok = AutoTokenizer.from_pretrained(cfg.backbone, local_files_only=local_only(cfg.backbone))
         if tok.pad_token_id is None:
             tok.pad_token = tok.eos_token
-        return BartForConditionalGeneration.from_pretrained(cfg.backbone, local_files_only=local_only(cfg.backbone)), tok
+        return BartForConditionalGeneration.from_pretrained(
+            cfg.backbone, local_files_only=local_only(cfg.backbone)
+        ), tok
     path = resolve_causal_lm(cfg.tokenizer)
     tok = AutoTokenizer.from_pretrained(path, local_files_only=local_only(path))
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     bos = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
-    bc = BartConfig(vocab_size=len(tok), d_model=cfg.d_model, encoder_layers=cfg.layers, decoder_layers=cfg.layers,
-                    encoder_attention_heads=cfg.heads, decoder_attention_heads=cfg.heads,
-                    encoder_ffn_dim=cfg.ffn, decoder_ffn_dim=cfg.ffn, max_position_embeddings=256,
-                    dropout=cfg.dropout, pad_token_id=tok.pad_token_id, bos_token_id=bos,
-                    eos_token_id=tok.eos_token_id, decoder_start_token_id=bos, forced_eos_token_id=None)
+    bc = BartConfig(
+        vocab_size=len(tok),
+        d_model=cfg.d_model,
+        encoder_layers=cfg.layers,
+        decoder_layers=cfg.layers,
+        encoder_attention_heads=cfg.heads,
+        decoder_attention_heads=cfg.heads,
+        encoder_ffn_dim=cfg.ffn,
+        decoder_ffn_dim=cfg.ffn,
+        max_position_embeddings=256,
+        dropout=cfg.dropout,
+        pad_token_id=tok.pad_token_id,
+        bos_token_id=bos,
+        eos_token_id=tok.eos_token_id,
+        decoder_start_token_id=bos,
+        forced_eos_token_id=None,
+    )
     return BartForConditionalGeneration(bc), tok
 
 
@@ -92,7 +107,7 @@ class BARCOR(PLMBase):
         self.frozen.tok = tok  # a tokenizer is not a module; kept beside the backbones
         d = self.bart.config.d_model
         self.entity = nn.Embedding(kg.num_entities, d)
-        nn.init.normal_(self.entity.weight, std=d ** -0.5)
+        nn.init.normal_(self.entity.weight, std=d**-0.5)
         self.rec_proj = nn.Linear(d, d)
         # the light graph: each item's neighbours (any relation), as a sparse row-normalised matrix
         e = torch.as_tensor(kg.edges)
@@ -104,8 +119,9 @@ class BARCOR(PLMBase):
                 cols.append(t)
         idx = torch.tensor([rows, cols], dtype=torch.long).reshape(2, -1)
         deg = torch.bincount(idx[0], minlength=len(self.item_ids)).clamp(min=1).float()
-        adj = torch.sparse_coo_tensor(idx, 1.0 / deg[idx[0]], (len(self.item_ids), kg.num_entities),
-                                      check_invariants=True).coalesce()
+        adj = torch.sparse_coo_tensor(
+            idx, 1.0 / deg[idx[0]], (len(self.item_ids), kg.num_entities), check_invariants=True
+        ).coalesce()
         self.register_buffer("item_adj", adj, persistent=False)
 
     def _item_vectors(self) -> torch.Tensor:
@@ -139,8 +155,13 @@ class BARCOR(PLMBase):
         if task == "conv":
             tok = self.frozen.tok
             tok.truncation_side = "right"
-            lab = tok([e.response for e in examples], return_tensors="pt", padding=True, truncation=True,
-                      max_length=self.cfg.max_response_tokens)
+            lab = tok(
+                [e.response for e in examples],
+                return_tensors="pt",
+                padding=True,
+                truncation=True,
+                max_length=self.cfg.max_response_tokens,
+            )
             ids, am = lab["input_ids"], lab["attention_mask"]
             # append EOS after each response so the decoder learns where to stop
             eos = torch.full((len(examples), 1), tok.eos_token_id)
@@ -159,8 +180,13 @@ class BARCOR(PLMBase):
         return self._query(enc, mask) @ self._item_vectors().T
 
     @torch.no_grad()
-    def generate(self, histories: Sequence[Sequence[Turn]], max_new_tokens: int = 40, temperature: float = 0.0,
-                 seed: int | None = None) -> list[str]:
+    def generate(
+        self,
+        histories: Sequence[Sequence[Turn]],
+        max_new_tokens: int = 40,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> list[str]:
         """Reply templates (with ``<movie>`` slots), greedy or sampled with ``seed``."""
         tok = self.frozen.tok
         tok.truncation_side = "left"
@@ -169,9 +195,16 @@ class BARCOR(PLMBase):
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
-            out = self.bart.generate(**b, max_new_tokens=max_new_tokens, do_sample=temperature > 0,
-                                     temperature=temperature if temperature > 0 else None, top_p=None, top_k=None,
-                                     num_beams=1, no_repeat_ngram_size=4)  # 4: two slots ("<movie>" = 3 tokens) stay legal
+            out = self.bart.generate(
+                **b,
+                max_new_tokens=max_new_tokens,
+                do_sample=temperature > 0,
+                temperature=temperature if temperature > 0 else None,
+                top_p=None,
+                top_k=None,
+                num_beams=1,
+                no_repeat_ngram_size=4,
+            )  # 4: two slots ("<movie>" = 3 tokens) stay legal
         return [tok.decode(o, skip_special_tokens=True).strip().split("\n")[0].strip() for o in out]
 
 

@@ -31,6 +31,7 @@ def resolve_causal_lm(name: str) -> str:
     or a hub id such as ``microsoft/DialoGPT-small``) is passed to ``from_pretrained``."""
     if name in EMBEDDED_GENERATOR:
         from rso_lib.llm.embedded import converted_dir
+
         return str(converted_dir())
     return str(Path(name).expanduser()) if Path(name).expanduser().exists() else name
 
@@ -39,6 +40,7 @@ def resolve_text_encoder(name: str) -> str:
     """A text-encoder directory or hub id (``"all-MiniLM-L6-v2"`` = the packaged MiniLM; its
     transformer weights sit at the top of the sentence-transformers directory)."""
     from rso_lib.llm.embeddings import resolve_embedder
+
     return resolve_embedder(name)
 
 
@@ -71,8 +73,9 @@ class PLMBase(nn.Module):
         self.items = {it.item_id: it for it in items}
         self.item_ids: list[str] = sorted(self.items)  # fixed order -> reproducible ties
         self.linker = EntityLinker(kg, items)
-        self.register_buffer("item_entities", torch.tensor([kg.item_entity[i] for i in self.item_ids]),
-                             persistent=False)
+        self.register_buffer(
+            "item_entities", torch.tensor([kg.item_entity[i] for i in self.item_ids]), persistent=False
+        )
         self.frozen = _Frozen()
 
     # -- interface the trainer and wrappers use ----------------------------------------------------
@@ -83,14 +86,20 @@ class PLMBase(nn.Module):
         """``[B, n_items]`` scores over :attr:`item_ids`."""
         raise NotImplementedError
 
-    def generate(self, histories: Sequence[Sequence[Turn]], max_new_tokens: int = 40, temperature: float = 0.0,
-                 seed: int | None = None) -> list[str]:  # pragma: no cover
+    def generate(
+        self,
+        histories: Sequence[Sequence[Turn]],
+        max_new_tokens: int = 40,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> list[str]:  # pragma: no cover
         raise NotImplementedError
 
     # -- persistence ------------------------------------------------------------------------------
     def save(self, path: str | os.PathLike) -> None:
         """``model.safetensors`` (trained weights only) + ``plm.json`` (kind, config, graph summary)."""
         from safetensors.torch import save_file
+
         path = Path(path)
         path.mkdir(parents=True, exist_ok=True)
         # tied weights (BART's shared embeddings / LM head) are stored once, under the name
@@ -105,8 +114,12 @@ class PLMBase(nn.Module):
             seen.add(ptr)
             state[k] = v.detach().cpu().contiguous().clone()
         save_file(state, str(path / "model.safetensors"))
-        meta = {"kind": self.kind, "config": dataclasses.asdict(self.cfg), "kg": self.kg.summary(),
-                "items": len(self.item_ids)}
+        meta = {
+            "kind": self.kind,
+            "config": dataclasses.asdict(self.cfg),
+            "kg": self.kg.summary(),
+            "items": len(self.item_ids),
+        }
         (path / "plm.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
 
 

@@ -42,8 +42,9 @@ def format_context(history: Sequence[Turn], max_turns: int = 6) -> str:
     return "\n".join(lines)
 
 
-def context_entities(history: Sequence[Turn], linker: EntityLinker, max_turns: int = 6, max_entities: int = 16
-                     ) -> list[int]:
+def context_entities(
+    history: Sequence[Turn], linker: EntityLinker, max_turns: int = 6, max_entities: int = 16
+) -> list[int]:
     """Entities linked in the last ``max_turns`` utterances, most recent ``max_entities`` kept."""
     ents: list[int] = []
     for t in list(history)[-max_turns:]:
@@ -74,8 +75,16 @@ def build_examples(dialogues: Iterable[Dialogue], kb, linker: EntityLinker, max_
                         ids.append(iid)
             titles += [kb.items[i].title for i in ids]
             ctx = d.turns[:k]
-            out.append(Example(d.dialog_id, ctx, mask_items(turn.text, titles, SLOT), ids,
-                               context_entities(ctx, linker, max_turns), linker.link(turn.text)))
+            out.append(
+                Example(
+                    d.dialog_id,
+                    ctx,
+                    mask_items(turn.text, titles, SLOT),
+                    ids,
+                    context_entities(ctx, linker, max_turns),
+                    linker.link(turn.text),
+                )
+            )
     return out
 
 

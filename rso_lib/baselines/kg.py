@@ -68,8 +68,13 @@ class KG:
         return self._index.get(name)
 
     def summary(self) -> dict:
-        return {"source": self.source, "entities": self.num_entities, "relations": self.num_relations,
-                "edges": int(len(self.edges)), "items": len(self.item_entity)}
+        return {
+            "source": self.source,
+            "entities": self.num_entities,
+            "relations": self.num_relations,
+            "edges": int(len(self.edges)),
+            "items": len(self.item_entity),
+        }
 
 
 def _with_inverse(triples: list[tuple[int, int, int]], n_rel: int) -> np.ndarray:
@@ -140,8 +145,9 @@ def build_kb_kg(items: Iterable[Item]) -> KG:
     triples = []
     for it in items:
         h = item_entity[it.item_id]
-        for r, (vals, typ) in enumerate(((it.genres, "genre"), (it.stars, "person"), (it.director, "person"),
-                                         (it.writer, "person"))):
+        for r, (vals, typ) in enumerate(
+            ((it.genres, "genre"), (it.stars, "person"), (it.director, "person"), (it.writer, "person"))
+        ):
             for v in vals:
                 if v:
                     triples.append((h, r, ent(v, typ)))
@@ -181,7 +187,11 @@ class EntityLinker:
         names += [(n, e) for e, (n, t) in enumerate(zip(kg.entities, kg.entity_types)) if t != "movie"]
         for name, e in names:
             toks = tuple(_tokens(name))
-            if not toks or len(toks) > max_len or (len(toks) == 1 and len(toks[0]) < 5 and toks[0] not in _SHORT_GENRES):
+            if (
+                not toks
+                or len(toks) > max_len
+                or (len(toks) == 1 and len(toks[0]) < 5 and toks[0] not in _SHORT_GENRES)
+            ):
                 continue
             self.by_tokens.setdefault(toks, []).append(e)
 
@@ -198,13 +208,14 @@ class EntityLinker:
         i = 0
         while i < len(toks):
             for n in range(min(self.max_len, len(toks) - i), 0, -1):
-                ids = self.by_tokens.get(tuple(toks[i:i + n]))
+                ids = self.by_tokens.get(tuple(toks[i : i + n]))
                 if ids and self.kg.entity_types[ids[0]] == "movie":
                     j = i + n
                     nxt = raw[j] if j < len(raw) else ""
-                    gap = text[spans[j - 1][1]:spans[j][0]] if nxt else ""
+                    gap = text[spans[j - 1][1] : spans[j][0]] if nxt else ""
                     runs_on = not re.search(r"[.!?,;(]", gap) and (
-                        ":" in gap or (nxt[:1].isdigit() and not _YEAR.fullmatch(nxt)) or nxt[:1].isupper())
+                        ":" in gap or (nxt[:1].isdigit() and not _YEAR.fullmatch(nxt)) or nxt[:1].isupper()
+                    )
                     if not (raw[i][0].isupper() or raw[i][0].isdigit()) or runs_on:
                         ids = None
                 if ids:

@@ -32,23 +32,33 @@ def training_dialogues(data_dir: str | Path, dataset: str) -> tuple[list, list, 
     """(train dialogues, held-out dialogues, a sentence saying which)."""
     if dataset == "inspired":
         from rso_lib.data.inspired import load_strategy_split
+
         tr, _ = load_strategy_split(data_dir, "train")
         va, _ = load_strategy_split(data_dir, "valid")
         return tr, va, f"INSPIRED strategy split: {len(tr)} train / {len(va)} valid dialogues"
     if dataset == "redial":
         from rso_lib.data.redial import available_redial_splits, load_redial_split
+
         splits = available_redial_splits(data_dir)
         if "train" in splits:
             tr, _ = load_redial_split(data_dir, "train")
             va, _ = load_redial_split(data_dir, "valid") if "valid" in splits else ([], [])
             return tr, va, f"ReDial official splits: {len(tr)} train / {len(va)} valid dialogues"
         if "valid" not in splits:
-            raise FileNotFoundError(f"{data_dir}/redial: no ReDial dialogues (train_data.jsonl / valid_data.jsonl); "
-                                    "fetch them with `python -m rso_lib.data.fetch`")
+            raise FileNotFoundError(
+                f"{data_dir}/redial: no ReDial dialogues (train_data.jsonl / valid_data.jsonl); "
+                "fetch them with `python -m rso_lib.data.fetch`"
+            )
         d, _ = load_redial_split(data_dir, "valid")
         cut = int(len(d) * 0.9)
-        return d[:cut], d[cut:], (f"ReDial: no train split in the data directory; the {len(d)} dialogues at hand "
-                                  f"(valid_data.jsonl) split by dialogue {cut} train / {len(d) - cut} held out")
+        return (
+            d[:cut],
+            d[cut:],
+            (
+                f"ReDial: no train split in the data directory; the {len(d)} dialogues at hand "
+                f"(valid_data.jsonl) split by dialogue {cut} train / {len(d) - cut} held out"
+            ),
+        )
     raise ValueError(f"unknown dataset {dataset!r} (inspired | redial)")
 
 
@@ -60,7 +70,7 @@ def recall_at(model, examples, ks=(1, 10, 50), batch_size: int = 16) -> dict:
     pos = {iid: j for j, iid in enumerate(model.item_ids)}
     hits = {k: 0 for k in ks}
     for i in range(0, len(rows), batch_size):
-        chunk = rows[i:i + batch_size]
+        chunk = rows[i : i + batch_size]
         s = model.item_scores([c for c, _ in chunk])
         top = torch.topk(s, max(ks), dim=1).indices.numpy()
         for row, (_, t) in zip(top, chunk):
@@ -88,6 +98,7 @@ def _enough(dialogues: list, n: int | None, seed: int, kb, linker) -> list:
 def make_model(kind: str, kg, kb, model_cfg: dict):
     from rso_lib.baselines.barcor import BARCOR, BARCORConfig
     from rso_lib.baselines.unicrs import UniCRS, UniCRSConfig
+
     if kind == "unicrs":
         return UniCRS(UniCRSConfig(**model_cfg), kg, kb)
     if kind == "barcor":
@@ -95,9 +106,21 @@ def make_model(kind: str, kg, kb, model_cfg: dict):
     raise ValueError(f"unknown PLM baseline {kind!r} (unicrs | barcor)")
 
 
-def train_baseline(kind: str, dataset: str, *, kb, data_dir: str | Path, profile: str, model_cfg: dict | None = None,
-                   train_cfg: dict | None = None, max_examples: int | None = None, eval_examples: int | None = 64,
-                   seed: int = 0, resume: bool = True, log=print) -> dict:
+def train_baseline(
+    kind: str,
+    dataset: str,
+    *,
+    kb,
+    data_dir: str | Path,
+    profile: str,
+    model_cfg: dict | None = None,
+    train_cfg: dict | None = None,
+    max_examples: int | None = None,
+    eval_examples: int | None = 64,
+    seed: int = 0,
+    resume: bool = True,
+    log=print,
+) -> dict:
     """Train ``kind`` (``unicrs`` | ``barcor``) on ``dataset`` (``inspired`` | ``redial``).
 
     Args:
@@ -121,8 +144,10 @@ def train_baseline(kind: str, dataset: str, *, kb, data_dir: str | Path, profile
     model = make_model(kind, kg, kb, {**(model_cfg or {}), "kg_source": dataset})
     cfg = PLMTrainConfig(**{**(train_cfg or {}), "seed": seed})
     out = plm_dir(profile, kind, dataset).parent
-    log(f"[plm] {kind} on {dataset}: {data_note}; {len(train_ex)} training turns "
-        f"({sum(bool(e.targets) for e in train_ex)} name a catalogue movie); graph {kg.summary()}")
+    log(
+        f"[plm] {kind} on {dataset}: {data_note}; {len(train_ex)} training turns "
+        f"({sum(bool(e.targets) for e in train_ex)} name a catalogue movie); graph {kg.summary()}"
+    )
     metrics = train_plm(model, train_ex, cfg, out, resume=resume)
     metrics["recall"] = recall_at(model, held)
     metrics["data"] = data_note
@@ -130,8 +155,11 @@ def train_baseline(kind: str, dataset: str, *, kb, data_dir: str | Path, profile
     metrics["seconds_total"] = round(time.perf_counter() - t0, 1)
     (out / "metrics.json").write_text(json.dumps(metrics, indent=1) + "\n")
     st = metrics["stages"]
-    log(f"[plm] {kind}/{dataset}: " + ", ".join(f"{t} loss {v['first_loss']:.2f} -> {v['last_loss']:.2f}" for t, v in st.items())
-        + f"; held-out {metrics['recall']}; {metrics['seconds_total']} s")
+    log(
+        f"[plm] {kind}/{dataset}: "
+        + ", ".join(f"{t} loss {v['first_loss']:.2f} -> {v['last_loss']:.2f}" for t, v in st.items())
+        + f"; held-out {metrics['recall']}; {metrics['seconds_total']} s"
+    )
     return metrics
 
 
@@ -139,8 +167,13 @@ def summary_rows(all_metrics: list[dict]) -> list[dict]:
     """One table row per trained model (notebook display / results file)."""
     rows = []
     for m in all_metrics:
-        r = {"system": m["kind"], "dataset": m["dataset"], "train_turns": m["n_examples"],
-             "steps": m["steps_done"], "seconds": m["seconds_total"]}
+        r = {
+            "system": m["kind"],
+            "dataset": m["dataset"],
+            "train_turns": m["n_examples"],
+            "steps": m["steps_done"],
+            "seconds": m["seconds_total"],
+        }
         for t, v in m["stages"].items():
             r[f"{t}_loss_first"], r[f"{t}_loss_last"] = round(v["first_loss"], 3), round(v["last_loss"], 3)
         r.update({k: (round(v, 3) if isinstance(v, float) else v) for k, v in m["recall"].items()})

@@ -40,8 +40,12 @@ class PLMRanker:
         self.model, self.top_k, self.rank_n = model, top_k, min(rank_n, len(model.item_ids))
         self.items = model.items  # the engine reads names and facts from here
 
-    def retrieve(self, histories: Sequence[Sequence[Turn]], preferences: Sequence[str] = (),
-                 exclude: Sequence[set[str]] | None = None) -> list[Retrieval]:
+    def retrieve(
+        self,
+        histories: Sequence[Sequence[Turn]],
+        preferences: Sequence[str] = (),
+        exclude: Sequence[set[str]] | None = None,
+    ) -> list[Retrieval]:
         if not histories:
             return []
         exclude = exclude or [set()] * len(histories)
@@ -52,8 +56,14 @@ class PLMRanker:
             keep = [j for j in order[: self.rank_n + len(ex)] if self.model.item_ids[j] not in ex][: self.rank_n]
             ranking = [self.model.item_ids[j] for j in keep]
             top = ranking[: self.top_k]
-            out.append(Retrieval(item_ids=top, scores=[float(row[j]) for j in keep[: len(top)]], ranking=ranking,
-                                 facts=[self.items[i].facts() for i in top]))
+            out.append(
+                Retrieval(
+                    item_ids=top,
+                    scores=[float(row[j]) for j in keep[: len(top)]],
+                    ranking=ranking,
+                    facts=[self.items[i].facts() for i in top],
+                )
+            )
         return out
 
 
@@ -71,10 +81,17 @@ class PLMGenerator:
     def __init__(self, model, max_new_tokens: int = 40, temperature: float = 0.0):
         self.model, self.max_new_tokens, self.temperature = model, max_new_tokens, temperature
 
-    def reply(self, histories: Sequence[Sequence[Turn]], strategy_descriptions: Sequence[str | None] = (),
-              preferences: Sequence[str] = (), facts: Sequence[Sequence[str]] = (),
-              item_names: Sequence[str | None] = (), candidate_names: Sequence[Sequence[str]] | None = None,
-              seed: int | None = None, modes: Sequence[str] | None = None) -> tuple[list[str], list[int]]:
+    def reply(
+        self,
+        histories: Sequence[Sequence[Turn]],
+        strategy_descriptions: Sequence[str | None] = (),
+        preferences: Sequence[str] = (),
+        facts: Sequence[Sequence[str]] = (),
+        item_names: Sequence[str | None] = (),
+        candidate_names: Sequence[Sequence[str]] | None = None,
+        seed: int | None = None,
+        modes: Sequence[str] | None = None,
+    ) -> tuple[list[str], list[int]]:
         """``modes`` (the LLM Actor's recommend / ask switch) is ignored: the generator decides
         itself whether its template has a ``<movie>`` slot."""
         if not histories:
@@ -116,11 +133,20 @@ class _TimedReply:
 def plm_dir(profile: str, kind: str, dataset: str) -> Path:
     """Where the chain saves a trained model: ``runs/<profile>/checkpoints/plm/<kind>-<dataset>/model``."""
     from rso_lib.paths import run_dir
+
     return run_dir(profile) / "checkpoints" / "plm" / f"{kind}-{dataset}" / "model"
 
 
-def plm_parts(plm, kb, kind: str, top_k: int = 1, rank_n: int = 50, max_new_tokens: int = 40,
-              temperature: float = 0.0, data_dir=None) -> tuple[PLMRanker, PLMGenerator]:
+def plm_parts(
+    plm,
+    kb,
+    kind: str,
+    top_k: int = 1,
+    rank_n: int = 50,
+    max_new_tokens: int = 40,
+    temperature: float = 0.0,
+    data_dir=None,
+) -> tuple[PLMRanker, PLMGenerator]:
     """Ranker + generator of a trained UniCRS / BARCOR for :func:`rso_lib.dialogue.systems.build_system`.
 
     Args:
@@ -132,16 +158,21 @@ def plm_parts(plm, kb, kind: str, top_k: int = 1, rank_n: int = 50, max_new_toke
         data_dir: data directory for the ReDial KG files when loading (default: ``RSO_DATA_DIR``).
     """
     if plm is None:
-        raise ValueError(f"system {kind.upper()} needs a trained model: build_system(..., plm=<model or directory>) "
-                         f"(train it with rso_lib.baselines.train.train_plm; saved under {plm_dir('<profile>', kind, '<dataset>')})")
+        raise ValueError(
+            f"system {kind.upper()} needs a trained model: build_system(..., plm=<model or directory>) "
+            f"(train it with rso_lib.baselines.train.train_plm; saved under {plm_dir('<profile>', kind, '<dataset>')})"
+        )
     if isinstance(plm, (str, Path)):
         from rso_lib.baselines.common import load_plm
         from rso_lib.paths import data_dir as default_data_dir
+
         plm = load_plm(plm, kb, data_dir or default_data_dir())
     if plm.kind != kind:
         raise ValueError(f"system {kind.upper()} got a {plm.kind} model")
     if set(plm.item_ids) != {it.item_id for it in kb}:
-        raise ValueError(f"{kind} model ranks {len(plm.item_ids)} items, the engine's catalogue has {len(kb)}: "
-                         "train it on the same knowledge base")
+        raise ValueError(
+            f"{kind} model ranks {len(plm.item_ids)} items, the engine's catalogue has {len(kb)}: "
+            "train it on the same knowledge base"
+        )
     plm.eval()
     return PLMRanker(plm, top_k=top_k, rank_n=rank_n), PLMGenerator(plm, max_new_tokens, temperature)

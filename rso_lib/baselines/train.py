@@ -27,8 +27,13 @@ import numpy as np
 import torch
 
 from rso_lib.baselines.examples import Example
+from rso_lib.paths import temp_sibling
 from rso_lib.train.checkpoint import (
-    check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, save_planner_atomic,
+    check_resumable,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_planner_atomic,
 )
 
 
@@ -100,8 +105,15 @@ def data_fingerprint(examples: Sequence[Example]) -> str:
     return h.hexdigest()[:16]
 
 
-def train_plm(model, examples: Sequence[Example], cfg: PLMTrainConfig, out_dir: str | Path, resume: bool = True,
-              stop_after: int | None = None, on_step: Callable[[dict], None] | None = None) -> dict:
+def train_plm(
+    model,
+    examples: Sequence[Example],
+    cfg: PLMTrainConfig,
+    out_dir: str | Path,
+    resume: bool = True,
+    stop_after: int | None = None,
+    on_step: Callable[[dict], None] | None = None,
+) -> dict:
     """Train ``model`` (UniCRS / BARCOR) on ``examples``; returns the metrics dict.
 
     Args:
@@ -115,13 +127,20 @@ def train_plm(model, examples: Sequence[Example], cfg: PLMTrainConfig, out_dir: 
     """
     out = Path(out_dir)
     ck_root = out / "checkpoints"
-    identity = {"config": dataclasses.asdict(cfg), "kind": model.kind, "model_config": dataclasses.asdict(model.cfg),
-                "data": data_fingerprint(examples), "n_examples": len(examples)}
+    identity = {
+        "config": dataclasses.asdict(cfg),
+        "kind": model.kind,
+        "model_config": dataclasses.asdict(model.cfg),
+        "data": data_fingerprint(examples),
+        "n_examples": len(examples),
+    }
     pools = {t: task_pool(examples, t) for t, _ in cfg.stages}
     for t, n in cfg.stages:
         if n and not pools[t]:
-            raise ValueError(f"train_plm: stage {t!r} has {n} steps but no example can train it "
-                             f"({len(examples)} examples, none with {'a named movie' if t == 'rec' else 'an entity'})")
+            raise ValueError(
+                f"train_plm: stage {t!r} has {n} steps but no example can train it "
+                f"({len(examples)} examples, none with {'a named movie' if t == 'rec' else 'an entity'})"
+            )
     seed_everything(cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -152,15 +171,29 @@ def train_plm(model, examples: Sequence[Example], cfg: PLMTrainConfig, out_dir: 
         if on_step is not None:
             on_step(rec)
         if (cfg.ckpt_every and step % cfg.ckpt_every == 0) or step == end:
-            save_checkpoint(ck_root, step, model=model, optimizer=opt, keep_last=cfg.keep_last,
-                            state={"identity": identity, "history": history})
+            save_checkpoint(
+                ck_root,
+                step,
+                model=model,
+                optimizer=opt,
+                keep_last=cfg.keep_last,
+                state={"identity": identity, "history": history},
+            )
     model.eval()
-    metrics = {"kind": model.kind, "config": dataclasses.asdict(cfg), "model_config": dataclasses.asdict(model.cfg),
-               "kg": model.kg.summary(), "n_examples": len(examples), "pools": {t: len(p) for t, p in pools.items()},
-               "steps_done": step, "history": history, "seconds_this_call": round(time.perf_counter() - t0, 2),
-               "stages": stage_summary(history)}
+    metrics = {
+        "kind": model.kind,
+        "config": dataclasses.asdict(cfg),
+        "model_config": dataclasses.asdict(model.cfg),
+        "kg": model.kg.summary(),
+        "n_examples": len(examples),
+        "pools": {t: len(p) for t, p in pools.items()},
+        "steps_done": step,
+        "history": history,
+        "seconds_this_call": round(time.perf_counter() - t0, 2),
+        "stages": stage_summary(history),
+    }
     out.mkdir(parents=True, exist_ok=True)
-    tmp = out / ".metrics.json.tmp"
+    tmp = temp_sibling(out / "metrics.json")
     tmp.write_text(json.dumps(metrics, indent=1) + "\n")
     tmp.replace(out / "metrics.json")
     if step == cfg.total_steps:

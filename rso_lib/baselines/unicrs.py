@@ -57,9 +57,9 @@ class RGCN(nn.Module):
     def __init__(self, num_entities: int, num_relations: int, edges, dim: int = 64, num_bases: int = 8):
         super().__init__()
         self.emb = nn.Embedding(num_entities, dim)
-        nn.init.normal_(self.emb.weight, std=dim ** -0.5)
-        self.bases = nn.Parameter(torch.randn(num_bases, dim, dim) * dim ** -0.5)
-        self.coef = nn.Parameter(torch.randn(num_relations, num_bases) / num_bases ** 0.5)
+        nn.init.normal_(self.emb.weight, std=dim**-0.5)
+        self.bases = nn.Parameter(torch.randn(num_bases, dim, dim) * dim**-0.5)
+        self.coef = nn.Parameter(torch.randn(num_relations, num_bases) / num_bases**0.5)
         self.root = nn.Linear(dim, dim)
         e = torch.as_tensor(edges, dtype=torch.long).reshape(-1, 3)
         src, rel, dst = e[:, 0], e[:, 1], e[:, 2]
@@ -157,10 +157,10 @@ class UniCRSConfig:
 def _load_frozen_lm(name: str, dtype: str):
     """The frozen generator + tokenizer, loaded once per process (frozen: safe to share)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+
     path = resolve_causal_lm(name)
     tok = AutoTokenizer.from_pretrained(path, local_files_only=local_only(path))
-    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=local_only(path),
-                                                 dtype=getattr(torch, dtype))
+    model = AutoModelForCausalLM.from_pretrained(path, local_files_only=local_only(path), dtype=getattr(torch, dtype))
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     for p in model.parameters():
@@ -171,6 +171,7 @@ def _load_frozen_lm(name: str, dtype: str):
 @functools.lru_cache(maxsize=4)
 def _load_frozen_encoder(name: str, dtype: str):
     from transformers import AutoModel, AutoTokenizer
+
     path = resolve_text_encoder(name)
     tok = AutoTokenizer.from_pretrained(path, local_files_only=local_only(path))
     model = AutoModel.from_pretrained(path, local_files_only=local_only(path), dtype=getattr(torch, dtype))
@@ -195,8 +196,12 @@ class UniCRS(PLMBase):
         self.rgcn = RGCN(kg.num_entities, kg.num_relations, kg.edges, cfg.kg_dim, cfg.num_bases)
         # one prompt encoder per task, as in the paper (the conversation stage trains its own and
         # leaves the recommender -- fusion, R-GCN -- as the earlier stages made it)
-        self.fusion = nn.ModuleDict({t: Fusion(d_enc, cfg.kg_dim, cfg.fusion_dim, d_gen, cfg.task_prompts, cfg.dropout)
-                                     for t in ("rec", "conv")})
+        self.fusion = nn.ModuleDict(
+            {
+                t: Fusion(d_enc, cfg.kg_dim, cfg.fusion_dim, d_gen, cfg.task_prompts, cfg.dropout)
+                for t in ("rec", "conv")
+            }
+        )
         self.rec_proj = nn.Linear(d_gen, cfg.kg_dim)
 
     def on_stage_start(self, task: str) -> None:
@@ -224,8 +229,8 @@ class UniCRS(PLMBase):
         emask = torch.zeros(B, n, dtype=torch.bool)
         for i, e in enumerate(ents):
             if e:
-                E[i, :len(e)] = entity_emb[torch.tensor(e)]
-            emask[i, :len(e)] = True
+                E[i, : len(e)] = entity_emb[torch.tensor(e)]
+            emask[i, : len(e)] = True
         return self.fusion[task](T, tmask, E, emask)
 
     def _inputs(self, histories, ents, task, entity_emb, tails: list[list[int]], cue: str):
@@ -235,10 +240,10 @@ class UniCRS(PLMBase):
         prompt, pmask = self._prompts(histories, ents, task, entity_emb)
         emb = gen.get_input_embeddings()
         cue_ids = gtok(cue, add_special_tokens=False)["input_ids"]
-        rows, masks, tail_pos = [], [], []
+        rows, tail_pos = [], []
         for i, h in enumerate(histories):
             ctx = gtok(format_context(h, self.cfg.max_context_turns), add_special_tokens=False)["input_ids"]
-            ids = ctx[-self.cfg.max_context_tokens:] + cue_ids + tails[i]
+            ids = ctx[-self.cfg.max_context_tokens :] + cue_ids + tails[i]
             p = prompt[i][pmask[i]]
             x = torch.cat([p, emb(torch.tensor(ids)).to(p.dtype)])
             rows.append(x)
@@ -248,8 +253,8 @@ class UniCRS(PLMBase):
         M = torch.zeros(len(rows), L, dtype=torch.long)
         spans = []
         for i, r in enumerate(rows):
-            X[i, L - len(r):] = r
-            M[i, L - len(r):] = 1
+            X[i, L - len(r) :] = r
+            M[i, L - len(r) :] = 1
             spans.append((tail_pos[i][0] + L - len(r), tail_pos[i][1] + L - len(r)))
         return X, M, spans
 
@@ -271,7 +276,7 @@ class UniCRS(PLMBase):
     def loss(self, examples: Sequence[Example], task: str) -> torch.Tensor:
         """Mean loss of one batch for ``task`` (``pretrain`` | ``rec`` | ``conv``)."""
         hs = [e.context for e in examples]
-        ents = [e.context_entities[-self.cfg.max_entities:] for e in examples]
+        ents = [e.context_entities[-self.cfg.max_entities :] for e in examples]
         if task == "conv":
             with torch.no_grad():
                 entity_emb = self.rgcn()
@@ -291,12 +296,15 @@ class UniCRS(PLMBase):
             return F.cross_entropy(logits[rows], torch.tensor([x for t in targets for x in t]))
         if task == "conv":
             gtok = self.frozen.gtok
-            tails = [gtok(" " + e.response, add_special_tokens=False)["input_ids"][: self.cfg.max_response_tokens]
-                     + [gtok.eos_token_id] for e in examples]
+            tails = [
+                gtok(" " + e.response, add_special_tokens=False)["input_ids"][: self.cfg.max_response_tokens]
+                + [gtok.eos_token_id]
+                for e in examples
+            ]
             X, M, spans = self._inputs(hs, ents, "conv", entity_emb.detach(), tails, REPLY_CUE)
             h = self._forward_lm(X, M)
             # position p predicts token p + 1: the tail's tokens are predicted from a - 1 .. b - 2
-            hs_tail = torch.cat([h[i, a - 1:b - 1] for i, (a, b) in enumerate(spans)])
+            hs_tail = torch.cat([h[i, a - 1 : b - 1] for i, (a, b) in enumerate(spans)])
             logits = self.frozen.gen.get_output_embeddings()(hs_tail).float()
             return F.cross_entropy(logits, torch.tensor([x for t in tails for x in t]))
         raise ValueError(f"UniCRS.loss: unknown task {task!r} (pretrain | rec | conv)")
@@ -309,18 +317,32 @@ class UniCRS(PLMBase):
         return q @ entity_emb[self.item_entities].T
 
     @torch.no_grad()
-    def generate(self, histories: Sequence[Sequence[Turn]], max_new_tokens: int = 40, temperature: float = 0.0,
-                 seed: int | None = None) -> list[str]:
+    def generate(
+        self,
+        histories: Sequence[Sequence[Turn]],
+        max_new_tokens: int = 40,
+        temperature: float = 0.0,
+        seed: int | None = None,
+    ) -> list[str]:
         """Reply templates (with ``<movie>`` slots), greedy or sampled with ``seed``."""
         gen, gtok = self.frozen.gen, self.frozen.gtok
-        X, M, _ = self._inputs(histories, self._ents(histories), "conv", self.rgcn(), [[] for _ in histories],
-                               REPLY_CUE)
+        X, M, _ = self._inputs(
+            histories, self._ents(histories), "conv", self.rgcn(), [[] for _ in histories], REPLY_CUE
+        )
         with torch.random.fork_rng(devices=[]):
             if seed is not None:
                 torch.manual_seed(seed)
-            out = gen.generate(inputs_embeds=X.to(gen.dtype), attention_mask=M, max_new_tokens=max_new_tokens,
-                               do_sample=temperature > 0, temperature=temperature if temperature > 0 else None,
-                               top_p=None, top_k=None, pad_token_id=gtok.pad_token_id, eos_token_id=gtok.eos_token_id)
+            out = gen.generate(
+                inputs_embeds=X.to(gen.dtype),
+                attention_mask=M,
+                max_new_tokens=max_new_tokens,
+                do_sample=temperature > 0,
+                temperature=temperature if temperature > 0 else None,
+                top_p=None,
+                top_k=None,
+                pad_token_id=gtok.pad_token_id,
+                eos_token_id=gtok.eos_token_id,
+            )
         return [_clean(gtok.decode(o, skip_special_tokens=True)) for o in out]
 
 

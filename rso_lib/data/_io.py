@@ -25,8 +25,10 @@ def require_file(path: str | Path, what: str) -> Path:
     """Return ``path`` as a Path; raise :class:`DataError` if it is missing or empty."""
     path = Path(path)
     if not path.is_file():
-        raise DataError(path, f"file not found ({what}); set DATA_DIR / RSO_DATA_DIR or run "
-                              "`python -m rso_lib.data.fetch --dest DIR`")
+        raise DataError(
+            path,
+            f"file not found ({what}); set DATA_DIR / RSO_DATA_DIR or run `python -m rso_lib.data.fetch --dest DIR`",
+        )
     if path.stat().st_size == 0:
         raise DataError(path, f"empty file ({what})", line=1)
     return path
@@ -48,10 +50,14 @@ def iter_jsonl(path: Path, issues: list[Issue], what: str = "JSON lines") -> Ite
             try:
                 obj = json.loads(line)
             except json.JSONDecodeError as e:
-                issues.append(Issue(str(path), lineno, None, f"broken JSON line: {e.msg} at column {e.colno}", "skipped"))
+                issues.append(
+                    Issue(str(path), lineno, None, f"broken JSON line: {e.msg} at column {e.colno}", "skipped")
+                )
                 continue
             if not isinstance(obj, dict):
-                issues.append(Issue(str(path), lineno, None, f"expected a JSON object, got {type(obj).__name__}", "skipped"))
+                issues.append(
+                    Issue(str(path), lineno, None, f"expected a JSON object, got {type(obj).__name__}", "skipped")
+                )
                 continue
             n_ok += 1
             yield lineno, obj

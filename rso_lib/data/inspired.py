@@ -92,17 +92,32 @@ def load_strategy_split(data_dir: str | Path, split: str) -> tuple[list[Dialogue
         for k, t in enumerate(dialog):
             spk = _speaker(t.get("speaker") if isinstance(t, dict) else None)
             if spk is None:
-                issues.append(Issue(str(path), lineno, f"dialog[{k}].speaker",
-                                    f"unknown speaker {t.get('speaker') if isinstance(t, dict) else t!r}", "skipped"))
+                issues.append(
+                    Issue(
+                        str(path),
+                        lineno,
+                        f"dialog[{k}].speaker",
+                        f"unknown speaker {t.get('speaker') if isinstance(t, dict) else t!r}",
+                        "skipped",
+                    )
+                )
                 continue
             strat = _label(t.get("strategy"), spk, path, lineno, f"dialog[{k}].strategy", issues)
             turns.append(Turn(speaker=spk, text=restore_quotes(str(t.get("text", ""))), strategy=strat))
         genres = obj.get("genre_dict")
-        out.append(Dialogue(dialog_id=str(did), turns=turns, source="inspired", split=split, meta={
-            "user_id": obj.get("user_id"),
-            "genre_dict": [str(g).strip().lower() for g in genres] if isinstance(genres, list) else None,
-            "line": lineno,
-        }))
+        out.append(
+            Dialogue(
+                dialog_id=str(did),
+                turns=turns,
+                source="inspired",
+                split=split,
+                meta={
+                    "user_id": obj.get("user_id"),
+                    "genre_dict": [str(g).strip().lower() for g in genres] if isinstance(genres, list) else None,
+                    "line": lineno,
+                },
+            )
+        )
     return out, issues
 
 
@@ -111,9 +126,25 @@ def load_strategy_split(data_dir: str | Path, split: str) -> tuple[list[Dialogue
 # ---------------------------------------------------------------------------------------------
 
 TSV_COLUMNS = (
-    "dialog_id", "utt_id", "speaker", "turn_id", "text", "text_with_placeholder", "movies", "genres",
-    "people_names", "movie_dict", "genre_dict", "actor_dict", "director_dict", "others_dict",
-    "expert_label", "second_label", "fine_label", "coarse_label", "movie_id",
+    "dialog_id",
+    "utt_id",
+    "speaker",
+    "turn_id",
+    "text",
+    "text_with_placeholder",
+    "movies",
+    "genres",
+    "people_names",
+    "movie_dict",
+    "genre_dict",
+    "actor_dict",
+    "director_dict",
+    "others_dict",
+    "expert_label",
+    "second_label",
+    "fine_label",
+    "coarse_label",
+    "movie_id",
 )
 REQUIRED_TSV_COLUMNS = ("dialog_id", "speaker", "text", "expert_label")
 DICT_COLUMNS = ("movie_dict", "genre_dict", "actor_dict", "director_dict", "others_dict")
@@ -183,8 +214,7 @@ def load_dialog_tsv(path: str | Path, split: str | None = None) -> tuple[list[Di
             if not row or not any(x.strip() for x in row):
                 continue
             if len(row) != len(header):
-                issues.append(Issue(str(path), lineno, None,
-                                    f"{len(row)} fields, header has {len(header)}", "skipped"))
+                issues.append(Issue(str(path), lineno, None, f"{len(row)} fields, header has {len(header)}", "skipped"))
                 continue
             r = {c: row[i] for c, i in idx.items()}
             spk = _speaker(r["speaker"])
@@ -220,7 +250,9 @@ def load_dialog_tsv(path: str | Path, split: str | None = None) -> tuple[list[Di
                         parsed[v] = e
                 val = parsed[v]
                 if isinstance(val, Exception):
-                    issues.append(Issue(str(path), lineno, c, f"malformed literal ({type(val).__name__}): {v[:60]!r}", "kept"))
+                    issues.append(
+                        Issue(str(path), lineno, c, f"malformed literal ({type(val).__name__}): {v[:60]!r}", "kept")
+                    )
                     utt[c] = None
                     utt[c + "_raw"] = v
                 else:
@@ -228,8 +260,9 @@ def load_dialog_tsv(path: str | Path, split: str | None = None) -> tuple[list[Di
             movies = utt.get("movies") or []
             d = dialogues.get(did)
             if d is None:
-                d = dialogues[did] = Dialogue(dialog_id=did, turns=[], source="inspired", split=split,
-                                              meta={"utterances": [], "line": lineno})
+                d = dialogues[did] = Dialogue(
+                    dialog_id=did, turns=[], source="inspired", split=split, meta={"utterances": [], "line": lineno}
+                )
             d.turns.append(Turn(speaker=spk, text=restore_quotes(r["text"]), strategy=strat, movies=movies))
             d.meta["utterances"].append(utt)
     if not dialogues:

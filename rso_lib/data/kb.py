@@ -85,8 +85,13 @@ class KnowledgeBase:
         issues: non-fatal problems met while loading (rows kept or skipped, see each Issue).
     """
 
-    def __init__(self, items: Iterable[Item], source: str = "custom", path: str | Path | None = None,
-                 issues: list[Issue] | None = None):
+    def __init__(
+        self,
+        items: Iterable[Item],
+        source: str = "custom",
+        path: str | Path | None = None,
+        issues: list[Issue] | None = None,
+    ):
         self.items: dict[str, Item] = {}
         for it in items:
             it.genres = normalise_genres(it.genres)
@@ -174,6 +179,7 @@ class KnowledgeBase:
 # loaders
 # --------------------------------------------------------------------------------------------------
 
+
 def _as_list(v, path: Path, idx: str, fieldname: str, issues: list[Issue]) -> list[str]:
     if v is None:
         return []
@@ -211,15 +217,19 @@ def load_redial_kb(path: str | Path) -> KnowledgeBase:
             issues.append(Issue(str(path), None, f"{iid}.name", "entry without a name", "skipped"))
             continue
         title, year = split_title_year(info["name"])
-        items.append(Item(
-            item_id=str(iid), title=title, year=year,
-            genres=_as_list(info.get("genre"), path, iid, "genre", issues),
-            plot=str(info.get("plot") or ""),
-            director=_as_list(info.get("director"), path, iid, "director", issues),
-            writer=_as_list(info.get("writer"), path, iid, "writer", issues),
-            stars=_as_list(info.get("star"), path, iid, "star", issues),
-            imdb_id=(str(info["imdb_id"]) if info.get("imdb_id") else None),
-        ))
+        items.append(
+            Item(
+                item_id=str(iid),
+                title=title,
+                year=year,
+                genres=_as_list(info.get("genre"), path, iid, "genre", issues),
+                plot=str(info.get("plot") or ""),
+                director=_as_list(info.get("director"), path, iid, "director", issues),
+                writer=_as_list(info.get("writer"), path, iid, "writer", issues),
+                stars=_as_list(info.get("star"), path, iid, "star", issues),
+                imdb_id=(str(info["imdb_id"]) if info.get("imdb_id") else None),
+            )
+        )
     return KnowledgeBase(items, source="redial", path=path, issues=issues)
 
 
@@ -280,9 +290,11 @@ def load_inspired_kb(path: str | Path) -> KnowledgeBase:
             raise DataError(path, f"no title column (have: {', '.join(header)})", line=1, field="title")
         seen: set[str] = set()
         for lineno, row in enumerate(reader, start=2):
+
             def g(key: str) -> str:
                 i = col.get(key)
                 return row[i].strip() if i is not None and i < len(row) else ""
+
             raw_title = g("title")
             if not raw_title or raw_title.lower() == "nan":
                 issues.append(Issue(str(path), lineno, "title", "row without a title", "skipped"))
@@ -297,10 +309,19 @@ def load_inspired_kb(path: str | Path) -> KnowledgeBase:
                 issues.append(Issue(str(path), lineno, "id", f"duplicate id {iid!r}", "kept"))
                 iid = f"{iid}#{lineno}"
             seen.add(iid)
-            items.append(Item(item_id=iid, title=title, year=year, genres=_split_multi(g("genres")),
-                              plot=g("plot"), director=_split_multi(g("director")),
-                              writer=_split_multi(g("writer")), stars=_split_multi(g("stars")),
-                              imdb_id=g("imdb_id") or None))
+            items.append(
+                Item(
+                    item_id=iid,
+                    title=title,
+                    year=year,
+                    genres=_split_multi(g("genres")),
+                    plot=g("plot"),
+                    director=_split_multi(g("director")),
+                    writer=_split_multi(g("writer")),
+                    stars=_split_multi(g("stars")),
+                    imdb_id=g("imdb_id") or None,
+                )
+            )
     if not items:
         raise DataError(path, "no movie rows after the header", line=2)
     return KnowledgeBase(items, source="inspired", path=path, issues=issues)
@@ -325,8 +346,11 @@ def load_kb(data_dir: str | Path, source: str = "redial") -> KnowledgeBase:
     if source == "inspired":
         p = data_dir / INSPIRED_KB
         if not p.is_file():
-            raise DataError(p, "INSPIRED movie_database.tsv is not in the data directory; download it with "
-                               "`python -m rso_lib.data.fetch --dest DATA_DIR --only inspired/movie_database.tsv` "
-                               "or use source='redial'")
+            raise DataError(
+                p,
+                "INSPIRED movie_database.tsv is not in the data directory; download it with "
+                "`python -m rso_lib.data.fetch --dest DATA_DIR --only inspired/movie_database.tsv` "
+                "or use source='redial'",
+            )
         return load_inspired_kb(p)
     raise ValueError(f"unknown KB source {source!r}; expected 'redial' or 'inspired'")

@@ -59,10 +59,20 @@ def _realign(rec: dict[str, Any], path: Path, lineno: int, issues: list[Issue]) 
     vals = [rec.get(c) for c in DEMOGRAPHIC_FIELDS]
     if age in _GENDERS:  # age group missing: everything from age_group on moved one left
         fixed = [None] + vals[:-1]
-        issues.append(Issue(str(path), lineno, "age_group", f"age group missing ({age!r} is a gender); columns realigned", "kept"))
+        issues.append(
+            Issue(str(path), lineno, "age_group", f"age group missing ({age!r} is a gender); columns realigned", "kept")
+        )
     elif len(vals) > 1 and _AGE_RE.match(vals[1] or ""):  # one extra field before the age group
         fixed = vals[1:] + [None]
-        issues.append(Issue(str(path), lineno, "age_group", f"unexpected value {age!r} before the age group; columns realigned", "kept"))
+        issues.append(
+            Issue(
+                str(path),
+                lineno,
+                "age_group",
+                f"unexpected value {age!r} before the age group; columns realigned",
+                "kept",
+            )
+        )
     else:
         issues.append(Issue(str(path), lineno, "age_group", f"not an age group: {age!r}", "kept"))
         fixed = [None] + vals[1:]
@@ -85,8 +95,11 @@ def describe_seeker(fields: dict[str, Any]) -> str:
     age = fields.get("age_group")
     gender = (fields.get("gender") or "").lower()
     noun = {"female": "woman", "male": "man"}.get(gender, "person")
-    who.append(f"You are a {age.replace(' - ', '-')}-year-old {noun}" if age and "-" in age
-               else f"You are a {noun}" + (f" aged {age}" if age else ""))
+    who.append(
+        f"You are a {age.replace(' - ', '-')}-year-old {noun}"
+        if age and "-" in age
+        else f"You are a {noun}" + (f" aged {age}" if age else "")
+    )
     extra = [x for x in (fields.get("job"), fields.get("degree")) if x]
     text = who[0] + (f" ({'; '.join(extra)})" if extra else "") + "."
     traits = []
@@ -102,8 +115,10 @@ def describe_seeker(fields: dict[str, Any]) -> str:
             traits.append(lo)
     if traits:
         text += " In conversation you are " + "; ".join(traits) + "."
-    text += (" You are looking for a movie to watch and chat with a recommender about it, answering in"
-             " one or two short sentences as yourself.")
+    text += (
+        " You are looking for a movie to watch and chat with a recommender about it, answering in"
+        " one or two short sentences as yourself."
+    )
     return text
 
 
@@ -149,7 +164,9 @@ def load_seeker_personas(data_dir: str | Path) -> tuple[dict[str, Persona], list
         values = {k: _score(v) for k, v in rec.items() if k not in ("User_ID",) + BIG5}
         f = fields_by_user.setdefault(uid, {c: None for c in DEMOGRAPHIC_FIELDS} | {"survey_ids": []})
         f["big5"], f["values"] = big5, values
-    personas = {uid: Persona(user_id=uid, description=describe_seeker(f), fields=f) for uid, f in fields_by_user.items()}
+    personas = {
+        uid: Persona(user_id=uid, description=describe_seeker(f), fields=f) for uid, f in fields_by_user.items()
+    }
     return personas, issues
 
 
@@ -172,11 +189,22 @@ def load_pccrs_personas(data_dir: str | Path) -> tuple[list[Persona], list[Issue
             key, idx, long_text, short_text = (c.strip() for c in row)
             m = re.match(r"^(?P<emo>[^-]+)---Age group=(?P<age>.+)$", key)
             if not m:
-                issues.append(Issue(str(path), lineno, "key", f"expected '<Emotion>---Age group=<Group>', got {key!r}", "skipped"))
+                issues.append(
+                    Issue(str(path), lineno, "key", f"expected '<Emotion>---Age group=<Group>', got {key!r}", "skipped")
+                )
                 continue
-            out.append(Persona(user_id=f"pccrs_{idx}", description=short_text or long_text,
-                               fields={"emotion": m["emo"].strip(), "age_group": m["age"].strip(),
-                                       "long_description": long_text, "line": lineno}))
+            out.append(
+                Persona(
+                    user_id=f"pccrs_{idx}",
+                    description=short_text or long_text,
+                    fields={
+                        "emotion": m["emo"].strip(),
+                        "age_group": m["age"].strip(),
+                        "long_description": long_text,
+                        "line": lineno,
+                    },
+                )
+            )
     if not out:
         raise DataError(path, "no valid persona row", line=1)
     return out, issues

@@ -35,7 +35,9 @@ class Issue:
     action: str = "kept"  # "kept" (row kept, field left empty) | "skipped" (row dropped)
 
     def __str__(self) -> str:
-        where = self.path + (f":{self.line}" if self.line is not None else "") + (f" [{self.field}]" if self.field else "")
+        where = (
+            self.path + (f":{self.line}" if self.line is not None else "") + (f" [{self.field}]" if self.field else "")
+        )
         return f"{where}: {self.message} ({self.action})"
 
 

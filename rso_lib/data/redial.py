@@ -27,7 +27,11 @@ from rso_lib.data.records import RECOMMENDER, SEEKER, Dialogue, Issue, Turn
 
 UNKNOWN = "UNKNOWN"  # speaker of a turn whose role the source file does not give
 MENTION_RE = re.compile(r"@(\d+)")
-REDIAL_FILES = {"train": "redial/train_data.jsonl", "valid": "redial/valid_data.jsonl", "test": "redial/test_data.jsonl"}
+REDIAL_FILES = {
+    "train": "redial/train_data.jsonl",
+    "valid": "redial/valid_data.jsonl",
+    "test": "redial/test_data.jsonl",
+}
 REDIAL_TEST_TXT = "redial/redial-test.txt"
 
 
@@ -67,7 +71,9 @@ def _parse_record(obj: dict[str, Any], path: Path, lineno: int, split: str, issu
     if isinstance(mentions, list):  # some ReDial copies store [[id, title], ...]
         mentions = {str(m[0]): m[1] for m in mentions if isinstance(m, (list, tuple)) and len(m) == 2}
     if not isinstance(mentions, dict):
-        issues.append(Issue(str(path), lineno, "movieMentions", "movieMentions is not an object; @ids left unresolved", "kept"))
+        issues.append(
+            Issue(str(path), lineno, "movieMentions", "movieMentions is not an object; @ids left unresolved", "kept")
+        )
         mentions = {}
     mentions = {str(k): v for k, v in mentions.items()}
     roles = {str(obj["initiatorWorkerId"]): SEEKER, str(obj["respondentWorkerId"]): RECOMMENDER}
@@ -78,21 +84,42 @@ def _parse_record(obj: dict[str, Any], path: Path, lineno: int, split: str, issu
             continue
         spk = roles.get(str(m.get("senderWorkerId")))
         if spk is None:
-            issues.append(Issue(str(path), lineno, f"messages[{k}].senderWorkerId",
-                                f"sender {m.get('senderWorkerId')!r} is neither the initiator nor the respondent", "skipped"))
+            issues.append(
+                Issue(
+                    str(path),
+                    lineno,
+                    f"messages[{k}].senderWorkerId",
+                    f"sender {m.get('senderWorkerId')!r} is neither the initiator nor the respondent",
+                    "skipped",
+                )
+            )
             continue
         text, titles, unresolved = resolve_mentions(str(m["text"]), mentions)
         for mid in unresolved:
-            issues.append(Issue(str(path), lineno, f"messages[{k}].text",
-                                f"@{mid} not resolvable through movieMentions; left as @{mid}", "kept"))
+            issues.append(
+                Issue(
+                    str(path),
+                    lineno,
+                    f"messages[{k}].text",
+                    f"@{mid} not resolvable through movieMentions; left as @{mid}",
+                    "kept",
+                )
+            )
         turns.append(Turn(speaker=spk, text=text, movies=titles))
-    return Dialogue(dialog_id=str(obj["conversationId"]), turns=turns, source="redial", split=split, meta={
-        "line": lineno,
-        "initiatorWorkerId": obj["initiatorWorkerId"], "respondentWorkerId": obj["respondentWorkerId"],
-        "movieMentions": {k: (clean_title(v) if v else None) for k, v in mentions.items()},
-        "initiatorQuestions": obj.get("initiatorQuestions") or {},
-        "respondentQuestions": obj.get("respondentQuestions") or {},
-    })
+    return Dialogue(
+        dialog_id=str(obj["conversationId"]),
+        turns=turns,
+        source="redial",
+        split=split,
+        meta={
+            "line": lineno,
+            "initiatorWorkerId": obj["initiatorWorkerId"],
+            "respondentWorkerId": obj["respondentWorkerId"],
+            "movieMentions": {k: (clean_title(v) if v else None) for k, v in mentions.items()},
+            "initiatorQuestions": obj.get("initiatorQuestions") or {},
+            "respondentQuestions": obj.get("respondentQuestions") or {},
+        },
+    )
 
 
 def load_redial_jsonl(path: str | Path, split: str | None = None) -> tuple[list[Dialogue], list[Issue]]:
@@ -166,10 +193,20 @@ def load_redial_test_txt(data_dir: str | Path) -> tuple[list[Dialogue], list[Iss
             speakers = [start if i % 2 == 0 else other for i in range(len(dialog))]
         turns = [Turn(speaker=s, text=" ".join(str(t).split())) for s, t in zip(speakers, dialog)]
         g = obj.get("genre_dict")
-        out.append(Dialogue(did, turns, source="redial", split="test", meta={
-            "user_id": obj.get("user_id"),
-            "genre_dict": [str(x).strip().lower() for x in g] if isinstance(g, list) else None,
-            "roles": "official" if start is not None else "unknown", "line": lineno}))
+        out.append(
+            Dialogue(
+                did,
+                turns,
+                source="redial",
+                split="test",
+                meta={
+                    "user_id": obj.get("user_id"),
+                    "genre_dict": [str(x).strip().lower() for x in g] if isinstance(g, list) else None,
+                    "roles": "official" if start is not None else "unknown",
+                    "line": lineno,
+                },
+            )
+        )
     return out, issues
 
 

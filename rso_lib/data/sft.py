@@ -20,6 +20,7 @@ from pathlib import Path
 
 from rso_lib.data._io import iter_jsonl
 from rso_lib.data.records import RECOMMENDER, SEEKER, DataError, Dialogue, Issue, Turn
+from rso_lib.paths import temp_sibling
 from rso_lib.strategies import STRATEGY_TO_ID
 
 
@@ -49,6 +50,7 @@ def build_sft_examples(dialogues: Iterable[Dialogue]) -> list[SFTExample]:
 def sft_path(profile: str, split: str) -> Path:
     """``runs/<profile>/data/sft_<split>.jsonl`` (the convention between notebooks 01 and 02)."""
     from rso_lib.paths import run_dir
+
     return run_dir(profile) / "data" / f"sft_{split}.jsonl"
 
 
@@ -65,12 +67,22 @@ def write_sft_examples(path: str | Path, examples: Iterable[SFTExample]) -> int:
     """Write examples as JSONL (atomic: temp file + rename). Returns the number written."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temp_sibling(path)
     n = 0
     with tmp.open("w", encoding="utf-8") as f:
         for ex in examples:
-            f.write(json.dumps({"dialog_id": ex.dialog_id, "turn_index": ex.turn_index, "strategy": ex.strategy,
-                                "history": [_turn_json(t) for t in ex.history]}, ensure_ascii=False) + "\n")
+            f.write(
+                json.dumps(
+                    {
+                        "dialog_id": ex.dialog_id,
+                        "turn_index": ex.turn_index,
+                        "strategy": ex.strategy,
+                        "history": [_turn_json(t) for t in ex.history],
+                    },
+                    ensure_ascii=False,
+                )
+                + "\n"
+            )
             n += 1
     os.replace(tmp, path)
     return n

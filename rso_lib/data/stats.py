@@ -91,8 +91,14 @@ def split_stats(data: LoadedData) -> pd.DataFrame:
         rows.append(r)
     for s, ds in data.redial_raw.items():
         rows.append({"dataset": "ReDial", "split": s, "file": f"redial/{s}_data.jsonl", **_count(ds, True)})
-    rows.append({"dataset": "ReDial", "split": "test (RSO)", "file": "redial/redial-test.txt",
-                 **_count(data.redial_test_txt, False)})
+    rows.append(
+        {
+            "dataset": "ReDial",
+            "split": "test (RSO)",
+            "file": "redial/redial-test.txt",
+            **_count(data.redial_test_txt, False),
+        }
+    )
     return pd.DataFrame(rows)
 
 
@@ -109,8 +115,9 @@ def table2(data: LoadedData) -> pd.DataFrame:
     tsv_d = [d for ds in data.inspired_tsv.values() for d in ds]
     c = _count(tsv_d, True)
     ins["unique_items"], ins["item_mentions"] = c["unique_items"], c["item_mentions"]
-    ins_files = "inspired-{train,valid,test}.txt" + ("; items from " + ", ".join(
-        tsv_path("", s).name for s in data.inspired_tsv) if data.inspired_tsv else "")
+    ins_files = "inspired-{train,valid,test}.txt" + (
+        "; items from " + ", ".join(tsv_path("", s).name for s in data.inspired_tsv) if data.inspired_tsv else ""
+    )
     by_id: dict[str, Dialogue] = {}
     for ds in data.redial_raw.values():
         for d in ds:
@@ -126,10 +133,19 @@ def table2(data: LoadedData) -> pd.DataFrame:
     rows = []
     for name, ours, files in (("INSPIRED", ins, ins_files), ("ReDial", red, red_files)):
         p = PAPER_TABLE2[name]
-        rows.append({"dataset": name, "dialogues": ours["dialogues"], "paper_dialogues": p["dialogues"],
-                     "utterances": ours["utterances"], "paper_utterances": p["utterances"],
-                     "unique_items": ours["unique_items"], "paper_items": p["items"],
-                     "item_mentions": ours["item_mentions"], "files": files})
+        rows.append(
+            {
+                "dataset": name,
+                "dialogues": ours["dialogues"],
+                "paper_dialogues": p["dialogues"],
+                "utterances": ours["utterances"],
+                "paper_utterances": p["utterances"],
+                "unique_items": ours["unique_items"],
+                "paper_items": p["items"],
+                "item_mentions": ours["item_mentions"],
+                "files": files,
+            }
+        )
     df = pd.DataFrame(rows)
     df.attrs["redial_raw_dialogues"] = n_raw
     return df

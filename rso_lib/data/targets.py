@@ -23,6 +23,7 @@ from rso_lib.data._io import iter_jsonl
 from rso_lib.data.kb import normalise_genres
 from rso_lib.data.personas import load_seeker_personas
 from rso_lib.data.records import DataError, Issue, Persona, SimTarget
+from rso_lib.paths import temp_sibling
 
 INSPIRED_MAP = "inspired/inspired_dialog_ids2user_id_and_genre_dict.jsonl"
 REDIAL_MAP = "redial/redial_dialog_ids2user_id_and_genre_dict.jsonl"
@@ -46,10 +47,13 @@ def _read_map(path: Path, issues: list[Issue]) -> dict[str, tuple[str, list[str]
     return out
 
 
-def _split_rows(dataset: str, data_dir: Path, split: str, issues: list[Issue]) -> list[tuple[str, str | None, list[str] | None, str, int]]:
+def _split_rows(
+    dataset: str, data_dir: Path, split: str, issues: list[Issue]
+) -> list[tuple[str, str | None, list[str] | None, str, int]]:
     """(dialog_id, user_id, genres, path, line) for each dialogue of the split, in file order."""
     if dataset == "inspired":
         from rso_lib.data.inspired import strategy_split_path
+
         path = strategy_split_path(data_dir, split)
     elif dataset == "redial":
         if split != "test":
@@ -67,8 +71,9 @@ def _split_rows(dataset: str, data_dir: Path, split: str, issues: list[Issue]) -
     return rows
 
 
-def load_sim_targets_with_issues(data_dir: str | Path, dataset: str = "inspired", split: str = "test"
-                                 ) -> tuple[list[SimTarget], list[Issue]]:
+def load_sim_targets_with_issues(
+    data_dir: str | Path, dataset: str = "inspired", split: str = "test"
+) -> tuple[list[SimTarget], list[Issue]]:
     """:func:`load_sim_targets` that also returns the non-fatal Issues."""
     data_dir = Path(data_dir)
     issues: list[Issue] = []
@@ -84,22 +89,46 @@ def load_sim_targets_with_issues(data_dir: str | Path, dataset: str = "inspired"
             uid, genres, _ = mapping[did]
         if not uid or genres is None:
             if split == "valid" and dataset == "inspired":
-                raise DataError(path, "the INSPIRED valid split has no genre_dict: simulation targets exist for "
-                                      "train and test only", line=lineno, field="genre_dict")
+                raise DataError(
+                    path,
+                    "the INSPIRED valid split has no genre_dict: simulation targets exist for train and test only",
+                    line=lineno,
+                    field="genre_dict",
+                )
             missing = "user_id" if not uid else "genre_dict"
-            issues.append(Issue(path, lineno, missing, f"dialogue {did} has no {missing} (not in the mapping file either)", "skipped"))
+            issues.append(
+                Issue(
+                    path,
+                    lineno,
+                    missing,
+                    f"dialogue {did} has no {missing} (not in the mapping file either)",
+                    "skipped",
+                )
+            )
             continue
         persona = personas.get(uid)
         if persona is None:
-            issues.append(Issue(path, lineno, "user_id", f"user {uid} has no seeker survey row: neutral persona used", "kept"))
-            persona = Persona(user_id=uid, description="You are looking for a movie to watch and chat with a "
-                                                       "recommender about it, answering in one or two short sentences.",
-                              fields={"missing_survey": True})
+            issues.append(
+                Issue(path, lineno, "user_id", f"user {uid} has no seeker survey row: neutral persona used", "kept")
+            )
+            persona = Persona(
+                user_id=uid,
+                description="You are looking for a movie to watch and chat with a "
+                "recommender about it, answering in one or two short sentences.",
+                fields={"missing_survey": True},
+            )
         targets.append(SimTarget(dialog_id=did, dataset=dataset, user_id=uid, persona=persona, target_genres=genres))
     unmatched = set(mapping) - {r[0] for r in rows}
     for did in sorted(unmatched):
-        issues.append(Issue(str(data_dir / (INSPIRED_MAP if dataset == "inspired" else REDIAL_MAP)), mapping[did][2],
-                            "dialog_id", f"dialogue {did} is not in the {split} split", "skipped"))
+        issues.append(
+            Issue(
+                str(data_dir / (INSPIRED_MAP if dataset == "inspired" else REDIAL_MAP)),
+                mapping[did][2],
+                "dialog_id",
+                f"dialogue {did} is not in the {split} split",
+                "skipped",
+            )
+        )
     if not targets:
         raise DataError(rows[0][3] if rows else data_dir, f"no simulation target for {dataset}/{split}")
     return targets, issues
@@ -127,6 +156,7 @@ def load_sim_targets(data_dir: str | Path, dataset: str = "inspired", split: str
 def targets_path(profile: str, dataset: str) -> Path:
     """``runs/<profile>/data/targets_<dataset>.jsonl`` (written by notebook 01)."""
     from rso_lib.paths import run_dir
+
     return run_dir(profile) / "data" / f"targets_{dataset}.jsonl"
 
 
@@ -138,7 +168,7 @@ def write_sim_targets(path: str | Path, targets: list[SimTarget]) -> int:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temp_sibling(path)
     with tmp.open("w", encoding="utf-8") as f:
         for t in targets:
             f.write(json.dumps(dataclasses.asdict(t), ensure_ascii=False, sort_keys=True) + "\n")
@@ -153,9 +183,15 @@ def read_sim_targets(path: str | Path) -> list[SimTarget]:
     for lineno, o in iter_jsonl(Path(path), issues, "simulation targets"):
         try:
             p = o["persona"]
-            out.append(SimTarget(str(o["dialog_id"]), o["dataset"], str(o["user_id"]),
-                                 Persona(str(p["user_id"]), p["description"], dict(p.get("fields") or {})),
-                                 list(o["target_genres"])))
+            out.append(
+                SimTarget(
+                    str(o["dialog_id"]),
+                    o["dataset"],
+                    str(o["user_id"]),
+                    Persona(str(p["user_id"]), p["description"], dict(p.get("fields") or {})),
+                    list(o["target_genres"]),
+                )
+            )
         except (KeyError, TypeError) as e:
             raise DataError(path, f"bad simulation target: missing {e}", line=lineno) from e
     if issues:
@@ -168,7 +204,7 @@ GENRE_RULES = ("all", "first")
 
 
 def apply_genre_rule(targets: list[SimTarget], rule: str = "all") -> list[SimTarget]:
-    """Which of a user's listed genres are the simulation target (``TARGET_GENRES``).
+    """Which of a user's listed genres are the simulation target (``GENRE_RULE``).
 
     * ``"all"``: every listed genre; a target item must cover them all (stricter than the
       authors: with the ReDial catalogue 20 of 99 INSPIRED test users are then unreachable).
@@ -179,8 +215,9 @@ def apply_genre_rule(targets: list[SimTarget], rule: str = "all") -> list[SimTar
         return list(targets)
     if rule == "first":
         import dataclasses
+
         return [dataclasses.replace(t, target_genres=list(t.target_genres[:1])) for t in targets]
-    raise ValueError(f"TARGET_GENRES must be one of {GENRE_RULES}, got {rule!r}")
+    raise ValueError(f"GENRE_RULE must be one of {GENRE_RULES}, got {rule!r}")
 
 
 def split_reachable(targets: list[SimTarget], kb) -> tuple[list[SimTarget], list[SimTarget]]:

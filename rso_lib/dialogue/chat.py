@@ -42,8 +42,16 @@ class HumanSimulator:
                 if iid is None:  # nothing named: treat as a plain message
                     out.append(SimResponse("I'll take it.", "chat"))
                 else:
-                    out.append(SimResponse(f"I'll watch {self.items[iid].title}.", "accept", iid, accepted=True,
-                                           end=True, covers_target=cov))
+                    out.append(
+                        SimResponse(
+                            f"I'll watch {self.items[iid].title}.",
+                            "accept",
+                            iid,
+                            accepted=True,
+                            end=True,
+                            covers_target=cov,
+                        )
+                    )
             elif text.lower().startswith("/quit"):
                 out.append(SimResponse("Bye.", "quit", iid, end=True, covers_target=cov))
             else:
@@ -67,9 +75,14 @@ def format_trace(tr: dict, items: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-def chat(engine, input_fn: Callable[[str], str] = input, print_fn: Callable[[str], None] = print,
-         target_genres: Sequence[str] = (), persona: str = "a person chatting with the system",
-         sample_strategy: bool = False):
+def chat(
+    engine,
+    input_fn: Callable[[str], str] = input,
+    print_fn: Callable[[str], None] = print,
+    target_genres: Sequence[str] = (),
+    persona: str = "a person chatting with the system",
+    sample_strategy: bool = False,
+):
     """Play the user of ``engine``'s system. Returns the :class:`Episode`.
 
     The engine's simulator is swapped for a :class:`HumanSimulator` for the duration of the chat.
@@ -94,8 +107,12 @@ def chat(engine, input_fn: Callable[[str], str] = input, print_fn: Callable[[str
 
     human.respond = respond
     try:
-        ep = engine.run([target], None, sample_strategy=sample_strategy,
-                        on_turn=lambda t, r: print_fn(f"  [reward] {r.reward:.2f}") if r.reward is not None else None)
+        ep = engine.run(
+            [target],
+            None,
+            sample_strategy=sample_strategy,
+            on_turn=lambda t, r: print_fn(f"  [reward] {r.reward:.2f}") if r.reward is not None else None,
+        )
     finally:
         engine.simulator = old
     print_fn(f"(dialogue ended: {ep[0].stop_reason})")

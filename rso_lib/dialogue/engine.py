@@ -34,17 +34,27 @@ from typing import Any, Callable, Sequence
 import numpy as np
 
 from rso_lib.data.records import RECOMMENDER, SEEKER, SimTarget, Turn
+from rso_lib.dialogue.transcript import (
+    Episode,
+    TurnRecord,
+    append_rows,
+    episode_from_rows,
+    read_rows,
+    record_to_row,
+    rewrite_rows,
+)
 from rso_lib.experts.actor import (
-    EXPLANATION_NAMES, Actor, ItemChooser, choose_explanation_strategy, self_check_and_refine,
+    EXPLANATION_NAMES,
+    Actor,
+    ItemChooser,
+    choose_explanation_strategy,
+    self_check_and_refine,
 )
 from rso_lib.experts.prompts import EXPLANATION_STRATEGIES
 from rso_lib.experts.reasoner import PreferenceReasoner
 from rso_lib.experts.rewarder import RewardResult
 from rso_lib.llm.protocol import ChatLLM, Sampling
 from rso_lib.strategies import DESCRIPTIONS, INQUIRY_STRATEGIES, NUM_STRATEGIES, STRATEGIES
-from rso_lib.dialogue.transcript import (
-    Episode, TurnRecord, append_rows, episode_from_rows, read_rows, record_to_row, rewrite_rows,
-)
 
 _ROLE_SEED = {"open": 1, "reasoner": 2, "chooser": 3, "actor": 4, "refine": 5, "simulator": 6, "rewarder": 7}
 
@@ -121,10 +131,22 @@ class DialogueEngine:
         allow_no_recommendation: the chooser may answer "none of these yet" (default True).
     """
 
-    def __init__(self, system, llms: dict[str, ChatLLM], retriever=None, planner=None, simulator=None,
-                 rewarder=None, max_turns: int = 10, seed: int = 0, chooser_mode: str = "letters",
-                 actor_sampling: Sampling | None = None, reasoner_sampling: Sampling | None = None,
-                 stop_on_reward: bool = True, allow_no_recommendation: bool = True):
+    def __init__(
+        self,
+        system,
+        llms: dict[str, ChatLLM],
+        retriever=None,
+        planner=None,
+        simulator=None,
+        rewarder=None,
+        max_turns: int = 10,
+        seed: int = 0,
+        chooser_mode: str = "letters",
+        actor_sampling: Sampling | None = None,
+        reasoner_sampling: Sampling | None = None,
+        stop_on_reward: bool = True,
+        allow_no_recommendation: bool = True,
+    ):
         if simulator is None:
             raise ValueError("DialogueEngine: a user simulator is required")
         if system.strategy_mode == "planner" and planner is None:
@@ -141,13 +163,18 @@ class DialogueEngine:
         self.current_trace: list[dict] = []
         t = lambda role, key=None: _TimedLLM(llms.get(key or role, llms["actor"]), role, self)  # noqa: E731
         self.llms = {r: t(r) for r in llms}
-        self.reasoner = PreferenceReasoner(t("reasoner"), **({"sampling": reasoner_sampling} if reasoner_sampling else {}))
+        self.reasoner = PreferenceReasoner(
+            t("reasoner"), **({"sampling": reasoner_sampling} if reasoner_sampling else {})
+        )
         self.chooser = ItemChooser(t("chooser"), mode=chooser_mode, allow_none=allow_no_recommendation)
         self.actor = Actor(t("actor"), **({"sampling": actor_sampling} if actor_sampling else {}))
         self._explainer, self._checker = t("explainer", "actor"), t("self_check", "actor")
         # the simulator's and judge's own backends are timed and logged too
-        for obj, attr, role in ((simulator, "llm", "simulator"), (simulator, "paraphrase_llm", "simulator"),
-                                (rewarder, "llm", "rewarder")):
+        for obj, attr, role in (
+            (simulator, "llm", "simulator"),
+            (simulator, "paraphrase_llm", "simulator"),
+            (rewarder, "llm", "rewarder"),
+        ):
             if obj is not None and getattr(obj, attr, None) is not None:
                 setattr(obj, attr, _TimedLLM(getattr(obj, attr), role, self))
 
@@ -169,9 +196,13 @@ class DialogueEngine:
         self.stats = EngineStats()
 
     # -- public -------------------------------------------------------------------------------
-    def run(self, targets: Sequence[SimTarget], transcript_path: str | Path | None = None,
-            sample_strategy: bool = True, on_turn: Callable[[SimTarget, TurnRecord], None] | None = None
-            ) -> list[Episode]:
+    def run(
+        self,
+        targets: Sequence[SimTarget],
+        transcript_path: str | Path | None = None,
+        sample_strategy: bool = True,
+        on_turn: Callable[[SimTarget, TurnRecord], None] | None = None,
+    ) -> list[Episode]:
         """Simulate one dialogue per target, all in lockstep; returns Episodes in target order.
 
         Args:
@@ -193,8 +224,10 @@ class DialogueEngine:
                 rows = read_rows(path)
                 other = {r["system"] for r in rows} - {self.system.name}
                 if other:
-                    raise ValueError(f"{path}: transcript holds system(s) {sorted(other)}, not {self.system.name}; "
-                                     "use one transcript per system")
+                    raise ValueError(
+                        f"{path}: transcript holds system(s) {sorted(other)}, not {self.system.name}; "
+                        "use one transcript per system"
+                    )
                 groups: dict[str, list[dict]] = {}
                 for r in rows:
                     groups.setdefault(r["dialog_id"], []).append(r)
@@ -211,6 +244,7 @@ class DialogueEngine:
         gen = None
         if self.system.strategy_mode == "planner":
             import torch
+
             gen = torch.Generator().manual_seed(self.seed)
         t_start = time.perf_counter()
         self._step_idx = -1  # the users' opening messages are logged as step -1
@@ -228,7 +262,9 @@ class DialogueEngine:
             self._step_idx = step
             recs = self._step(active, step, sample_strategy, gen, rng)
             if path is not None:
-                append_rows(path, [record_to_row(self.system.name, d.target, r, d.user_open) for d, r in zip(active, recs)])
+                append_rows(
+                    path, [record_to_row(self.system.name, d.target, r, d.user_open) for d, r in zip(active, recs)]
+                )
             if on_turn is not None:
                 for d, r in zip(active, recs):
                     on_turn(d.target, r)
@@ -241,8 +277,19 @@ class DialogueEngine:
             for r in d.turns:
                 pf.update(r.parse_failures)
             acc = [r for r in d.turns if r.accepted]
-            eps.append(Episode(d.target.dialog_id, d.target, self.system.name, d.user_open, d.turns, bool(acc),
-                               acc[0].mentioned_item if acc else None, d.turns[-1].stop_reason, dict(pf)))
+            eps.append(
+                Episode(
+                    d.target.dialog_id,
+                    d.target,
+                    self.system.name,
+                    d.user_open,
+                    d.turns,
+                    bool(acc),
+                    acc[0].mentioned_item if acc else None,
+                    d.turns[-1].stop_reason,
+                    dict(pf),
+                )
+            )
         return eps
 
     def _step(self, active: list[_Dlg], step: int, sample_strategy: bool, gen, rng) -> list[TurnRecord]:
@@ -267,7 +314,12 @@ class DialogueEngine:
                 strat[i], sidx[i], sprob[i], sent[i] = c.strategy, int(c.index), float(c.prob), float(c.entropy)
         elif sys_.strategy_mode == "random":  # uniform over the 14 (a control, not a paper row)
             for i, j in enumerate(rng.integers(0, NUM_STRATEGIES, size=n)):
-                strat[i], sidx[i], sprob[i], sent[i] = STRATEGIES[j], int(j), 1 / NUM_STRATEGIES, math.log(NUM_STRATEGIES)
+                strat[i], sidx[i], sprob[i], sent[i] = (
+                    STRATEGIES[j],
+                    int(j),
+                    1 / NUM_STRATEGIES,
+                    math.log(NUM_STRATEGIES),
+                )
 
         # 2. Preference Reasoner (Eq. 3)
         if sys_.use_reasoner:
@@ -281,8 +333,11 @@ class DialogueEngine:
             prefs = [""] * n
 
         # 3. Fact Retriever (Eq. 4)
-        rets = (self._model("retriever", "retrieve", self.retriever.retrieve, H, prefs, [d.rejected for d in active])
-                if sys_.use_retriever else [None] * n)
+        rets = (
+            self._model("retriever", "retrieve", self.retriever.retrieve, H, prefs, [d.rejected for d in active])
+            if sys_.use_retriever
+            else [None] * n
+        )
 
         # 4. Chooser: which candidate to recommend, if any. A preference-elicitation strategy
         #    (Table I) asks rather than recommends, so those turns carry no item and skip the
@@ -293,8 +348,9 @@ class DialogueEngine:
         if sys_.use_retriever and sys_.use_chooser:
             rows = [i for i in range(n) if not abstain[i]]
             cands = [[self.retriever.items[j] for j in rets[i].item_ids] for i in rows]
-            picks = self.chooser.choose([H[i] for i in rows], [prefs[i] for i in rows], cands,
-                                        seed=self._seed(step, "chooser"))
+            picks = self.chooser.choose(
+                [H[i] for i in rows], [prefs[i] for i in rows], cands, seed=self._seed(step, "chooser")
+            )
             for i, c in zip(rows, picks):
                 chosen[i], cprobs[i] = c.item_id, c.probs
                 abstain[i] = c.abstained
@@ -314,27 +370,47 @@ class DialogueEngine:
         #    its replies (use_facts); without a chooser, the candidate titles (InterCRS,
         #    w/o Fact Retriever keeps titles); without retrieval, the LLM's own knowledge.
         facts = [[items[c].facts()] if c and sys_.use_facts else [] for c in chosen]
-        cand_names = [[items[j].name for j in r.item_ids] if (r is not None and c is None and not a) else []
-                      for r, c, a in zip(rets, chosen, abstain)]
-        mode = ["ask" if a else "item" if c else "candidates" if cn else "own" if not sys_.use_retriever else "ask"
-                for a, c, cn in zip(abstain, chosen, cand_names)]
-        desc = [DESCRIPTIONS.get(s) if s in DESCRIPTIONS else EXPLANATION_STRATEGIES.get(s) if s else None for s in strat]
-        replies, empty = self.actor.reply(H, desc, prefs, facts, names, cand_names, seed=self._seed(step, "actor"),
-                                          modes=mode)
+        cand_names = [
+            [items[j].name for j in r.item_ids] if (r is not None and c is None and not a) else []
+            for r, c, a in zip(rets, chosen, abstain)
+        ]
+        mode = [
+            "ask" if a else "item" if c else "candidates" if cn else "own" if not sys_.use_retriever else "ask"
+            for a, c, cn in zip(abstain, chosen, cand_names)
+        ]
+        desc = [
+            DESCRIPTIONS.get(s) if s in DESCRIPTIONS else EXPLANATION_STRATEGIES.get(s) if s else None for s in strat
+        ]
+        replies, empty = self.actor.reply(
+            H, desc, prefs, facts, names, cand_names, seed=self._seed(step, "actor"), modes=mode
+        )
         for c, e in zip(pf, empty):
             if e:
                 c["actor"] += e
         refined = [0] * n
         if sys_.self_check_rounds > 0:
-            replies, refined = self_check_and_refine(self._checker, H, replies, facts, names,
-                                                     rounds=sys_.self_check_rounds, sampling=self.actor.sampling,
-                                                     seed=self._seed(step, "refine"))
+            replies, refined = self_check_and_refine(
+                self._checker,
+                H,
+                replies,
+                facts,
+                names,
+                rounds=sys_.self_check_rounds,
+                sampling=self.actor.sampling,
+                seed=self._seed(step, "refine"),
+            )
 
         # what the turn's experts produced, before the user answers (interactive chat shows it)
         self.current_trace = [
-            {"strategy": strat[i], "strategy_prob": sprob[i], "preference": prefs[i],
-             "retrieved": list(rets[i].item_ids) if rets[i] is not None else [], "facts": facts[i]}
-            for i in range(n)]
+            {
+                "strategy": strat[i],
+                "strategy_prob": sprob[i],
+                "preference": prefs[i],
+                "retrieved": list(rets[i].item_ids) if rets[i] is not None else [],
+                "facts": facts[i],
+            }
+            for i in range(n)
+        ]
 
         # 6. Simulated user
         turn_strat = [s if s in DESCRIPTIONS else None for s in strat]  # Turn.strategy: the 14 only
@@ -371,14 +447,33 @@ class DialogueEngine:
             else:
                 reason = None
             rec = TurnRecord(
-                turn=step, history_before=H[i], strategy=strat[i], strategy_index=sidx[i], strategy_prob=sprob[i],
-                strategy_entropy=sent[i], preference=prefs[i],
-                retrieved=list(r.item_ids) if r else [], retrieval_scores=list(r.scores) if r else [],
-                ranking=list(r.ranking) if r else [], chosen_item=chosen[i], chooser_probs=cprobs[i],
-                reply=replies[i], refinements=int(refined[i]), mentioned_item=u.item_id, user_reply=u.text,
-                user_action=u.action, covers_target=u.covers_target, p_accept=u.p_accept, accepted=bool(u.accepted),
-                reward=w.reward, rating=w.rating, stop=stop, done=reason is not None, stop_reason=reason,
-                parse_failures=dict(pf[i]), facts=facts[i],
+                turn=step,
+                history_before=H[i],
+                strategy=strat[i],
+                strategy_index=sidx[i],
+                strategy_prob=sprob[i],
+                strategy_entropy=sent[i],
+                preference=prefs[i],
+                retrieved=list(r.item_ids) if r else [],
+                retrieval_scores=list(r.scores) if r else [],
+                ranking=list(r.ranking) if r else [],
+                chosen_item=chosen[i],
+                chooser_probs=cprobs[i],
+                reply=replies[i],
+                refinements=int(refined[i]),
+                mentioned_item=u.item_id,
+                user_reply=u.text,
+                user_action=u.action,
+                covers_target=u.covers_target,
+                p_accept=u.p_accept,
+                accepted=bool(u.accepted),
+                reward=w.reward,
+                rating=w.rating,
+                stop=stop,
+                done=reason is not None,
+                stop_reason=reason,
+                parse_failures=dict(pf[i]),
+                facts=facts[i],
             )
             if u.action == "reject" and u.item_id:
                 d.rejected.add(u.item_id)

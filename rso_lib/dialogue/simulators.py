@@ -34,7 +34,10 @@ import numpy as np
 
 from rso_lib.data.records import Item, SimTarget, Turn
 from rso_lib.experts.prompts import (
-    paraphrase_prompt, simulator_decision_prompt, simulator_open_prompt, simulator_reply_prompt,
+    paraphrase_prompt,
+    simulator_decision_prompt,
+    simulator_open_prompt,
+    simulator_reply_prompt,
 )
 from rso_lib.experts.reasoner import clean_reply
 from rso_lib.experts.rewarder import RewardResult, should_stop
@@ -89,7 +92,7 @@ class TitleMatcher:
         found: list[tuple[int, str]] = []
         for n in range(min(self.max_len, len(toks)), 0, -1):
             for i in range(len(toks) - n + 1):
-                ids = self._by_title.get(tuple(toks[i:i + n]))
+                ids = self._by_title.get(tuple(toks[i : i + n]))
                 if ids:
                     found.append((n, self._year_pick(ids, text)))
             if found:
@@ -148,9 +151,13 @@ class AgendaSimulator:
 
     name = "agenda"
 
-    def __init__(self, items: Iterable[Item], inquire_before_accept: bool = True,
-                 paraphrase_llm: ChatLLM | None = None,
-                 paraphrase_sampling: Sampling = Sampling(temperature=0.0, max_tokens=48)):
+    def __init__(
+        self,
+        items: Iterable[Item],
+        inquire_before_accept: bool = True,
+        paraphrase_llm: ChatLLM | None = None,
+        paraphrase_sampling: Sampling = Sampling(temperature=0.0, max_tokens=48),
+    ):
         self.matcher = TitleMatcher(items)
         self.items = self.matcher.items
         self.inquire_before_accept = inquire_before_accept
@@ -165,15 +172,26 @@ class AgendaSimulator:
             g = st.target.target_genres
             if g:
                 st.disclosed.append(g[0])
-                text = _pick(["Hi! Can you recommend a good {g} movie?", "Hello, I'm in the mood for a {g} movie.",
-                              "Hey, I want to watch a {g} film tonight. Any ideas?"], st.target.dialog_id).format(g=g[0])
+                text = _pick(
+                    [
+                        "Hi! Can you recommend a good {g} movie?",
+                        "Hello, I'm in the mood for a {g} movie.",
+                        "Hey, I want to watch a {g} film tonight. Any ideas?",
+                    ],
+                    st.target.dialog_id,
+                ).format(g=g[0])
             else:
                 text = "Hi! Can you recommend a movie for tonight?"
             out.append(SimResponse(text, "open"))
         return self._paraphrase(out, seed)
 
-    def respond(self, states: Sequence[SimState], histories: Sequence[Sequence[Turn]],
-                candidates: Sequence[Sequence[str]], seed: int | None = None) -> list[SimResponse]:
+    def respond(
+        self,
+        states: Sequence[SimState],
+        histories: Sequence[Sequence[Turn]],
+        candidates: Sequence[Sequence[str]],
+        seed: int | None = None,
+    ) -> list[SimResponse]:
         """``histories[i]`` ends with the system's reply; ``candidates[i]`` = chosen item id first,
         then the retrieved ids (preferred when matching titles)."""
         out = [self._respond_one(st, h, c) for st, h, c in zip(states, histories, candidates)]
@@ -188,36 +206,85 @@ class AgendaSimulator:
             item = self.items[iid]
             ok = covers(item, targets)
             if ok and (iid in st.inquired or not self.inquire_before_accept):
-                return SimResponse(_pick(["That sounds great, I'll watch {t}!", "Perfect, {t} it is. Thanks!",
-                                          "I like it! I'll go with {t}."], *key).format(t=item.title),
-                                   "accept", iid, accepted=True, end=True, covers_target=True)
+                return SimResponse(
+                    _pick(
+                        [
+                            "That sounds great, I'll watch {t}!",
+                            "Perfect, {t} it is. Thanks!",
+                            "I like it! I'll go with {t}.",
+                        ],
+                        *key,
+                    ).format(t=item.title),
+                    "accept",
+                    iid,
+                    accepted=True,
+                    end=True,
+                    covers_target=True,
+                )
             if ok:
                 st.inquired.add(iid)
-                return SimResponse(_pick(["{t} sounds interesting. What is it about?", "Who is in {t}?",
-                                          "Tell me more about {t}, please."], *key).format(t=item.title),
-                                   "inquire", iid, covers_target=True)
+                return SimResponse(
+                    _pick(
+                        [
+                            "{t} sounds interesting. What is it about?",
+                            "Who is in {t}?",
+                            "Tell me more about {t}, please.",
+                        ],
+                        *key,
+                    ).format(t=item.title),
+                    "inquire",
+                    iid,
+                    covers_target=True,
+                )
             st.rejected.add(iid)
             st.disclosed = list(targets)  # a rejection states everything the user wants
-            return SimResponse(_pick(["I don't think {t} is for me. I'd like something {g}.",
-                                      "Hmm, {t} isn't what I'm after. I want a {g} movie."], *key)
-                               .format(t=item.title, g=_genre_phrase(targets)), "reject", iid, covers_target=False)
+            return SimResponse(
+                _pick(
+                    [
+                        "I don't think {t} is for me. I'd like something {g}.",
+                        "Hmm, {t} isn't what I'm after. I want a {g} movie.",
+                    ],
+                    *key,
+                ).format(t=item.title, g=_genre_phrase(targets)),
+                "reject",
+                iid,
+                covers_target=False,
+            )
         if "?" in reply:
             todo = [g for g in targets if g not in st.disclosed]
             if todo:
                 st.disclosed.extend(todo[:2])  # disclose at most two more genres per answer
-                return SimResponse(_pick(["I really like {g} movies.", "I'd enjoy something {g}.",
-                                          "Mostly {g}, I think."], *key).format(g=_genre_phrase(todo[:2])), "disclose")
-            return SimResponse(_pick(["As I said, something {g}. Do you have a title in mind?",
-                                      "Anything {g} would do. What do you suggest?"], *key)
-                               .format(g=_genre_phrase(targets)), "request")
-        return SimResponse(_pick(["Could you suggest a specific {g} movie?", "Do you have a {g} movie to recommend?"],
-                                 *key).format(g=_genre_phrase(st.disclosed or targets)), "request")
+                return SimResponse(
+                    _pick(
+                        ["I really like {g} movies.", "I'd enjoy something {g}.", "Mostly {g}, I think."], *key
+                    ).format(g=_genre_phrase(todo[:2])),
+                    "disclose",
+                )
+            return SimResponse(
+                _pick(
+                    [
+                        "As I said, something {g}. Do you have a title in mind?",
+                        "Anything {g} would do. What do you suggest?",
+                    ],
+                    *key,
+                ).format(g=_genre_phrase(targets)),
+                "request",
+            )
+        return SimResponse(
+            _pick(["Could you suggest a specific {g} movie?", "Do you have a {g} movie to recommend?"], *key).format(
+                g=_genre_phrase(st.disclosed or targets)
+            ),
+            "request",
+        )
 
     def _paraphrase(self, out: list[SimResponse], seed: int | None) -> list[SimResponse]:
         if self.paraphrase_llm is None or not out:
             return out
-        s = self.paraphrase_sampling if seed is None or self.paraphrase_sampling.temperature == 0 \
+        s = (
+            self.paraphrase_sampling
+            if seed is None or self.paraphrase_sampling.temperature == 0
             else replace(self.paraphrase_sampling, seed=seed)
+        )
         new = self.paraphrase_llm.chat([paraphrase_prompt(r.text) for r in out], s)
         for r, n in zip(out, new):
             text = clean_reply(n[0])
@@ -241,8 +308,13 @@ class LLMSimulator:
 
     name = "llm"
 
-    def __init__(self, llm: ChatLLM, items: Iterable[Item], require_kb_cover: bool = True,
-                 sampling: Sampling = Sampling(temperature=0.7, top_p=0.9, max_tokens=48)):
+    def __init__(
+        self,
+        llm: ChatLLM,
+        items: Iterable[Item],
+        require_kb_cover: bool = True,
+        sampling: Sampling = Sampling(temperature=0.7, top_p=0.9, max_tokens=48),
+    ):
         self.llm = llm
         self.matcher = TitleMatcher(items)
         self.items = self.matcher.items
@@ -257,16 +329,23 @@ class LLMSimulator:
     def open(self, states: Sequence[SimState], seed: int | None = None) -> list[SimResponse]:
         if not states:
             return []
-        out = self.llm.chat([simulator_open_prompt(st.target.persona.description, st.target.target_genres)
-                             for st in states], self._s(seed))
+        out = self.llm.chat(
+            [simulator_open_prompt(st.target.persona.description, st.target.target_genres) for st in states],
+            self._s(seed),
+        )
         res = []
         for o in out:
             t = clean_reply(o[0])
             res.append(SimResponse(t or "Hi, can you recommend a movie?", "open", parse_failures=int(not t)))
         return res
 
-    def respond(self, states: Sequence[SimState], histories: Sequence[Sequence[Turn]],
-                candidates: Sequence[Sequence[str]], seed: int | None = None) -> list[SimResponse]:
+    def respond(
+        self,
+        states: Sequence[SimState],
+        histories: Sequence[Sequence[Turn]],
+        candidates: Sequence[Sequence[str]],
+        seed: int | None = None,
+    ) -> list[SimResponse]:
         if not states:
             return []
         named = [self.matcher.find(h[-1].text if h else "", c) for h, c in zip(histories, candidates)]
@@ -275,17 +354,27 @@ class LLMSimulator:
         cov: list[bool | None] = [None] * len(states)
         rows = [i for i, iid in enumerate(named) if iid is not None]
         if rows:  # one scoring call for every dialogue whose reply named a movie
-            batch = [simulator_decision_prompt(states[i].target.persona.description, states[i].target.target_genres,
-                                               histories[i], self.items[named[i]].facts()) for i in rows]
+            batch = [
+                simulator_decision_prompt(
+                    states[i].target.persona.description,
+                    states[i].target.target_genres,
+                    histories[i],
+                    self.items[named[i]].facts(),
+                )
+                for i in rows
+            ]
             probs = np.asarray(self.llm.score_options(batch, ["accept", "reject"]))  # [R, 2]
             for i, p in zip(rows, probs):
                 cov[i] = covers(self.items[named[i]], states[i].target.target_genres)
                 p_acc[i] = float(p[0])
                 llm_yes = p[0] > p[1]
                 decisions[i] = "accept" if llm_yes and (cov[i] or not self.require_kb_cover) else "reject"
-        prompts = [simulator_reply_prompt(st.target.persona.description, st.target.target_genres, h, d,
-                                          self.items[iid].title if iid else None)
-                   for st, h, d, iid in zip(states, histories, decisions, named)]
+        prompts = [
+            simulator_reply_prompt(
+                st.target.persona.description, st.target.target_genres, h, d, self.items[iid].title if iid else None
+            )
+            for st, h, d, iid in zip(states, histories, decisions, named)
+        ]
         texts = self.llm.chat(prompts, self._s(seed))
         res = []
         for st, o, d, iid, p, c in zip(states, texts, decisions, named, p_acc, cov):
@@ -295,8 +384,18 @@ class LLMSimulator:
                 t = {"accept": "OK, I'll watch it.", "reject": "No, that's not for me."}.get(d or "", "Tell me more.")
             if d == "reject":
                 st.rejected.add(iid)
-            res.append(SimResponse(t, d or "chat", iid, accepted=d == "accept", end=d == "accept",
-                                   p_accept=p, covers_target=c, parse_failures=fail))
+            res.append(
+                SimResponse(
+                    t,
+                    d or "chat",
+                    iid,
+                    accepted=d == "accept",
+                    end=d == "accept",
+                    p_accept=p,
+                    covers_target=c,
+                    parse_failures=fail,
+                )
+            )
         return res
 
 
@@ -310,8 +409,9 @@ class SimulatorReward:
     stop_threshold: float = 0.7
     uses_simulator = True
 
-    def score_from_sim(self, responses: Sequence[SimResponse], targets: Sequence[SimTarget],
-                       items: dict[str, Item]) -> list[RewardResult]:
+    def score_from_sim(
+        self, responses: Sequence[SimResponse], targets: Sequence[SimTarget], items: dict[str, Item]
+    ) -> list[RewardResult]:
         out = []
         for r, t in zip(responses, targets):
             if r.accepted:

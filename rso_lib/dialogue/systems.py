@@ -75,10 +75,17 @@ class SystemConfig:
             raise ValueError(f"SystemConfig {self.name}: the chooser needs the retriever")
         if self.use_facts and not self.use_retriever:
             raise ValueError(f"SystemConfig {self.name}: facts need the retriever")
-        if self.plm is not None and (self.plm not in ("unicrs", "barcor") or self.strategy_mode != "none"
-                                     or self.use_reasoner or self.use_chooser or not self.use_retriever):
-            raise ValueError(f"SystemConfig {self.name}: plm {self.plm!r} needs unicrs|barcor, no strategy, "
-                             "no reasoner, no chooser, and use_retriever (its own ranking)")
+        if self.plm is not None and (
+            self.plm not in ("unicrs", "barcor")
+            or self.strategy_mode != "none"
+            or self.use_reasoner
+            or self.use_chooser
+            or not self.use_retriever
+        ):
+            raise ValueError(
+                f"SystemConfig {self.name}: plm {self.plm!r} needs unicrs|barcor, no strategy, "
+                "no reasoner, no chooser, and use_retriever (its own ranking)"
+            )
 
     def capabilities(self) -> dict[str, bool]:
         """Paper Table III's four columns, read off the configuration."""
@@ -91,8 +98,9 @@ class SystemConfig:
 
 
 RSO = SystemConfig("RSO")
-PROMPT_ONLY = SystemConfig("PROMPT_ONLY", strategy_mode="none", use_reasoner=False, use_retriever=False,
-                           use_facts=False, use_chooser=False)
+PROMPT_ONLY = SystemConfig(
+    "PROMPT_ONLY", strategy_mode="none", use_reasoner=False, use_retriever=False, use_facts=False, use_chooser=False
+)
 INTERCRS = SystemConfig("INTERCRS", strategy_mode="none", use_reasoner=False, use_facts=False, use_chooser=False)
 PCCRS = SystemConfig("PCCRS", strategy_mode="explanation", use_reasoner=False, self_check_rounds=2)
 NO_RETRIEVER = SystemConfig("NO_RETRIEVER", use_facts=False)
@@ -102,9 +110,9 @@ _PLM = dict(strategy_mode="none", use_reasoner=False, use_facts=False, use_choos
 UNICRS = SystemConfig("UNICRS", plm="unicrs", **_PLM)
 BARCOR = SystemConfig("BARCOR", plm="barcor", **_PLM)
 
-SYSTEMS: dict[str, SystemConfig] = {s.name: s for s in
-                                    (RSO, PROMPT_ONLY, INTERCRS, PCCRS, NO_RETRIEVER, NO_PLANNER, NO_REASONER,
-                                     UNICRS, BARCOR)}
+SYSTEMS: dict[str, SystemConfig] = {
+    s.name: s for s in (RSO, PROMPT_ONLY, INTERCRS, PCCRS, NO_RETRIEVER, NO_PLANNER, NO_REASONER, UNICRS, BARCOR)
+}
 
 
 def get_system(name: str) -> SystemConfig:
@@ -181,47 +189,63 @@ def build_system(
     system = name if isinstance(name, SystemConfig) else get_system(name)
     if llms is None:
         from rso_lib.llm import role_llms
+
         llms = role_llms(llm_cfg or {})
     plm_actor = None
     if system.plm is not None:
         from rso_lib.baselines.plm_system import plm_parts
+
         retriever, plm_actor = plm_parts(plm, kb, system.plm, rank_n=rank_n, max_new_tokens=actor_max_tokens)
     if system.use_retriever and retriever is None:
         from rso_lib.experts.retriever import FactRetriever
+
         if embedder is None:
             from rso_lib.llm import load_embedder
+
             embedder = load_embedder(embedder_name)
         if cache_dir is None:
             from rso_lib.paths import run_dir
+
             cache_dir = run_dir(profile) / "cache"
-        retriever = FactRetriever(kb, embedder, embedder_name=embedder_name, cache_dir=cache_dir,
-                                  top_k=top_k, rank_n=rank_n)
+        retriever = FactRetriever(
+            kb, embedder, embedder_name=embedder_name, cache_dir=cache_dir, top_k=top_k, rank_n=rank_n
+        )
     if system.strategy_mode == "planner" and isinstance(planner, (str, Path)):
         from rso_lib.experts.planner import Planner
+
         planner = Planner.load(planner)
     sim_llm = llms.get("simulator", llms["actor"])
     user_s = Sampling(temperature=user_temperature, top_p=0.9, max_tokens=user_max_tokens)
     if simulator == "agenda":
-        sim = AgendaSimulator(kb, paraphrase_llm=sim_llm if paraphrase else None,
-                              paraphrase_sampling=replace(user_s, temperature=0.0))
+        sim = AgendaSimulator(
+            kb, paraphrase_llm=sim_llm if paraphrase else None, paraphrase_sampling=replace(user_s, temperature=0.0)
+        )
     elif simulator == "llm":
         sim = LLMSimulator(sim_llm, kb, require_kb_cover=require_kb_cover, sampling=user_s)
     else:
         raise ValueError(f"unknown simulator {simulator!r} (agenda | llm)")
     if reward == "judge":
-        rew = Rewarder(llms.get("rewarder", llms["actor"]), mode=reward_mode, samples=reward_samples,
-                       stop_threshold=stop_threshold)
+        rew = Rewarder(
+            llms.get("rewarder", llms["actor"]), mode=reward_mode, samples=reward_samples, stop_threshold=stop_threshold
+        )
     elif reward == "simulator":
         rew = SimulatorReward(stop_threshold=stop_threshold)
     else:
         raise ValueError(f"unknown reward {reward!r} (judge | simulator)")
     engine = DialogueEngine(
-        system, llms, retriever=retriever if system.use_retriever else None,
-        planner=planner if system.strategy_mode == "planner" else None, simulator=sim, rewarder=rew,
-        max_turns=max_turns, seed=seed, chooser_mode=chooser_mode,
+        system,
+        llms,
+        retriever=retriever if system.use_retriever else None,
+        planner=planner if system.strategy_mode == "planner" else None,
+        simulator=sim,
+        rewarder=rew,
+        max_turns=max_turns,
+        seed=seed,
+        chooser_mode=chooser_mode,
         actor_sampling=Sampling(temperature=actor_temperature, top_p=0.9, max_tokens=actor_max_tokens),
         reasoner_sampling=Sampling(temperature=0.0, max_tokens=reasoner_max_tokens),
-        stop_on_reward=stop_on_reward, allow_no_recommendation=allow_no_recommendation,
+        stop_on_reward=stop_on_reward,
+        allow_no_recommendation=allow_no_recommendation,
     )
     if plm_actor is not None:  # the PLM's generator replaces the LLM Actor (timed like it)
         engine.actor = plm_actor.timed(engine)
@@ -230,15 +254,28 @@ def build_system(
 
 #: Notebook parameter name -> :func:`build_system` argument (what ``build_system_from_params`` maps).
 PARAM_KEYS: dict[str, str] = {
-    "LLM": "llm_cfg", "SIMULATOR": "simulator", "REWARD": "reward", "REWARD_MODE": "reward_mode",
-    "REWARD_SAMPLES": "reward_samples", "STOP_THRESHOLD": "stop_threshold", "STOP_ON_REWARD": "stop_on_reward",
-    "MAX_TURNS": "max_turns", "TOP_K": "top_k", "RANK_N": "rank_n", "CHOOSER_MODE": "chooser_mode",
-    "ACTOR_MAX_TOKENS": "actor_max_tokens", "ACTOR_TEMPERATURE": "actor_temperature",
-    "USER_MAX_TOKENS": "user_max_tokens", "USER_TEMPERATURE": "user_temperature",
+    "LLM": "llm_cfg",
+    "SIMULATOR": "simulator",
+    "REWARD": "reward",
+    "REWARD_MODE": "reward_mode",
+    "REWARD_SAMPLES": "reward_samples",
+    "STOP_THRESHOLD": "stop_threshold",
+    "STOP_ON_REWARD": "stop_on_reward",
+    "MAX_TURNS": "max_turns",
+    "TOP_K": "top_k",
+    "RANK_N": "rank_n",
+    "CHOOSER_MODE": "chooser_mode",
+    "ACTOR_MAX_TOKENS": "actor_max_tokens",
+    "ACTOR_TEMPERATURE": "actor_temperature",
+    "USER_MAX_TOKENS": "user_max_tokens",
+    "USER_TEMPERATURE": "user_temperature",
     "REASONER_MAX_TOKENS": "reasoner_max_tokens",
-    "REQUIRE_KB_COVER": "require_kb_cover", "ALLOW_NO_RECOMMENDATION": "allow_no_recommendation",
-    "PARAPHRASE": "paraphrase", "EMBEDDER": "embedder_name",
-    "PROFILE": "profile", "SEED": "seed",
+    "REQUIRE_KB_COVER": "require_kb_cover",
+    "ALLOW_NO_RECOMMENDATION": "allow_no_recommendation",
+    "PARAPHRASE": "paraphrase",
+    "EMBEDDER": "embedder_name",
+    "PROFILE": "profile",
+    "SEED": "seed",
 }
 
 

@@ -54,6 +54,7 @@ from pathlib import Path
 from typing import Any, Iterable
 
 from rso_lib.data.records import RECOMMENDER, SEEKER, Persona, SimTarget, Turn
+from rso_lib.paths import temp_sibling
 
 SCHEMA = "rso.transcript/1"
 STOP_REASONS = ("accepted", "reward", "max_turns", "user_quit")
@@ -120,16 +121,39 @@ class Episode:
 
 
 _TYPES: dict[str, tuple] = {
-    "schema": (str,), "system": (str,), "dialog_id": (str,), "turn": (int,), "dataset": (str,),
-    "user_id": (str,), "target_genres": (list,), "persona": (str, type(None)), "user_open": (str, type(None)),
-    "strategy": (str, type(None)), "strategy_index": (int, type(None)),
-    "strategy_prob": (float, int, type(None)), "strategy_entropy": (float, int, type(None)),
-    "preference": (str,), "retrieved": (list,), "retrieval_scores": (list,), "ranking": (list,),
-    "chosen_item": (str, type(None)), "chooser_probs": (list,), "reply": (str,), "refinements": (int,),
-    "mentioned_item": (str, type(None)), "user_reply": (str,), "user_action": (str,),
-    "covers_target": (bool, type(None)), "p_accept": (float, int, type(None)), "accepted": (bool,),
-    "reward": (float, int, type(None)), "rating": (float, int, type(None)), "stop": (bool,), "done": (bool,),
-    "stop_reason": (str, type(None)), "parse_failures": (dict,),
+    "schema": (str,),
+    "system": (str,),
+    "dialog_id": (str,),
+    "turn": (int,),
+    "dataset": (str,),
+    "user_id": (str,),
+    "target_genres": (list,),
+    "persona": (str, type(None)),
+    "user_open": (str, type(None)),
+    "strategy": (str, type(None)),
+    "strategy_index": (int, type(None)),
+    "strategy_prob": (float, int, type(None)),
+    "strategy_entropy": (float, int, type(None)),
+    "preference": (str,),
+    "retrieved": (list,),
+    "retrieval_scores": (list,),
+    "ranking": (list,),
+    "chosen_item": (str, type(None)),
+    "chooser_probs": (list,),
+    "reply": (str,),
+    "refinements": (int,),
+    "mentioned_item": (str, type(None)),
+    "user_reply": (str,),
+    "user_action": (str,),
+    "covers_target": (bool, type(None)),
+    "p_accept": (float, int, type(None)),
+    "accepted": (bool,),
+    "reward": (float, int, type(None)),
+    "rating": (float, int, type(None)),
+    "stop": (bool,),
+    "done": (bool,),
+    "stop_reason": (str, type(None)),
+    "parse_failures": (dict,),
 }
 FIELDS = tuple(_TYPES)
 
@@ -214,18 +238,27 @@ def validate_transcript(path: str | os.PathLike) -> dict[str, Any]:
         if any(r["done"] for r in rs[:-1]):
             raise TranscriptError(path, 0, f"dialog {d}: a turn before the last is marked done")
         finished += rs[-1]["done"]
-    return {"rows": len(rows), "dialogues": len(by), "finished": finished,
-            "turns_per_dialogue": {d: len(rs) for d, rs in by.items()}}
+    return {
+        "rows": len(rows),
+        "dialogues": len(by),
+        "finished": finished,
+        "turns_per_dialogue": {d: len(rs) for d, rs in by.items()},
+    }
 
 
 def record_to_row(system: str, target: SimTarget, rec: TurnRecord, user_open: str) -> dict:
     row = {
-        "schema": SCHEMA, "system": system, "dialog_id": target.dialog_id, "turn": rec.turn,
-        "dataset": target.dataset, "user_id": target.user_id, "target_genres": list(target.target_genres),
+        "schema": SCHEMA,
+        "system": system,
+        "dialog_id": target.dialog_id,
+        "turn": rec.turn,
+        "dataset": target.dataset,
+        "user_id": target.user_id,
+        "target_genres": list(target.target_genres),
         "persona": target.persona.description if rec.turn == 0 else None,
         "user_open": user_open if rec.turn == 0 else None,
     }
-    for k in FIELDS[len(row):]:
+    for k in FIELDS[len(row) :]:
         row[k] = getattr(rec, k)
     return row
 
@@ -241,7 +274,7 @@ def append_rows(path: Path, rows: Iterable[dict]) -> None:
 
 def rewrite_rows(path: Path, rows: Iterable[dict]) -> None:
     """Atomically replace the transcript with ``rows``."""
-    tmp = Path(str(path) + ".tmp")
+    tmp = temp_sibling(path)
     with open(tmp, "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps(r, ensure_ascii=False) + "\n")
@@ -253,8 +286,13 @@ def episode_from_rows(rows: list[dict], target: SimTarget | None = None) -> Epis
     target is rebuilt from the rows (persona text from turn 0)."""
     r0 = rows[0]
     if target is None:
-        target = SimTarget(r0["dialog_id"], r0["dataset"], r0["user_id"],
-                           Persona(r0["user_id"], r0["persona"] or ""), list(r0["target_genres"]))
+        target = SimTarget(
+            r0["dialog_id"],
+            r0["dataset"],
+            r0["user_id"],
+            Persona(r0["user_id"], r0["persona"] or ""),
+            list(r0["target_genres"]),
+        )
     hist = [Turn(SEEKER, r0["user_open"])]
     turns = []
     pf: dict[str, int] = {}
@@ -266,8 +304,17 @@ def episode_from_rows(rows: list[dict], target: SimTarget | None = None) -> Epis
             pf[k] = pf.get(k, 0) + v
     last = rows[-1]
     acc = [r for r in rows if r["accepted"]]
-    return Episode(r0["dialog_id"], target, r0["system"], r0["user_open"], turns, bool(acc),
-                   acc[0]["mentioned_item"] if acc else None, last["stop_reason"], pf)
+    return Episode(
+        r0["dialog_id"],
+        target,
+        r0["system"],
+        r0["user_open"],
+        turns,
+        bool(acc),
+        acc[0]["mentioned_item"] if acc else None,
+        last["stop_reason"],
+        pf,
+    )
 
 
 def read_episodes(path: str | os.PathLike, finished_only: bool = True) -> list[Episode]:

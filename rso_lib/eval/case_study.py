@@ -30,8 +30,10 @@ def case_study(rso_transcript: str | Path, baseline_transcript: str | Path, kb: 
     shared = [e for e in rso if e.dialog_id in base]
     if not shared:
         raise ValueError(f"{rso_transcript} and {baseline_transcript} share no finished dialogue")
-    pick = next(((e, k) for e in shared for k, t in enumerate(e.turns) if t.chosen_item and kb.get(t.chosen_item)),
-                (shared[0], 0))
+    pick = next(
+        ((e, k) for e in shared for k, t in enumerate(e.turns) if t.chosen_item and kb.get(t.chosen_item)),
+        (shared[0], 0),
+    )
     ep, k = pick
     t = ep.turns[k]
     b = base[ep.dialog_id]
@@ -39,31 +41,51 @@ def case_study(rso_transcript: str | Path, baseline_transcript: str | Path, kb: 
     item = kb.get(t.chosen_item) if t.chosen_item else None
     history = "\n".join(f"{'User' if h.speaker == 'SEEKER' else 'System'}: {h.text}" for h in t.history_before)
     return {
-        "dialog_id": ep.dialog_id, "turn": k + 1, "persona": ep.target.persona.description,
-        "target_genres": ", ".join(ep.target.target_genres), "history": history,
+        "dialog_id": ep.dialog_id,
+        "turn": k + 1,
+        "persona": ep.target.persona.description,
+        "target_genres": ", ".join(ep.target.target_genres),
+        "history": history,
         "strategy": display_name(t.strategy) if t.strategy else "(none)",
-        "strategy_prob": t.strategy_prob, "preference": t.preference or "(none)",
+        "strategy_prob": t.strategy_prob,
+        "preference": t.preference or "(none)",
         "retrieved": "; ".join(kb.get(i).name for i in t.retrieved[:5] if kb.get(i)) or "(none)",
         "item": item.name if item else "(no recommendation this turn)",
         "facts": item.facts() if item else "(none)",
-        "rso_reply": t.reply, "rso_user_reply": t.user_reply,
-        "baseline_system": b.system, "baseline_turn": min(k, len(b.turns) - 1) + 1,
-        "baseline_reply": bt.reply, "baseline_user_reply": bt.user_reply,
+        "rso_reply": t.reply,
+        "rso_user_reply": t.user_reply,
+        "baseline_system": b.system,
+        "baseline_turn": min(k, len(b.turns) - 1) + 1,
+        "baseline_reply": bt.reply,
+        "baseline_user_reply": bt.user_reply,
     }
 
 
 def case_study_markdown(c: dict[str, Any]) -> str:
     """Fig. 6 as Markdown (what ``results/<profile>/fig6_case_study.md`` holds)."""
     p = f"{c['strategy_prob']:.2f}" if c.get("strategy_prob") is not None else "-"
-    return "\n".join([
-        f"**Fig. 6 (case study), INSPIRED dialogue `{c['dialog_id']}`, turn {c['turn']}**", "",
-        f"*User persona:* {c['persona']}  ", f"*Target genres:* {c['target_genres']}", "",
-        "*Dialogue so far:*", "", "```", c["history"], "```", "",
-        f"**{c['baseline_system']} (no strategy optimisation), turn {c['baseline_turn']}:** {c['baseline_reply']}", "",
-        "**RSO:**", "",
-        f"1. Planner (macro strategy): **{c['strategy']}** (p = {p})",
-        f"2. Preference Reasoner: {c['preference']}",
-        f"3. Fact Retriever: candidates {c['retrieved']}; recommended **{c['item']}**; facts: {c['facts']}",
-        f"4. Actor: {c['rso_reply']}", "",
-        f"*User's answer to RSO:* {c['rso_user_reply']}",
-    ])
+    return "\n".join(
+        [
+            f"**Fig. 6 (case study), INSPIRED dialogue `{c['dialog_id']}`, turn {c['turn']}**",
+            "",
+            f"*User persona:* {c['persona']}  ",
+            f"*Target genres:* {c['target_genres']}",
+            "",
+            "*Dialogue so far:*",
+            "",
+            "```",
+            c["history"],
+            "```",
+            "",
+            f"**{c['baseline_system']} (no strategy optimisation), turn {c['baseline_turn']}:** {c['baseline_reply']}",
+            "",
+            "**RSO:**",
+            "",
+            f"1. Planner (macro strategy): **{c['strategy']}** (p = {p})",
+            f"2. Preference Reasoner: {c['preference']}",
+            f"3. Fact Retriever: candidates {c['retrieved']}; recommended **{c['item']}**; facts: {c['facts']}",
+            f"4. Actor: {c['rso_reply']}",
+            "",
+            f"*User's answer to RSO:* {c['rso_user_reply']}",
+        ]
+    )

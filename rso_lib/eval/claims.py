@@ -32,16 +32,44 @@ NOT_RUN = "not run"
 NOT_MEASURABLE = "not measurable"
 
 #: Non-inferiority margins of "matches or beats" claims: 5% of each metric's scale.
-MARGINS = {"WI": 0.2, "Cred": 0.2, "PRS": 0.05, "Conv-SR": 0.05, "Rec-SR": 0.05, "Recall@1": 0.05,
-           "Recall@5": 0.05, "Dist-2": 0.05, "entropy": 0.1, "strategies_used": 0.5}
+MARGINS = {
+    "WI": 0.2,
+    "Cred": 0.2,
+    "PRS": 0.05,
+    "Conv-SR": 0.05,
+    "Rec-SR": 0.05,
+    "Recall@1": 0.05,
+    "Recall@5": 0.05,
+    "Dist-2": 0.05,
+    "entropy": 0.1,
+    "strategies_used": 0.5,
+}
 
 TABLE_IV_CLAIMS = ("WI", "PRS", "Cred", "Conv-SR")
 BASELINES = ("UniCRS", "BARCOR", "QwenCRS", "LlamaCRS", "InterCRS", "PCCRS")
 #: Fig. 5 claims: module -> (the paper row of the ablated system, metric)
-ABLATION_CLAIMS = {"Fact Retriever": ("w/o Fact Retriever", "Cred"), "Planner": ("w/o Planner", "Conv-SR"),
-                   "Preference Reasoner": ("w/o Preference Reasoner", "Conv-SR")}
-COLUMNS = ["claim", "source", "dataset", "metric", "comparison", "paper_rso", "paper_other", "ours_rso",
-           "ours_other", "effect", "effect_lo", "effect_hi", "n_rso", "n_other", "verdict"]
+ABLATION_CLAIMS = {
+    "Fact Retriever": ("w/o Fact Retriever", "Cred"),
+    "Planner": ("w/o Planner", "Conv-SR"),
+    "Preference Reasoner": ("w/o Preference Reasoner", "Conv-SR"),
+}
+COLUMNS = [
+    "claim",
+    "source",
+    "dataset",
+    "metric",
+    "comparison",
+    "paper_rso",
+    "paper_other",
+    "ours_rso",
+    "ours_other",
+    "effect",
+    "effect_lo",
+    "effect_hi",
+    "n_rso",
+    "n_other",
+    "verdict",
+]
 
 
 def verdict(lo: float, hi: float, kind: str = "greater", margin: float = 0.0) -> str:
@@ -81,19 +109,45 @@ def _compare(x: np.ndarray, y: np.ndarray, rng, n_boot: int) -> tuple[float, flo
     return bootstrap_diff(x, y, rng, n_boot)
 
 
-def _row(claim, source, ds, metric, comparison, paper_rso, paper_other, x, y, eff, kind="greater", margin=0.0,
-         verdict_override=None):
+def _row(
+    claim,
+    source,
+    ds,
+    metric,
+    comparison,
+    paper_rso,
+    paper_other,
+    x,
+    y,
+    eff,
+    kind="greater",
+    margin=0.0,
+    verdict_override=None,
+):
     d, lo, hi = eff
-    return {"claim": claim, "source": source, "dataset": ds, "metric": metric, "comparison": comparison,
-            "paper_rso": paper_rso, "paper_other": paper_other,
-            "ours_rso": float(x.mean()) if len(x) else np.nan, "ours_other": float(y.mean()) if len(y) else np.nan,
-            "effect": d, "effect_lo": lo, "effect_hi": hi, "n_rso": len(x), "n_other": len(y),
-            "verdict": verdict_override or verdict(lo, hi, kind, margin)}
+    return {
+        "claim": claim,
+        "source": source,
+        "dataset": ds,
+        "metric": metric,
+        "comparison": comparison,
+        "paper_rso": paper_rso,
+        "paper_other": paper_other,
+        "ours_rso": float(x.mean()) if len(x) else np.nan,
+        "ours_other": float(y.mean()) if len(y) else np.nan,
+        "effect": d,
+        "effect_lo": lo,
+        "effect_hi": hi,
+        "n_rso": len(x),
+        "n_other": len(y),
+        "verdict": verdict_override or verdict(lo, hi, kind, margin),
+    }
 
 
-def best_of_claims(per_dialogue: pd.DataFrame, metrics: Sequence[str], table: str, rng, n_boot: int,
-                   rso: str = "RSO") -> list[dict]:
-    """"RSO has the best <metric>" per dataset: RSO against every baseline that ran."""
+def best_of_claims(
+    per_dialogue: pd.DataFrame, metrics: Sequence[str], table: str, rng, n_boot: int, rso: str = "RSO"
+) -> list[dict]:
+    """ "RSO has the best <metric>" per dataset: RSO against every baseline that ran."""
     out = []
     for ds in dict.fromkeys(per_dialogue["dataset"]):
         ran = set(per_dialogue.loc[per_dialogue["dataset"] == ds, "paper_row"])
@@ -104,12 +158,38 @@ def best_of_claims(per_dialogue: pd.DataFrame, metrics: Sequence[str], table: st
             p_other = max(paper[ds][b][m] for b in BASELINES)
             claim = f"RSO has the best {m} (Table {table})"
             if rso not in ran or not base:
-                out.append(_row(claim, f"Table {table}", ds, m, "RSO not run" if rso not in ran else "no baseline run",
-                                paper[ds][rso][m], p_other, x, np.array([]), (np.nan,) * 3, verdict_override=NOT_RUN))
+                out.append(
+                    _row(
+                        claim,
+                        f"Table {table}",
+                        ds,
+                        m,
+                        "RSO not run" if rso not in ran else "no baseline run",
+                        paper[ds][rso][m],
+                        p_other,
+                        x,
+                        np.array([]),
+                        (np.nan,) * 3,
+                        verdict_override=NOT_RUN,
+                    )
+                )
                 continue
             if not len(x):  # RSO ran, but no dialogue gave a value (e.g. PRS: every case excluded)
-                out.append(_row(claim, f"Table {table}", ds, m, "no RSO dialogue measurable", paper[ds][rso][m],
-                                p_other, x, np.array([]), (np.nan,) * 3, verdict_override=NOT_MEASURABLE))
+                out.append(
+                    _row(
+                        claim,
+                        f"Table {table}",
+                        ds,
+                        m,
+                        "no RSO dialogue measurable",
+                        paper[ds][rso][m],
+                        p_other,
+                        x,
+                        np.array([]),
+                        (np.nan,) * 3,
+                        verdict_override=NOT_MEASURABLE,
+                    )
+                )
                 continue
             comps = []
             for b in base:
@@ -118,8 +198,21 @@ def best_of_claims(per_dialogue: pd.DataFrame, metrics: Sequence[str], table: st
             verdicts = [verdict(e[1], e[2]) for _, _, e in comps]
             measurable = [c for c in comps if not np.isnan(c[2][0])]
             b, y, eff = min(measurable, key=lambda c: c[2][0]) if measurable else comps[0]
-            out.append(_row(claim, f"Table {table}", ds, m, f"vs closest of {', '.join(base)}: {b}",
-                            paper[ds][rso][m], paper[ds][b][m], x, y, eff, verdict_override=combine(verdicts)))
+            out.append(
+                _row(
+                    claim,
+                    f"Table {table}",
+                    ds,
+                    m,
+                    f"vs closest of {', '.join(base)}: {b}",
+                    paper[ds][rso][m],
+                    paper[ds][b][m],
+                    x,
+                    y,
+                    eff,
+                    verdict_override=combine(verdicts),
+                )
+            )
     return out
 
 
@@ -132,8 +225,21 @@ def ablation_claims(per_dialogue: pd.DataFrame, rng, n_boot: int, rso: str = "RS
             claim = f"the {module} raises {m} (Fig. 5)"
             pw, pwo = P.fig5_value(ds, module, True), P.fig5_value(ds, module, False)
             if not len(x) or not len(y):
-                out.append(_row(claim, "Fig. 5", ds, m, f"RSO vs {ablated}", pw, pwo, x, y, (np.nan,) * 3,
-                                verdict_override=NOT_RUN))
+                out.append(
+                    _row(
+                        claim,
+                        "Fig. 5",
+                        ds,
+                        m,
+                        f"RSO vs {ablated}",
+                        pw,
+                        pwo,
+                        x,
+                        y,
+                        (np.nan,) * 3,
+                        verdict_override=NOT_RUN,
+                    )
+                )
                 continue
             out.append(_row(claim, "Fig. 5", ds, m, f"RSO vs {ablated}", pw, pwo, x, y, _compare(x, y, rng, n_boot)))
     return out
@@ -151,11 +257,27 @@ def strategy_claims(turns: pd.DataFrame, before: str, after: str, rng, n_boot: i
     out = []
     stages = {s: g for s, g in turns.groupby("stage", sort=False)}
     for stat, idx in (("entropy", 0), ("strategies_used", 1)):
-        claim = "RL raises the " + ("entropy of the strategy distribution" if idx == 0 else
-                                     "number of strategies used") + " over SFT (Fig. 3)"
+        claim = (
+            "RL raises the "
+            + ("entropy of the strategy distribution" if idx == 0 else "number of strategies used")
+            + " over SFT (Fig. 3)"
+        )
         if before not in stages or after not in stages:
-            out.append(_row(claim, "Fig. 3", "inspired", stat, f"{after} vs {before}", None, None, np.array([]),
-                            np.array([]), (np.nan,) * 3, verdict_override=NOT_RUN))
+            out.append(
+                _row(
+                    claim,
+                    "Fig. 3",
+                    "inspired",
+                    stat,
+                    f"{after} vs {before}",
+                    None,
+                    None,
+                    np.array([]),
+                    np.array([]),
+                    (np.nan,) * 3,
+                    verdict_override=NOT_RUN,
+                )
+            )
             continue
         a_g, b_g = stages[after], stages[before]
         a_ids, b_ids = list(dict.fromkeys(a_g["dialog_id"])), list(dict.fromkeys(b_g["dialog_id"]))
@@ -167,15 +289,31 @@ def strategy_claims(turns: pd.DataFrame, before: str, after: str, rng, n_boot: i
             diffs.append(_entropy_stats(ra)[idx] - _entropy_stats(rb)[idx])
         lo, hi = np.quantile(diffs, [0.025, 0.975])
         va, vb = _entropy_stats(a_g)[idx], _entropy_stats(b_g)[idx]
-        r = _row(claim, "Fig. 3", "inspired", stat, f"{after} vs {before}", None, None, np.array([va]),
-                 np.array([vb]), (float(va - vb), float(lo), float(hi)))
+        r = _row(
+            claim,
+            "Fig. 3",
+            "inspired",
+            stat,
+            f"{after} vs {before}",
+            None,
+            None,
+            np.array([va]),
+            np.array([vb]),
+            (float(va - vb), float(lo), float(hi)),
+        )
         r["n_rso"], r["n_other"] = len(a_ids), len(b_ids)
         out.append(r)
     return out
 
 
-def scale_claims(per_dialogue: pd.DataFrame, rso_row: str, others: Sequence[str], rng, n_boot: int,
-                 metrics: Sequence[str] = ("Recall@1", "Recall@5", "Cred")) -> list[dict]:
+def scale_claims(
+    per_dialogue: pd.DataFrame,
+    rso_row: str,
+    others: Sequence[str],
+    rng,
+    n_boot: int,
+    metrics: Sequence[str] = ("Recall@1", "Recall@5", "Cred"),
+) -> list[dict]:
     """Fig. 4 / Sec. V-B3: RSO (small backbone) matches or beats the prompt-only CRS on larger
     backbones on Recall@1, Recall@5 and Cred ("not worse" within :data:`MARGINS`)."""
     out = []
@@ -185,17 +323,50 @@ def scale_claims(per_dialogue: pd.DataFrame, rso_row: str, others: Sequence[str]
                 x, y = _values(per_dialogue, ds, rso_row, m), _values(per_dialogue, ds, other, m)
                 claim = f"RSO matches or beats larger prompt-only CRSs on {m} (Fig. 4)"
                 if not len(x) or not len(y):
-                    out.append(_row(claim, "Fig. 4", ds, m, f"{rso_row} vs {other}", None, None, x, y, (np.nan,) * 3,
-                                    verdict_override=NOT_RUN))
+                    out.append(
+                        _row(
+                            claim,
+                            "Fig. 4",
+                            ds,
+                            m,
+                            f"{rso_row} vs {other}",
+                            None,
+                            None,
+                            x,
+                            y,
+                            (np.nan,) * 3,
+                            verdict_override=NOT_RUN,
+                        )
+                    )
                     continue
-                out.append(_row(claim, "Fig. 4", ds, m, f"{rso_row} vs {other}", None, None, x, y,
-                                _compare(x, y, rng, n_boot), kind="not_worse", margin=MARGINS[m]))
+                out.append(
+                    _row(
+                        claim,
+                        "Fig. 4",
+                        ds,
+                        m,
+                        f"{rso_row} vs {other}",
+                        None,
+                        None,
+                        x,
+                        y,
+                        _compare(x, y, rng, n_boot),
+                        kind="not_worse",
+                        margin=MARGINS[m],
+                    )
+                )
     return out
 
 
-def claims_table(per_dialogue: pd.DataFrame, strategy_turns: pd.DataFrame | None = None,
-                 stages: tuple[str, str] = ("SFT only", "after RL"), scale: pd.DataFrame | None = None,
-                 scale_rso: str | None = None, seed: int = 0, n_boot: int = 2000) -> pd.DataFrame:
+def claims_table(
+    per_dialogue: pd.DataFrame,
+    strategy_turns: pd.DataFrame | None = None,
+    stages: tuple[str, str] = ("SFT only", "after RL"),
+    scale: pd.DataFrame | None = None,
+    scale_rso: str | None = None,
+    seed: int = 0,
+    n_boot: int = 2000,
+) -> pd.DataFrame:
     """Every claim of the paper the kit can check, one row each (see the module docstring).
 
     Args:

@@ -50,8 +50,11 @@ def judge_dialogues(dialogues: Sequence[EvalDialogue], kb: KBLike, judge: ChatLL
             continue
         idx.append(k)
         pre.append(J.intention_messages("pre", d.persona, d.target_genres, item))
-        post.append(J.intention_messages("post", d.persona, d.target_genres, item,
-                                         J.dialogue_text(d.turns, cfg.max_dialogue_chars)))
+        post.append(
+            J.intention_messages(
+                "post", d.persona, d.target_genres, item, J.dialogue_text(d.turns, cfg.max_dialogue_chars)
+            )
+        )
         true.append(J.intention_messages("true", d.persona, d.target_genres, item, max_facts_chars=cfg.max_facts_chars))
     r_pre, r_post, r_true = (J.rate(judge, b, cfg) for b in (pre, post, true))
     i_pre = [None] * len(dialogues)
@@ -75,13 +78,17 @@ def judge_dialogues(dialogues: Sequence[EvalDialogue], kb: KBLike, judge: ChatLL
 
     rows = []
     for k, d in enumerate(dialogues):
-        rows.append({
-            "dialog_id": d.dialog_id,
-            "i_pre": i_pre[k], "i_post": i_post[k], "i_true": i_true[k],
-            "cred": M.credibility(per_turn[k]),
-            "cred_turns": len(per_turn[k]),
-            "cred_missing": sum(v is None for v in per_turn[k]),
-        })
+        rows.append(
+            {
+                "dialog_id": d.dialog_id,
+                "i_pre": i_pre[k],
+                "i_post": i_post[k],
+                "i_true": i_true[k],
+                "cred": M.credibility(per_turn[k]),
+                "cred_turns": len(per_turn[k]),
+                "cred_missing": sum(v is None for v in per_turn[k]),
+            }
+        )
     df = pd.DataFrame(rows)
     df.attrs["judge_parse_failures"] = sum(r.parse_failures for r in (r_pre, r_post, r_true, r_cred))
     df.attrs["judge_requests"] = sum(r.requests for r in (r_pre, r_post, r_true, r_cred))
@@ -124,17 +131,19 @@ def evaluate_system(
             unknown_items += 1
         genres = d.target_genres
         ranking = d.final_ranking
-        base.append({
-            "dialog_id": d.dialog_id,
-            "turns": len(d.turns),
-            "conv_success": M.conversion_success(d.reward_success),
-            "accepted": M.conversion_success(d.accepted),
-            "recommended_item": rec,
-            "rec_success": M.rec_success(rec_item.genres if rec_item else None, genres),
-            "recall@1": M.recall_at_k(ranking, lambda i: kb.covers(i, genres), 1),
-            "recall@5": M.recall_at_k(ranking, lambda i: kb.covers(i, genres), 5),
-            "engine_parse_failures": d.parse_failures,
-        })
+        base.append(
+            {
+                "dialog_id": d.dialog_id,
+                "turns": len(d.turns),
+                "conv_success": M.conversion_success(d.reward_success),
+                "accepted": M.conversion_success(d.accepted),
+                "recommended_item": rec,
+                "rec_success": M.rec_success(rec_item.genres if rec_item else None, genres),
+                "recall@1": M.recall_at_k(ranking, lambda i: kb.covers(i, genres), 1),
+                "recall@5": M.recall_at_k(ranking, lambda i: kb.covers(i, genres), 5),
+                "engine_parse_failures": d.parse_failures,
+            }
+        )
     df = pd.DataFrame(base)
     if unknown_items:
         notes.append(f"{unknown_items} recommended item id(s) not in the knowledge base (Rec-SR 0, not judged)")
@@ -150,10 +159,24 @@ def evaluate_system(
         if judge is None:
             notes.append("no judge: WI, PRS and Cred not computed")
     if len(df) == 0:
-        df = pd.DataFrame(columns=["dialog_id", "conv_success", "accepted", "rec_success", "recall@1", "recall@5",
-                                   "i_pre", "i_post", "i_true", "cred"])
+        df = pd.DataFrame(
+            columns=[
+                "dialog_id",
+                "conv_success",
+                "accepted",
+                "rec_success",
+                "recall@1",
+                "recall@5",
+                "i_pre",
+                "i_post",
+                "i_true",
+                "cred",
+            ]
+        )
 
-    prs_cases = [M.persuasiveness(a, b, c, min_gap=prs_min_gap) for a, b, c in zip(df["i_pre"], df["i_post"], df["i_true"])]
+    prs_cases = [
+        M.persuasiveness(a, b, c, min_gap=prs_min_gap) for a, b, c in zip(df["i_pre"], df["i_post"], df["i_true"])
+    ]
     df["prs_status"] = [c.status for c in prs_cases]
     df["prs"] = [c.value for c in prs_cases]
 
@@ -178,17 +201,22 @@ def evaluate_system(
             row["Dist-2"] = dist2.value
         else:
             row[name], row[f"{name}_lo"], row[f"{name}_hi"] = s[name].mean, s[name].ci_low, s[name].ci_high
-    row.update({
-        "WI_n": s["WI"].n,
-        "PRS_n": prs.n, "PRS_over": prs.n_over, "PRS_excluded": prs.n_excluded, "PRS_missing": prs.n_missing,
-        "Cred_n": s["Cred"].n,
-        "Dist-2_bigrams": dist2.total,
-        "no_recommendation": int(sum(d.recommended_item is None for d in dialogues)),
-        "judge_requests": judge_req,
-        "judge_parse_failures": judge_pf,
-        "engine_parse_failures": int(df["engine_parse_failures"].sum()) if "engine_parse_failures" in df else 0,
-        "mean_turns": float(df["turns"].mean()) if "turns" in df and len(df) else float("nan"),
-    })
+    row.update(
+        {
+            "WI_n": s["WI"].n,
+            "PRS_n": prs.n,
+            "PRS_over": prs.n_over,
+            "PRS_excluded": prs.n_excluded,
+            "PRS_missing": prs.n_missing,
+            "Cred_n": s["Cred"].n,
+            "Dist-2_bigrams": dist2.total,
+            "no_recommendation": int(sum(d.recommended_item is None for d in dialogues)),
+            "judge_requests": judge_req,
+            "judge_parse_failures": judge_pf,
+            "engine_parse_failures": int(df["engine_parse_failures"].sum()) if "engine_parse_failures" in df else 0,
+            "mean_turns": float(df["turns"].mean()) if "turns" in df and len(df) else float("nan"),
+        }
+    )
     df.insert(0, "system", system)
     df.insert(1, "dataset", dataset)
     return SystemEval(system=system, dataset=dataset, per_dialogue=df, row=row, notes=notes)

@@ -18,14 +18,13 @@ The prompts and rubrics below are this kit's own wording.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
 from rso_lib.data.records import Item
-from rso_lib.llm.protocol import ChatLLM, Messages, Sampling, expected_rating
+from rso_lib.llm.protocol import ChatLLM, Messages, Sampling, expected_rating, parse_rating
 
 RATING_OPTIONS = ("1", "2", "3", "4", "5")
 RATING_PREFIX = "Rating: "
@@ -100,8 +99,14 @@ def _facts(item: Item, max_chars: int) -> str:
     return f if len(f) <= max_chars else f[: max_chars - 3].rstrip() + "..."
 
 
-def intention_messages(kind: str, persona: str, target_genres: Sequence[str], item: Item, dialogue_text: str = "",
-                       max_facts_chars: int = 1200) -> Messages:
+def intention_messages(
+    kind: str,
+    persona: str,
+    target_genres: Sequence[str],
+    item: Item,
+    dialogue_text: str = "",
+    max_facts_chars: int = 1200,
+) -> Messages:
     """Messages asking the persona's watching intention for ``item``.
 
     Args:
@@ -134,10 +139,13 @@ def credibility_messages(reply: str, item: Item, max_facts_chars: int = 1200) ->
     """Messages asking how truthful ``reply`` is about ``item`` given its knowledge-base facts."""
     return [
         {"role": "system", "content": "You are a careful fact-checker of movie recommendations."},
-        {"role": "user", "content": (
-            f"Facts about the movie from a movie database:\n{_facts(item, max_facts_chars)}\n\n"
-            f'The recommender said:\n"{reply.strip()}"\n\n{_CRED_RUBRIC}'
-        )},
+        {
+            "role": "user",
+            "content": (
+                f"Facts about the movie from a movie database:\n{_facts(item, max_facts_chars)}\n\n"
+                f'The recommender said:\n"{reply.strip()}"\n\n{_CRED_RUBRIC}'
+            ),
+        },
     ]
 
 
@@ -158,22 +166,6 @@ def dialogue_text(turns, max_chars: int) -> str:
 # Rating
 # --------------------------------------------------------------------------------------------
 
-_RATING_RE = re.compile(r"rating\s*[:=]?\s*\**\s*([1-5])(?![0-9.])", re.IGNORECASE)
-_BARE_RE = re.compile(r"^\s*\**\s*([1-5])(?:\s*/\s*5)?\s*\**\s*[.!]?[ \t]*(?:\n|$)")
-
-
-def parse_rating(text: str) -> int | None:
-    """``"Rating: 4"`` / ``"rating=4 because..."`` / a bare ``"4"`` (alone on the first line) -> 4;
-    anything else -> None.
-
-    A reply that names no rating, or a rating outside 1-5 (``"Rating: 7"``, ``"4.5"``), is a
-    parse failure: it must be counted, not guessed."""
-    m = _RATING_RE.search(text)
-    if m:
-        return int(m.group(1))
-    m = _BARE_RE.match(text)
-    return int(m.group(1)) if m else None
-
 
 @dataclass
 class Ratings:
@@ -192,8 +184,9 @@ def rate(llm: ChatLLM, batch: Sequence[Messages], cfg: JudgeConfig) -> Ratings:
             probs = llm.score_options(chunk, RATING_OPTIONS, prefix=RATING_PREFIX)  # [b, 5]
             values.extend(float(v) for v in expected_rating(probs))
         else:
-            sampling = Sampling(temperature=cfg.temperature, max_tokens=cfg.max_tokens, n=cfg.samples,
-                                seed=cfg.seed + start)
+            sampling = Sampling(
+                temperature=cfg.temperature, max_tokens=cfg.max_tokens, n=cfg.samples, seed=cfg.seed + start
+            )
             replies = llm.chat(chunk, sampling)  # [b][samples]
             for rs in replies:
                 parsed = [parse_rating(r) for r in rs]

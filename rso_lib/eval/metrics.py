@@ -104,8 +104,9 @@ class PRSCase:
     value: float | None  # the PRS of this dialogue when status == PRS_OK
 
 
-def persuasiveness(i_pre: float | None, i_post: float | None, i_true: float | None, min_gap: float = 0.5,
-                   tol: float = 1e-9) -> PRSCase:
+def persuasiveness(
+    i_pre: float | None, i_post: float | None, i_true: float | None, min_gap: float = 0.5, tol: float = 1e-9
+) -> PRSCase:
     """Paper section IV-C: ``PRS = 1 - (i_true - i_post) / (i_true - i_pre)``.
 
     PRS = 1 when the dialogue moved the user's intention all the way to the one the full item
@@ -151,7 +152,10 @@ def summarise_prs(cases: Sequence[PRSCase], seed: int = 0, n_boot: int = 1000) -
     ok = [c.value for c in cases if c.status == PRS_OK]
     s = summarise(ok, seed=seed, n_boot=n_boot)
     return PRSSummary(
-        mean=s.mean, n=s.n, ci_low=s.ci_low, ci_high=s.ci_high,
+        mean=s.mean,
+        n=s.n,
+        ci_low=s.ci_low,
+        ci_high=s.ci_high,
         n_over=sum(c.status == PRS_OVER for c in cases),
         n_excluded=sum(c.status == PRS_EXCLUDED for c in cases),
         n_missing=sum(c.status == PRS_MISSING for c in cases),
@@ -218,7 +222,9 @@ class Summary:
     ci_high: float
 
 
-def bootstrap_ci(values: Sequence[float], seed: int = 0, n_boot: int = 1000, level: float = 0.95) -> tuple[float, float]:
+def bootstrap_ci(
+    values: Sequence[float], seed: int = 0, n_boot: int = 1000, level: float = 0.95
+) -> tuple[float, float]:
     """Percentile bootstrap CI of the mean. Seeded: the same values and seed give the same CI.
 
     Resamples ``n_boot`` times with replacement: ``idx [n_boot, n]`` -> means ``[n_boot]``.

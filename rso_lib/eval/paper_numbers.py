@@ -23,8 +23,10 @@ from __future__ import annotations
 
 from typing import Optional
 
-SOURCE = ("Zhao, Yan et al., Reinforced Strategy Optimization for Conversational Recommender Systems via "
-          "Network-of-Experts, arXiv:2509.26093")
+SOURCE = (
+    "Zhao, Yan et al., Reinforced Strategy Optimization for Conversational Recommender Systems via "
+    "Network-of-Experts, arXiv:2509.26093"
+)
 TRANSCRIBED = True
 
 DATASETS = ("inspired", "redial")
@@ -50,60 +52,90 @@ def _rows(metrics: tuple[str, ...], rows: dict[str, tuple[float, ...]]) -> dict[
 
 # Table IV[dataset][system][metric], as printed (4 decimals).
 TABLE_IV: dict[str, dict[str, dict[str, float]]] = {
-    "inspired": _rows(TABLE_IV_METRICS, {
-        "UniCRS": (2.1010, 0.8542, 1.1187, 0.2121, 0.7567),
-        "BARCOR": (2.5758, 0.8654, 1.5294, 0.4848, 0.9861),
-        "QwenCRS": (3.5556, 0.9667, 0.0000, 0.9596, 0.9160),
-        "LlamaCRS": (3.6768, 0.9778, 1.1313, 0.7475, 0.9427),
-        "InterCRS": (3.5354, 1.0000, 1.2429, 0.8081, 0.9564),
-        "PCCRS": (3.5152, 0.9231, 3.2884, 0.8889, 0.8571),
-        "RSO": (3.8788, 1.0000, 3.8333, 0.9798, 0.9979),
-    }),
-    "redial": _rows(TABLE_IV_METRICS, {
-        "UniCRS": (2.2879, 0.7059, 0.8981, 0.3838, 0.7909),
-        "BARCOR": (2.5000, 0.8593, 2.0187, 0.4949, 0.9941),
-        "QwenCRS": (3.3081, 0.8452, 0.2871, 0.9444, 0.9170),
-        "LlamaCRS": (3.6869, 0.9821, 1.2190, 0.8232, 0.9352),
-        "InterCRS": (3.6616, 0.9750, 1.2797, 0.8283, 0.9163),
-        "PCCRS": (3.5152, 0.9231, 3.2560, 0.8889, 0.8381),
-        "RSO": (3.8393, 0.9783, 3.6271, 0.9798, 0.9974),
-    }),
+    "inspired": _rows(
+        TABLE_IV_METRICS,
+        {
+            "UniCRS": (2.1010, 0.8542, 1.1187, 0.2121, 0.7567),
+            "BARCOR": (2.5758, 0.8654, 1.5294, 0.4848, 0.9861),
+            "QwenCRS": (3.5556, 0.9667, 0.0000, 0.9596, 0.9160),
+            "LlamaCRS": (3.6768, 0.9778, 1.1313, 0.7475, 0.9427),
+            "InterCRS": (3.5354, 1.0000, 1.2429, 0.8081, 0.9564),
+            "PCCRS": (3.5152, 0.9231, 3.2884, 0.8889, 0.8571),
+            "RSO": (3.8788, 1.0000, 3.8333, 0.9798, 0.9979),
+        },
+    ),
+    "redial": _rows(
+        TABLE_IV_METRICS,
+        {
+            "UniCRS": (2.2879, 0.7059, 0.8981, 0.3838, 0.7909),
+            "BARCOR": (2.5000, 0.8593, 2.0187, 0.4949, 0.9941),
+            "QwenCRS": (3.3081, 0.8452, 0.2871, 0.9444, 0.9170),
+            "LlamaCRS": (3.6869, 0.9821, 1.2190, 0.8232, 0.9352),
+            "InterCRS": (3.6616, 0.9750, 1.2797, 0.8283, 0.9163),
+            "PCCRS": (3.5152, 0.9231, 3.2560, 0.8889, 0.8381),
+            "RSO": (3.8393, 0.9783, 3.6271, 0.9798, 0.9974),
+        },
+    ),
 }
 
 # Table V[dataset][system][metric] (3 decimals), and its "Improve." column exactly as printed.
 TABLE_V: dict[str, dict[str, dict[str, float]]] = {
-    "inspired": _rows(TABLE_V_METRICS, {
-        "UniCRS": (0.172, 0.556, 0.838),
-        "BARCOR": (0.424, 0.121, 0.646),
-        "QwenCRS": (0.384, 0.354, 0.687),
-        "LlamaCRS": (0.576, 0.475, 0.778),
-        "InterCRS": (0.323, 0.485, 0.758),
-        "PCCRS": (0.525, 0.586, 0.768),
-        "RSO": (0.535, 0.758, 0.889),
-    }),
-    "redial": _rows(TABLE_V_METRICS, {
-        "UniCRS": (0.015, 0.652, 0.788),
-        "BARCOR": (0.354, 0.495, 0.707),
-        "QwenCRS": (0.308, 0.308, 0.652),
-        "LlamaCRS": (0.450, 0.384, 0.647),
-        "InterCRS": (0.222, 0.384, 0.677),
-        "PCCRS": (0.566, 0.596, 0.833),
-        "RSO": (0.566, 0.742, 0.884),
-    }),
+    "inspired": _rows(
+        TABLE_V_METRICS,
+        {
+            "UniCRS": (0.172, 0.556, 0.838),
+            "BARCOR": (0.424, 0.121, 0.646),
+            "QwenCRS": (0.384, 0.354, 0.687),
+            "LlamaCRS": (0.576, 0.475, 0.778),
+            "InterCRS": (0.323, 0.485, 0.758),
+            "PCCRS": (0.525, 0.586, 0.768),
+            "RSO": (0.535, 0.758, 0.889),
+        },
+    ),
+    "redial": _rows(
+        TABLE_V_METRICS,
+        {
+            "UniCRS": (0.015, 0.652, 0.788),
+            "BARCOR": (0.354, 0.495, 0.707),
+            "QwenCRS": (0.308, 0.308, 0.652),
+            "LlamaCRS": (0.450, 0.384, 0.647),
+            "InterCRS": (0.222, 0.384, 0.677),
+            "PCCRS": (0.566, 0.596, 0.833),
+            "RSO": (0.566, 0.742, 0.884),
+        },
+    ),
 }
 TABLE_V_IMPROVE: dict[str, dict[str, str]] = {
-    "inspired": {"BARCOR": "15.1%", "QwenCRS": "23.0%", "LlamaCRS": "71.1%", "InterCRS": "21.8%",
-                 "PCCRS": "67.4%", "RSO": "84.5%"},
-    "redial": {"BARCOR": "7.4×", "QwenCRS": "6.3×", "LlamaCRS": "9.5×", "InterCRS": "4.4×",
-               "PCCRS": "12.2×", "RSO": "12.3×"},
+    "inspired": {
+        "BARCOR": "15.1%",
+        "QwenCRS": "23.0%",
+        "LlamaCRS": "71.1%",
+        "InterCRS": "21.8%",
+        "PCCRS": "67.4%",
+        "RSO": "84.5%",
+    },
+    "redial": {
+        "BARCOR": "7.4×",
+        "QwenCRS": "6.3×",
+        "LlamaCRS": "9.5×",
+        "InterCRS": "4.4×",
+        "PCCRS": "12.2×",
+        "RSO": "12.3×",
+    },
 }
 
 # Fig. 5, as quoted in Sec. V-C: FIG5[dataset][module] = (metric, without the module, with it).
 FIG5: dict[str, dict[str, tuple[str, float, float]]] = {
-    "inspired": {"Fact Retriever": ("Cred", 2.73, 3.83), "Planner": ("Conv-SR", 0.92, 0.98),
-                 "Preference Reasoner": ("Conv-SR", 0.94, 0.98)},
-    "redial": {"Fact Retriever": ("Cred", 2.76, 3.63), "Planner": ("Conv-SR", 0.94, 0.98),
-               "Preference Reasoner": ("Conv-SR", 0.96, 0.98)},
+    "inspired": {
+        "Fact Retriever": ("Cred", 2.73, 3.83),
+        "Planner": ("Conv-SR", 0.92, 0.98),
+        "Preference Reasoner": ("Conv-SR", 0.94, 0.98),
+    },
+    "redial": {
+        "Fact Retriever": ("Cred", 2.76, 3.63),
+        "Planner": ("Conv-SR", 0.94, 0.98),
+        "Preference Reasoner": ("Conv-SR", 0.96, 0.98),
+    },
 }
 
 # Fig. 4 and Fig. 3: images only, no number in the text.
@@ -133,8 +165,9 @@ def fig5_value(dataset: str, module: str, with_module: bool) -> Num:
     return entry[2] if with_module else entry[1]
 
 
-def improvement_over(values: dict[str, float], reference: dict[str, float],
-                     metrics: tuple[str, ...] = TABLE_V_METRICS) -> float:
+def improvement_over(
+    values: dict[str, float], reference: dict[str, float], metrics: tuple[str, ...] = TABLE_V_METRICS
+) -> float:
     """Table V's "Improve.": the mean over Rec-SR, Recall@1 and Recall@5 of the relative change
     against the reference row (UniCRS), ``mean_m (x_m / ref_m - 1)``.
 

@@ -31,14 +31,26 @@ from rso_lib.paths import run_dir
 
 # table labels and the paper's row names of the engine's presets
 DISPLAY = {
-    "RSO": "RSO", "PROMPT_ONLY": "PromptCRS", "INTERCRS": "InterCRS", "PCCRS": "PC-CRS",
-    "NO_RETRIEVER": "w/o Fact Retriever", "NO_PLANNER": "w/o Planner", "NO_REASONER": "w/o Preference Reasoner",
-    "UNICRS": "UniCRS", "BARCOR": "BARCOR",
+    "RSO": "RSO",
+    "PROMPT_ONLY": "PromptCRS",
+    "INTERCRS": "InterCRS",
+    "PCCRS": "PC-CRS",
+    "NO_RETRIEVER": "w/o Fact Retriever",
+    "NO_PLANNER": "w/o Planner",
+    "NO_REASONER": "w/o Preference Reasoner",
+    "UNICRS": "UniCRS",
+    "BARCOR": "BARCOR",
 }
 PAPER_ROW = {
-    "RSO": "RSO", "PROMPT_ONLY": "QwenCRS", "INTERCRS": "InterCRS", "PCCRS": "PCCRS",
-    "NO_RETRIEVER": "w/o Fact Retriever", "NO_PLANNER": "w/o Planner", "NO_REASONER": "w/o Preference Reasoner",
-    "UNICRS": "UniCRS", "BARCOR": "BARCOR",
+    "RSO": "RSO",
+    "PROMPT_ONLY": "QwenCRS",
+    "INTERCRS": "InterCRS",
+    "PCCRS": "PCCRS",
+    "NO_RETRIEVER": "w/o Fact Retriever",
+    "NO_PLANNER": "w/o Planner",
+    "NO_REASONER": "w/o Preference Reasoner",
+    "UNICRS": "UniCRS",
+    "BARCOR": "BARCOR",
 }
 # the roles that make up "the system" (swapped when a run names its own backbone); the user
 # simulator, the rewarder and the judge stay the same for every system, as in the paper
@@ -85,8 +97,10 @@ def parse_specs(items: Sequence[str | dict]) -> list[RunSpec]:
         elif isinstance(it, dict):
             unknown = set(it) - set(RunSpec.__dataclass_fields__)
             if unknown:
-                raise ValueError(f"run spec {it!r}: unknown key(s) {sorted(unknown)}; allowed: "
-                                 f"{', '.join(RunSpec.__dataclass_fields__)}")
+                raise ValueError(
+                    f"run spec {it!r}: unknown key(s) {sorted(unknown)}; allowed: "
+                    f"{', '.join(RunSpec.__dataclass_fields__)}"
+                )
             d = dict(it)
             d.setdefault("system", d.get("name", "").split("@")[0])
             d.setdefault("name", d["system"])
@@ -103,7 +117,9 @@ def rl_checkpoint_name(system: str = "RSO", dataset: str = "inspired") -> str:
     """Where notebook 03 saves the RL Planner trained for one system on one dataset's users:
     ``rl`` (RSO, INSPIRED), ``rl-redial``, ``rl-no_reasoner``, ``rl-no_reasoner-redial`` ... under
     ``runs/<profile>/checkpoints/`` (the authors tune one Planner per system and dataset)."""
-    parts = ["rl"] + ([system.lower()] if system.upper() != "RSO" else []) + ([dataset] if dataset != "inspired" else [])
+    parts = (
+        ["rl"] + ([system.lower()] if system.upper() != "RSO" else []) + ([dataset] if dataset != "inspired" else [])
+    )
     return "-".join(parts)
 
 
@@ -116,7 +132,12 @@ def resolve_planner(which: str, profile: str, system: str = "RSO", dataset: str 
         return None
     ck = run_dir(profile) / "checkpoints"
     if which == "rl":
-        names = [rl_checkpoint_name(system, dataset), rl_checkpoint_name(system), rl_checkpoint_name("RSO", dataset), "rl"]
+        names = [
+            rl_checkpoint_name(system, dataset),
+            rl_checkpoint_name(system),
+            rl_checkpoint_name("RSO", dataset),
+            "rl",
+        ]
         bases = [ck / n for n in dict.fromkeys(names)]
     elif which == "sft" or (ck / which).is_dir():
         bases = [ck / which]
@@ -128,7 +149,8 @@ def resolve_planner(which: str, profile: str, system: str = "RSO", dataset: str 
                 return cand
     raise FileNotFoundError(
         f"no saved Planner under {bases[-1]} (looked for planner.json there and in planner/): run notebooks/02_sft"
-        f"{' and 03_rl' if which == 'rl' else ''} with PROFILE={profile!r} first, or set PLANNER to 'untrained'")
+        f"{' and 03_rl' if which == 'rl' else ''} with PROFILE={profile!r} first, or set PLANNER to 'untrained'"
+    )
 
 
 def _hash_dir(d: Path | None, meta: str = "planner.json") -> str | None:
@@ -179,6 +201,7 @@ class RunContext:
     def kb(self):
         if self._kb is None:
             from rso_lib.data.kb import load_kb
+
             self._kb = load_kb(self.data_dir, source=self.kb_source)
         return self._kb
 
@@ -188,14 +211,17 @@ class RunContext:
         99, ReDial 198 of 198)."""
         if dataset not in self._targets:
             from rso_lib.data.targets import apply_genre_rule, load_sim_targets, split_reachable
+
             # a user whose genres no catalogue item covers can never be satisfied: leave them out
             # and count them (reported in every table's provenance as targets_left_out)
             ts = apply_genre_rule(load_sim_targets(self.data_dir, dataset, split="test"), self.target_genres)
             kept, dropped = split_reachable(ts, self.kb)
             self._targets[dataset], self.left_out[dataset] = kept, len(dropped)
             if dropped:
-                print(f"[eval] {dataset}: {len(dropped)} test users left out: no {self.kb_source} item covers "
-                      f"their target genres ({len(kept)} kept)")
+                print(
+                    f"[eval] {dataset}: {len(dropped)} test users left out: no {self.kb_source} item covers "
+                    f"their target genres ({len(kept)} kept)"
+                )
         ts = self._targets[dataset]
         return list(ts) if n <= 0 or n >= len(ts) else ts[:n]
 
@@ -203,10 +229,16 @@ class RunContext:
         if self._retriever is None:
             from rso_lib.experts.retriever import FactRetriever
             from rso_lib.llm import load_embedder
+
             name = self.engine.get("embedder_name", "all-MiniLM-L6-v2")
-            self._retriever = FactRetriever(self.kb, load_embedder(name), embedder_name=name,
-                                            cache_dir=run_dir(self.profile) / "cache",
-                                            top_k=self.engine.get("top_k", 5), rank_n=self.engine.get("rank_n", 50))
+            self._retriever = FactRetriever(
+                self.kb,
+                load_embedder(name),
+                embedder_name=name,
+                cache_dir=run_dir(self.profile) / "cache",
+                top_k=self.engine.get("top_k", 5),
+                rank_n=self.engine.get("rank_n", 50),
+            )
         return self._retriever
 
     def planner_for(self, spec: RunSpec, dataset: str = "inspired"):
@@ -215,6 +247,7 @@ class RunContext:
         d = resolve_planner(which, self.profile, spec.system, dataset)
         if d not in self._planners:
             from rso_lib.experts.planner import Planner
+
             p = Planner.from_config(seed=self.seed) if d is None else Planner.load(d)
             p.eval()
             self._planners[d] = p
@@ -222,6 +255,7 @@ class RunContext:
 
     def llms_for(self, spec: RunSpec) -> dict:
         from rso_lib.llm import build_llm, role_llms
+
         llms = dict(role_llms(self.llm_cfg))
         if spec.llm:
             own = build_llm(spec.llm)
@@ -230,15 +264,27 @@ class RunContext:
         return llms
 
 
-def _run_config(ctx: RunContext, spec: RunSpec, dataset: str, planner_dir: Path | None, uses_planner: bool,
-                plm_dir: Path | None = None) -> dict:
+def _run_config(
+    ctx: RunContext,
+    spec: RunSpec,
+    dataset: str,
+    planner_dir: Path | None,
+    uses_planner: bool,
+    plm_dir: Path | None = None,
+) -> dict:
     """Everything that decides a transcript's content (labels do not)."""
     return {
         "plm": _hash_dir(plm_dir, "plm.json") if plm_dir is not None else None,
-        "name": spec.name, "system": spec.system, "llm": spec.llm,
-        "dataset": dataset, "seed": ctx.seed, "kb_source": ctx.kb_source,
-        "llm_cfg": {k: v for k, v in ctx.llm_cfg.items() if k != "cache"}, "engine": ctx.engine,
-        "sample_strategy": ctx.sample_strategy, "target_genres": ctx.target_genres,
+        "name": spec.name,
+        "system": spec.system,
+        "llm": spec.llm,
+        "dataset": dataset,
+        "seed": ctx.seed,
+        "kb_source": ctx.kb_source,
+        "llm_cfg": {k: v for k, v in ctx.llm_cfg.items() if k != "cache"},
+        "engine": ctx.engine,
+        "sample_strategy": ctx.sample_strategy,
+        "target_genres": ctx.target_genres,
         "planner": (_hash_dir(planner_dir) or "untrained") if uses_planner else None,  # weights, not names
     }
 
@@ -258,10 +304,13 @@ def run_one(ctx: RunContext, spec: RunSpec, dataset: str, n_dialogues: int, log=
     plm = None
     if system.plm is not None:  # UniCRS / BARCOR: the model notebook 02_plm_baselines trained
         from rso_lib.baselines.plm_system import plm_dir
+
         plm = plm_dir(ctx.profile, system.plm, dataset)
         if not (plm / "plm.json").is_file():
-            raise FileNotFoundError(f"{spec.name} on {dataset}: no trained model at {plm}; run notebooks/"
-                                    f"02_plm_baselines with PROFILE={ctx.profile!r} first")
+            raise FileNotFoundError(
+                f"{spec.name} on {dataset}: no trained model at {plm}; run notebooks/"
+                f"02_plm_baselines with PROFILE={ctx.profile!r} first"
+            )
     path = transcript_path(ctx.profile, dataset, spec.name)
     cfg = _run_config(ctx, spec, dataset, pdir, uses_planner, plm)
     side = path.with_suffix(".config.json")
@@ -274,15 +323,26 @@ def run_one(ctx: RunContext, spec: RunSpec, dataset: str, n_dialogues: int, log=
     path.parent.mkdir(parents=True, exist_ok=True)
     side.write_text(json.dumps(cfg, indent=1, sort_keys=True, default=str) + "\n")
     engine_kw = {k: v for k, v in ctx.engine.items() if k not in ("embedder_name",)}
-    eng = build_system(system, kb=ctx.kb, llms=ctx.llms_for(spec), planner=planner,
-                       retriever=ctx.retriever() if system.use_retriever and system.plm is None else None,
-                       profile=ctx.profile, seed=ctx.seed, plm=plm, **engine_kw)
+    eng = build_system(
+        system,
+        kb=ctx.kb,
+        llms=ctx.llms_for(spec),
+        planner=planner,
+        retriever=ctx.retriever() if system.use_retriever and system.plm is None else None,
+        profile=ctx.profile,
+        seed=ctx.seed,
+        plm=plm,
+        **engine_kw,
+    )
     t0 = time.perf_counter()
     eps = eng.run(ctx.targets(dataset, n_dialogues), transcript_path=path, sample_strategy=ctx.sample_strategy)
-    info = {"wall_s": round(time.perf_counter() - t0, 1), "new_dialogues": eng.stats.dialogues,
-            "turns": eng.stats.turns,
-            "model_s_by_role": {k: round(v, 1) for k, v in sorted(eng.stats.model_s_by_role.items())},
-            "planner": str(pdir) if pdir else ("untrained" if uses_planner else None)}
+    info = {
+        "wall_s": round(time.perf_counter() - t0, 1),
+        "new_dialogues": eng.stats.dialogues,
+        "turns": eng.stats.turns,
+        "model_s_by_role": {k: round(v, 1) for k, v in sorted(eng.stats.model_s_by_role.items())},
+        "planner": str(pdir) if pdir else ("untrained" if uses_planner else None),
+    }
     log(f"[eval] {dataset}/{spec.name}: {len(eps)} dialogues ({info['new_dialogues']} new) in {info['wall_s']} s")
     return eps, path, info
 
@@ -314,6 +374,7 @@ def run_and_evaluate(
     """
     if judge == "role":
         from rso_lib.llm import role_llms
+
         judge = role_llms(ctx.llm_cfg)["judge"]
     evals, dialogues, info = [], {}, {}
     for ds in datasets:
@@ -321,8 +382,9 @@ def run_and_evaluate(
             eps, path, inf = run_one(ctx, spec, ds, n_dialogues, log=log)
             dls = [to_eval_dialogue(e, system=spec.display, dataset=ds) for e in eps]
             t0 = time.perf_counter()
-            ev = evaluate_system(dls, ctx.kb, judge, judge_cfg, seed=ctx.seed, n_boot=n_boot,
-                                 system=spec.display, dataset=ds)
+            ev = evaluate_system(
+                dls, ctx.kb, judge, judge_cfg, seed=ctx.seed, n_boot=n_boot, system=spec.display, dataset=ds
+            )
             ev.per_dialogue.insert(2, "paper_row", spec.paper)
             ev.per_dialogue.insert(3, "preset", spec.system)
             inf["judge_s"] = round(time.perf_counter() - t0, 1)
@@ -358,18 +420,47 @@ def run_provenance(ctx: RunContext, specs: Sequence[RunSpec], judge_cfg: JudgeCo
     per run, planner weights, judge settings, engine settings, per-run timing."""
     from rso_lib.llm import describe, role_llms
     from rso_lib.results import provenance
+
     roles = describe(role_llms(ctx.llm_cfg))
-    runs = {s.name: {"system": s.system, "label": s.display, "paper_row": s.paper,
-                     "backbone": s.llm or ctx.llm_cfg.get("default", {"backend": "embedded"})} for s in specs}
-    return provenance(ctx.seed, profile=ctx.profile, data_dir=str(ctx.data_dir), kb_source=ctx.kb_source,
-                      target_genres=ctx.target_genres,
-                      llm_roles=roles, llm_cfg=ctx.llm_cfg, runs=runs, engine=ctx.engine, planner=ctx.planner,
-                      judge=asdict(judge_cfg), run_info=info, targets_left_out=dict(ctx.left_out), **extra)
+    runs = {
+        s.name: {
+            "system": s.system,
+            "label": s.display,
+            "paper_row": s.paper,
+            "backbone": s.llm or ctx.llm_cfg.get("default", {"backend": "embedded"}),
+        }
+        for s in specs
+    }
+    return provenance(
+        ctx.seed,
+        profile=ctx.profile,
+        data_dir=str(ctx.data_dir),
+        kb_source=ctx.kb_source,
+        target_genres=ctx.target_genres,
+        llm_roles=roles,
+        llm_cfg=ctx.llm_cfg,
+        runs=runs,
+        engine=ctx.engine,
+        planner=ctx.planner,
+        judge=asdict(judge_cfg),
+        run_info=info,
+        targets_left_out=dict(ctx.left_out),
+        **extra,
+    )
 
 
-def make_context(profile: str, data_dir_param: str, seed: int, llm: dict, planner: str = "rl",
-                 engine: dict | None = None, llm_cache: bool = True, kb_source: str = "redial",
-                 sample_strategy: bool = True, target_genres: str = "all") -> RunContext:
+def make_context(
+    profile: str,
+    data_dir_param: str,
+    seed: int,
+    llm: dict,
+    planner: str = "rl",
+    engine: dict | None = None,
+    llm_cache: bool = True,
+    kb_source: str = "redial",
+    sample_strategy: bool = True,
+    target_genres: str = "all",
+) -> RunContext:
     """A :class:`RunContext` from notebook parameters.
 
     Args:
@@ -381,21 +472,31 @@ def make_context(profile: str, data_dir_param: str, seed: int, llm: dict, planne
             judge does not redo work when a later notebook re-evaluates the same dialogues).
         kb_source: knowledge base source.
         sample_strategy: sample the Planner's strategy (the paper's policy) or take the argmax.
-        target_genres: ``TARGET_GENRES``, ``"all"`` | ``"first"``.
+        target_genres: ``GENRE_RULE``, ``"all"`` | ``"first"``.
     """
     from rso_lib.paths import data_dir
+
     cfg = dict(llm)
     if "cache" in cfg:
         raise ValueError("give the LLM cache by llm_cache=True/False, not in the LLM config")
     if llm_cache:
         cfg["cache"] = str(run_dir(profile) / "cache" / "llm.sqlite")
-    return RunContext(profile=profile, data_dir=data_dir(data_dir_param), llm_cfg=cfg, engine=dict(engine or {}),
-                      planner=planner, kb_source=kb_source, seed=seed, sample_strategy=sample_strategy,
-                      target_genres=target_genres)
+    return RunContext(
+        profile=profile,
+        data_dir=data_dir(data_dir_param),
+        llm_cfg=cfg,
+        engine=dict(engine or {}),
+        planner=planner,
+        kb_source=kb_source,
+        seed=seed,
+        sample_strategy=sample_strategy,
+        target_genres=target_genres,
+    )
 
 
-def run_dialogues(ctx: RunContext, specs: Sequence[RunSpec], datasets: Sequence[str], n_dialogues: int,
-                  log=print) -> tuple[dict[tuple[str, str], list[EvalDialogue]], dict]:
+def run_dialogues(
+    ctx: RunContext, specs: Sequence[RunSpec], datasets: Sequence[str], n_dialogues: int, log=print
+) -> tuple[dict[tuple[str, str], list[EvalDialogue]], dict]:
     """Run (or resume) dialogues without judging them (Fig. 3 needs only the strategies).
     Returns EvalDialogues by (dataset, name) and run info by "dataset/name"."""
     out, info = {}, {}
@@ -425,8 +526,9 @@ def scale_specs(backbones: Sequence[dict], default_llm: dict, rso_label: str) ->
         same = dict(b["llm"]) == dict(default_llm)
         name = "PROMPT_ONLY" if same else f"PROMPT_ONLY@{b['label']}"
         label = f"PromptCRS ({b['label']})"
-        specs.append(RunSpec(name=name, system="PROMPT_ONLY", label=label, paper_row=label,
-                             llm=None if same else dict(b["llm"])))
+        specs.append(
+            RunSpec(name=name, system="PROMPT_ONLY", label=label, paper_row=label, llm=None if same else dict(b["llm"]))
+        )
     return parse_specs([asdict(s) for s in specs])
 
 
@@ -438,13 +540,22 @@ _NOT_ENGINE = {"LLM", "PROFILE", "SEED"}
 def context_from_params(params: dict) -> RunContext:
     """The :class:`RunContext` of an evaluation notebook, from its parameters (pass
     ``globals()``: only UPPER_CASE names are read). ``PROFILE``, ``DATA_DIR``, ``SEED``, ``LLM``,
-    ``PLANNER``, ``LLM_CACHE``, ``KB_SOURCE``, ``SAMPLE_STRATEGY``, ``TARGET_GENRES`` set the
+    ``PLANNER``, ``LLM_CACHE``, ``KB_SOURCE``, ``SAMPLE_STRATEGY``, ``GENRE_RULE`` set the
     context; every declared engine parameter (``MAX_TURNS``, ``SIMULATOR``, ``REWARD``, ...; see
     ``rso_lib.dialogue.systems.PARAM_KEYS``) goes to the engine of every run."""
     from rso_lib.dialogue.systems import PARAM_KEYS
 
     p = {k: v for k, v in params.items() if k.isupper()}
     engine = {PARAM_KEYS[k]: v for k, v in p.items() if k in PARAM_KEYS and k not in _NOT_ENGINE}
-    return make_context(p["PROFILE"], p.get("DATA_DIR", ""), p.get("SEED", 0), p["LLM"], planner=p.get("PLANNER", "rl"),
-                        engine=engine, llm_cache=p.get("LLM_CACHE", True), kb_source=p.get("KB_SOURCE", "redial"),
-                        sample_strategy=p.get("SAMPLE_STRATEGY", True), target_genres=p.get("TARGET_GENRES", "all"))
+    return make_context(
+        p["PROFILE"],
+        p.get("DATA_DIR", ""),
+        p.get("SEED", 0),
+        p["LLM"],
+        planner=p.get("PLANNER", "rl"),
+        engine=engine,
+        llm_cache=p.get("LLM_CACHE", True),
+        kb_source=p.get("KB_SOURCE", "redial"),
+        sample_strategy=p.get("SAMPLE_STRATEGY", True),
+        target_genres=p.get("GENRE_RULE", "all"),
+    )

@@ -23,8 +23,16 @@ NOT_RUN: dict[str, str] = {
     "BARCOR": "not run: needs a trained BARCOR (BART generator + knowledge-graph recommender)",
 }
 
-COUNT_COLUMNS = ("PRS_n", "PRS_over", "PRS_excluded", "PRS_missing", "no_recommendation",
-                 "judge_parse_failures", "engine_parse_failures", "mean_turns")
+COUNT_COLUMNS = (
+    "PRS_n",
+    "PRS_over",
+    "PRS_excluded",
+    "PRS_missing",
+    "no_recommendation",
+    "judge_parse_failures",
+    "engine_parse_failures",
+    "mean_turns",
+)
 #: Table IV: the paper's five metrics, then the simulator's acceptance rate (ours, not the paper's:
 #: the paper's Conv-SR is the evaluator's; see :mod:`rso_lib.eval.evaluate`).
 TABLE_IV_COLUMNS = P.TABLE_IV_METRICS + ("Accept-SR",)
@@ -90,14 +98,23 @@ def metrics_table(
     return df
 
 
-def table_iv(evals: Sequence[SystemEval], paper_rows: Mapping[str, str] | None = None,
-             not_run: Mapping[str, str] | None = NOT_RUN, **kw) -> pd.DataFrame:
+def table_iv(
+    evals: Sequence[SystemEval],
+    paper_rows: Mapping[str, str] | None = None,
+    not_run: Mapping[str, str] | None = NOT_RUN,
+    **kw,
+) -> pd.DataFrame:
     """Paper Table IV: WI, PRS, Cred, Conv-SR, Dist-2 per system and dataset (+ Accept-SR, ours)."""
     return metrics_table(evals, paper_rows, "IV", not_run, metrics=TABLE_IV_COLUMNS, **kw)
 
 
-def table_v(evals: Sequence[SystemEval], paper_rows: Mapping[str, str] | None = None,
-            not_run: Mapping[str, str] | None = NOT_RUN, reference: str = IMPROVE_REFERENCE, **kw) -> pd.DataFrame:
+def table_v(
+    evals: Sequence[SystemEval],
+    paper_rows: Mapping[str, str] | None = None,
+    not_run: Mapping[str, str] | None = NOT_RUN,
+    reference: str = IMPROVE_REFERENCE,
+    **kw,
+) -> pd.DataFrame:
     """Paper Table V: Rec-SR, Recall@1, Recall@5 and "Improve." per system and dataset.
 
     ``Improve.`` is :func:`rso_lib.eval.paper_numbers.improvement_over` against *our* row whose
@@ -137,9 +154,14 @@ def capability_table(systems: Mapping[str, Any]) -> pd.DataFrame:
     rows = []
     for label, cfg in systems.items():
         caps = cfg.capabilities()
-        rows.append({"system": label, **caps,
-                     "config": f"strategy={cfg.strategy_mode}, reasoner={cfg.use_reasoner}, "
-                               f"retriever={cfg.use_retriever}, facts={cfg.use_facts}, plm={cfg.plm}"})
+        rows.append(
+            {
+                "system": label,
+                **caps,
+                "config": f"strategy={cfg.strategy_mode}, reasoner={cfg.use_reasoner}, "
+                f"retriever={cfg.use_retriever}, facts={cfg.use_facts}, plm={cfg.plm}",
+            }
+        )
     return pd.DataFrame(rows)
 
 
@@ -151,8 +173,9 @@ FIG5_MODULES: dict[str, tuple[str, str]] = {
 }
 
 
-def fig5_table(evals: Mapping[tuple[str, str], SystemEval], full: str = "RSO", seed: int = 0,
-               n_boot: int = 2000) -> pd.DataFrame:
+def fig5_table(
+    evals: Mapping[tuple[str, str], SystemEval], full: str = "RSO", seed: int = 0, n_boot: int = 2000
+) -> pd.DataFrame:
     """Fig. 5 by module: for each dataset and module, the paper's metric without and with the
     module (95% CIs), the difference with a bootstrap CI, and Sec. V-C's numbers beside.
 
@@ -171,16 +194,27 @@ def fig5_table(evals: Mapping[tuple[str, str], SystemEval], full: str = "RSO", s
                 continue
             without = evals[(ds, ablated)]
             c = compare_systems(with_, without, metrics=(metric,), seed=seed, n_boot=n_boot).iloc[0]
-            rows.append({
-                "dataset": ds, "module": module, "metric": metric, "ablated_system": ablated,
-                "without": without.row.get(metric), "without_lo": without.row.get(f"{metric}_lo"),
-                "without_hi": without.row.get(f"{metric}_hi"),
-                "with": with_.row.get(metric), "with_lo": with_.row.get(f"{metric}_lo"),
-                "with_hi": with_.row.get(f"{metric}_hi"),
-                "diff": c["diff"], "diff_lo": c["diff_lo"], "diff_hi": c["diff_hi"],
-                "n_without": int(without.row["n"]), "n_with": int(with_.row["n"]),
-                "paper:without": P.fig5_value(ds, module, False), "paper:with": P.fig5_value(ds, module, True),
-            })
+            rows.append(
+                {
+                    "dataset": ds,
+                    "module": module,
+                    "metric": metric,
+                    "ablated_system": ablated,
+                    "without": without.row.get(metric),
+                    "without_lo": without.row.get(f"{metric}_lo"),
+                    "without_hi": without.row.get(f"{metric}_hi"),
+                    "with": with_.row.get(metric),
+                    "with_lo": with_.row.get(f"{metric}_lo"),
+                    "with_hi": with_.row.get(f"{metric}_hi"),
+                    "diff": c["diff"],
+                    "diff_lo": c["diff_lo"],
+                    "diff_hi": c["diff_hi"],
+                    "n_without": int(without.row["n"]),
+                    "n_with": int(with_.row["n"]),
+                    "paper:without": P.fig5_value(ds, module, False),
+                    "paper:with": P.fig5_value(ds, module, True),
+                }
+            )
     df = pd.DataFrame(rows)
     if len(df):
         num = df.select_dtypes(include=[np.floating]).columns
@@ -189,12 +223,21 @@ def fig5_table(evals: Mapping[tuple[str, str], SystemEval], full: str = "RSO", s
 
 
 #: per-dialogue column behind each metric (SystemEval.per_dialogue)
-PER_DIALOGUE = {"WI": "i_post", "Cred": "cred", "Conv-SR": "conv_success", "Accept-SR": "accepted",
-                "Rec-SR": "rec_success", "Recall@1": "recall@1", "Recall@5": "recall@5", "PRS": "prs"}
+PER_DIALOGUE = {
+    "WI": "i_post",
+    "Cred": "cred",
+    "Conv-SR": "conv_success",
+    "Accept-SR": "accepted",
+    "Rec-SR": "rec_success",
+    "Recall@1": "recall@1",
+    "Recall@5": "recall@5",
+    "PRS": "prs",
+}
 
 
-def bootstrap_diff(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_boot: int = 2000
-                   ) -> tuple[float, float, float]:
+def bootstrap_diff(
+    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_boot: int = 2000
+) -> tuple[float, float, float]:
     """Mean difference ``mean(x) - mean(y)`` and its 95% percentile-bootstrap CI, the two samples
     resampled independently (dialogues of different systems are different users' runs)."""
     bx = x[rng.integers(0, len(x), (n_boot, len(x)))].mean(1)
@@ -203,8 +246,9 @@ def bootstrap_diff(x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_boo
     return float(x.mean() - y.mean()), float(lo), float(hi)
 
 
-def compare_systems(a: SystemEval, b: SystemEval, metrics: Sequence[str] = ("Conv-SR", "Cred"),
-                    seed: int = 0, n_boot: int = 2000) -> pd.DataFrame:
+def compare_systems(
+    a: SystemEval, b: SystemEval, metrics: Sequence[str] = ("Conv-SR", "Cred"), seed: int = 0, n_boot: int = 2000
+) -> pd.DataFrame:
     """Is ``a`` better than ``b``? Mean difference per metric with a 95% bootstrap CI of the
     difference (dialogues resampled independently in each system) and a plain verdict:
     ``"a better"`` / ``"b better"`` when the CI excludes 0, else ``"no clear difference"``."""
@@ -214,13 +258,35 @@ def compare_systems(a: SystemEval, b: SystemEval, metrics: Sequence[str] = ("Con
         x = pd.to_numeric(a.per_dialogue[PER_DIALOGUE[m]], errors="coerce").dropna().to_numpy()
         y = pd.to_numeric(b.per_dialogue[PER_DIALOGUE[m]], errors="coerce").dropna().to_numpy()
         if len(x) == 0 or len(y) == 0:
-            rows.append({"metric": m, a.system: np.nan, b.system: np.nan, "diff": np.nan, "diff_lo": np.nan,
-                         "diff_hi": np.nan, "n_a": len(x), "n_b": len(y), "verdict": "not measurable"})
+            rows.append(
+                {
+                    "metric": m,
+                    a.system: np.nan,
+                    b.system: np.nan,
+                    "diff": np.nan,
+                    "diff_lo": np.nan,
+                    "diff_hi": np.nan,
+                    "n_a": len(x),
+                    "n_b": len(y),
+                    "verdict": "not measurable",
+                }
+            )
             continue
         d, lo, hi = bootstrap_diff(x, y, rng, n_boot)
         verdict = f"{a.system} better" if lo > 0 else f"{b.system} better" if hi < 0 else "no clear difference"
-        rows.append({"metric": m, a.system: float(x.mean()), b.system: float(y.mean()), "diff": d,
-                     "diff_lo": lo, "diff_hi": hi, "n_a": len(x), "n_b": len(y), "verdict": verdict})
+        rows.append(
+            {
+                "metric": m,
+                a.system: float(x.mean()),
+                b.system: float(y.mean()),
+                "diff": d,
+                "diff_lo": lo,
+                "diff_hi": hi,
+                "n_a": len(x),
+                "n_b": len(y),
+                "verdict": verdict,
+            }
+        )
     df = pd.DataFrame(rows)
     num = df.select_dtypes(include=[np.floating]).columns
     df[num] = df[num].round(4)
@@ -270,6 +336,12 @@ def strategy_entropy(shares: pd.DataFrame) -> pd.DataFrame:
         p = g["count"].to_numpy(dtype=float)
         p = p / p.sum() if p.sum() else p
         nz = p[p > 0]
-        out.append({"stage": stage, "turns": int(g["count"].sum()), "strategies_used": int((p > 0).sum()),
-                    "entropy": round(float(-(nz * np.log(nz)).sum()), 4)})
+        out.append(
+            {
+                "stage": stage,
+                "turns": int(g["count"].sum()),
+                "strategies_used": int((p > 0).sum()),
+                "entropy": round(float(-(nz * np.log(nz)).sum()), 4),
+            }
+        )
     return pd.DataFrame(out)

@@ -121,17 +121,19 @@ def to_eval_dialogue(ep: Any, system: str | None = None, dataset: str | None = N
     for t in _get(ep, "turns") or []:
         ranking = _get(t, "ranking") or _get(t, "retrieved") or []
         retrieved = [i for i in (_item_id(r) for r in ranking) if i is not None]
-        turns.append(EvalTurn(
-            reply=str(_get(t, "reply", "") or ""),
-            user_reply=str(_get(t, "user_reply", "") or ""),
-            strategy=_get(t, "strategy"),
-            retrieved=retrieved,
-            chosen_item=_item_id(_get(t, "chosen_item")),
-            mentioned_item=_item_id(_get(t, "mentioned_item")),
-            parse_failures=_count(_get(t, "parse_failures")),
-            reward=_get(t, "reward"),
-            stop=bool(_get(t, "stop", False)),
-        ))
+        turns.append(
+            EvalTurn(
+                reply=str(_get(t, "reply", "") or ""),
+                user_reply=str(_get(t, "user_reply", "") or ""),
+                strategy=_get(t, "strategy"),
+                retrieved=retrieved,
+                chosen_item=_item_id(_get(t, "chosen_item")),
+                mentioned_item=_item_id(_get(t, "mentioned_item")),
+                parse_failures=_count(_get(t, "parse_failures")),
+                reward=_get(t, "reward"),
+                stop=bool(_get(t, "stop", False)),
+            )
+        )
     ep_pf = _count(_get(ep, "parse_failures"))
     return EvalDialogue(
         dialog_id=str(_get(ep, "dialog_id")),
@@ -146,8 +148,9 @@ def to_eval_dialogue(ep: Any, system: str | None = None, dataset: str | None = N
     )
 
 
-def read_transcript(path: str | Path, system: str | None = None, dataset: str | None = None,
-                    finished_only: bool = True) -> list[EvalDialogue]:
+def read_transcript(
+    path: str | Path, system: str | None = None, dataset: str | None = None, finished_only: bool = True
+) -> list[EvalDialogue]:
     """Read an engine transcript (``rso.transcript/1`` JSONL, one line per turn) into
     EvalDialogues, in file order. Every line is validated by the engine's reader, which raises
     ``TranscriptError`` naming file and line; unfinished dialogues are skipped unless
@@ -157,4 +160,6 @@ def read_transcript(path: str | Path, system: str | None = None, dataset: str | 
     path = Path(path)
     if not path.exists():
         raise DataError(path, "transcript not found (run the dialogues first)")
-    return [to_eval_dialogue(e, system=system, dataset=dataset) for e in read_episodes(path, finished_only=finished_only)]
+    return [
+        to_eval_dialogue(e, system=system, dataset=dataset) for e in read_episodes(path, finished_only=finished_only)
+    ]

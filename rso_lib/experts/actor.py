@@ -15,8 +15,14 @@ import numpy as np
 
 from rso_lib.data.records import Item, Turn
 from rso_lib.experts.prompts import (
-    EXPLANATION_STRATEGIES, LETTERS, NONE_OPTION, actor_prompt, chooser_prompt, explanation_strategy_prompt,
-    refine_prompt, self_check_prompt,
+    EXPLANATION_STRATEGIES,
+    LETTERS,
+    NONE_OPTION,
+    actor_prompt,
+    chooser_prompt,
+    explanation_strategy_prompt,
+    refine_prompt,
+    self_check_prompt,
 )
 from rso_lib.experts.reasoner import clean_reply
 from rso_lib.llm.protocol import ChatLLM, Sampling
@@ -33,6 +39,7 @@ def _norm(s: str) -> str:
 # --------------------------------------------------------------------------------------------
 # Item chooser
 # --------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Choice:
@@ -72,8 +79,13 @@ class ItemChooser:
         if self.mode not in ("letters", "titles", "generate"):
             raise ValueError(f"ItemChooser: unknown mode {self.mode!r} (letters | titles | generate)")
 
-    def choose(self, histories: Sequence[Sequence[Turn]], preferences: Sequence[str],
-               candidates: Sequence[Sequence[Item]], seed: int | None = None) -> list[Choice]:
+    def choose(
+        self,
+        histories: Sequence[Sequence[Turn]],
+        preferences: Sequence[str],
+        candidates: Sequence[Sequence[Item]],
+        seed: int | None = None,
+    ) -> list[Choice]:
         if not histories:
             return []
         extra = 1 if self.allow_none else 0
@@ -87,10 +99,16 @@ class ItemChooser:
                 out.append(self._pick(np.asarray(probs, dtype=np.float64), cands))
             return out
         k = max(len(c) for c in candidates)
-        labels = list(LETTERS[:k + extra])
-        batch = [chooser_prompt(h, p, [c.name for c in cands] + ([NONE_OPTION] if self.allow_none else []),
-                                labels[: len(cands)] + labels[k:])
-                 for h, p, cands in zip(histories, preferences, candidates)]
+        labels = list(LETTERS[: k + extra])
+        batch = [
+            chooser_prompt(
+                h,
+                p,
+                [c.name for c in cands] + ([NONE_OPTION] if self.allow_none else []),
+                labels[: len(cands)] + labels[k:],
+            )
+            for h, p, cands in zip(histories, preferences, candidates)
+        ]
         if self.mode == "letters":
             probs = np.asarray(self.llm.score_options(batch, labels), dtype=np.float64)  # [B, k + extra]
             out = []
@@ -127,6 +145,7 @@ class ItemChooser:
 # Actor (Eq. 5)
 # --------------------------------------------------------------------------------------------
 
+
 @dataclass
 class Actor:
     """Eq. 5: the system's reply. ``reply(...)`` -> (replies [B], empty-reply flags [B]).
@@ -140,10 +159,17 @@ class Actor:
     llm: ChatLLM
     sampling: Sampling = Sampling(temperature=0.7, top_p=0.9, max_tokens=64)
 
-    def reply(self, histories: Sequence[Sequence[Turn]], strategy_descriptions: Sequence[str | None],
-              preferences: Sequence[str], facts: Sequence[Sequence[str]], item_names: Sequence[str | None],
-              candidate_names: Sequence[Sequence[str]] | None = None, seed: int | None = None,
-              modes: Sequence[str] | None = None) -> tuple[list[str], list[int]]:
+    def reply(
+        self,
+        histories: Sequence[Sequence[Turn]],
+        strategy_descriptions: Sequence[str | None],
+        preferences: Sequence[str],
+        facts: Sequence[Sequence[str]],
+        item_names: Sequence[str | None],
+        candidate_names: Sequence[Sequence[str]] | None = None,
+        seed: int | None = None,
+        modes: Sequence[str] | None = None,
+    ) -> tuple[list[str], list[int]]:
         """``modes[i]`` (see :func:`rso_lib.experts.prompts.actor_prompt`): ``"item"``,
         ``"candidates"``, ``"ask"`` (no recommendation this turn) or ``"own"`` (the LLM's own
         knowledge); default: ``"item"`` where an item is given, else ``"candidates"``/``"ask"``."""
@@ -151,8 +177,12 @@ class Actor:
             return [], []
         candidate_names = candidate_names or [()] * len(histories)
         modes = modes or ["item" if i else "candidates" if c else "ask" for i, c in zip(item_names, candidate_names)]
-        batch = [actor_prompt(h, s, p, f, i, c, m) for h, s, p, f, i, c, m in
-                 zip(histories, strategy_descriptions, preferences, facts, item_names, candidate_names, modes)]
+        batch = [
+            actor_prompt(h, s, p, f, i, c, m)
+            for h, s, p, f, i, c, m in zip(
+                histories, strategy_descriptions, preferences, facts, item_names, candidate_names, modes
+            )
+        ]
         out = self.llm.chat(batch, _seeded(self.sampling, seed))
         replies = [clean_reply(r[0]) for r in out]
         return replies, [int(not r) for r in replies]
@@ -165,8 +195,9 @@ class Actor:
 EXPLANATION_NAMES: tuple[str, ...] = tuple(EXPLANATION_STRATEGIES)
 
 
-def choose_explanation_strategy(llm: ChatLLM, histories: Sequence[Sequence[Turn]],
-                                item_names: Sequence[str | None]) -> tuple[list[str], np.ndarray]:
+def choose_explanation_strategy(
+    llm: ChatLLM, histories: Sequence[Sequence[Turn]], item_names: Sequence[str | None]
+) -> tuple[list[str], np.ndarray]:
     """PC-CRS: pick an explanation strategy per dialogue by option scoring (one call).
     Returns (strategy names [B], probabilities [B, 6])."""
     if not histories:
@@ -176,10 +207,16 @@ def choose_explanation_strategy(llm: ChatLLM, histories: Sequence[Sequence[Turn]
     return [EXPLANATION_NAMES[int(j)] for j in probs.argmax(axis=1)], probs
 
 
-def self_check_and_refine(llm: ChatLLM, histories: Sequence[Sequence[Turn]], replies: Sequence[str],
-                          facts: Sequence[Sequence[str]], item_names: Sequence[str | None],
-                          rounds: int = 2, sampling: Sampling = Sampling(temperature=0.0, max_tokens=64),
-                          seed: int | None = None) -> tuple[list[str], list[int]]:
+def self_check_and_refine(
+    llm: ChatLLM,
+    histories: Sequence[Sequence[Turn]],
+    replies: Sequence[str],
+    facts: Sequence[Sequence[str]],
+    item_names: Sequence[str | None],
+    rounds: int = 2,
+    sampling: Sampling = Sampling(temperature=0.0, max_tokens=64),
+    seed: int | None = None,
+) -> tuple[list[str], list[int]]:
     """PC-CRS's iterative explanation refinement: up to ``rounds`` times, score "is every claim
     supported by the facts?" (yes/no, one call over the still-unchecked replies) and rewrite those
     judged unsupported (one chat call). Returns (final replies, refinements made per dialogue)."""
@@ -193,8 +230,10 @@ def self_check_and_refine(llm: ChatLLM, histories: Sequence[Sequence[Turn]], rep
         failing = [i for i, row in zip(pending, p) if row[1] > row[0]]
         if not failing:
             break
-        new = llm.chat([refine_prompt(histories[i], replies[i], facts[i], item_names[i]) for i in failing],
-                       _seeded(sampling, None if seed is None else seed + r))
+        new = llm.chat(
+            [refine_prompt(histories[i], replies[i], facts[i], item_names[i]) for i in failing],
+            _seeded(sampling, None if seed is None else seed + r),
+        )
         for i, out in zip(failing, new):
             text = clean_reply(out[0])
             if text:  # an empty rewrite keeps the draft (the refinement count says it was tried)

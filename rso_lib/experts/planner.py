@@ -140,12 +140,17 @@ class Planner(nn.Module):
 
     # ---------------------------------------------------------------- construction / persistence
     @classmethod
-    def from_config(cls, encoder: str = "all-MiniLM-L6-v2", max_length: int = 128, seed: int = 0, pooling: str = "mean",
-                    device: str | torch.device = "cpu") -> "Planner":
+    def from_config(
+        cls,
+        encoder: str = "all-MiniLM-L6-v2",
+        max_length: int = 128,
+        seed: int = 0,
+        pooling: str = "mean",
+        device: str | torch.device = "cpu",
+    ) -> "Planner":
         """A fresh Planner: pretrained encoder from ``encoder`` (alias, local HF dir or model id),
         new head seeded with ``seed``, on ``device`` (``"auto"``: cuda when available)."""
         from transformers import AutoModel, AutoTokenizer
-
         from transformers.utils import logging as hf_logging
 
         path = resolve_encoder(encoder)
@@ -290,9 +295,13 @@ def make_tiny_encoder(directory: str | os.PathLike, seed: int = 0, hidden_size: 
     d.mkdir(parents=True, exist_ok=True)
     tok = AutoTokenizer.from_pretrained(str(minilm_dir()))
     cfg = BertConfig(
-        vocab_size=tok.vocab_size, hidden_size=hidden_size, num_hidden_layers=layers,
-        num_attention_heads=max(1, hidden_size // 16), intermediate_size=hidden_size * 2,
-        max_position_embeddings=512, pad_token_id=tok.pad_token_id,
+        vocab_size=tok.vocab_size,
+        hidden_size=hidden_size,
+        num_hidden_layers=layers,
+        num_attention_heads=max(1, hidden_size // 16),
+        intermediate_size=hidden_size * 2,
+        max_position_embeddings=512,
+        pad_token_id=tok.pad_token_id,
     )
     torch.manual_seed(seed)
     BertModel(cfg, add_pooling_layer=False).save_pretrained(str(d))

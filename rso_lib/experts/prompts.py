@@ -26,14 +26,15 @@ from rso_lib.llm.protocol import Messages
 HISTORY_TURNS: int | None = None
 
 
-def render_history(turns: Sequence[Turn], max_turns: int | None = HISTORY_TURNS, user: str = "User",
-                   system: str = "Assistant") -> str:
+def render_history(
+    turns: Sequence[Turn], max_turns: int | None = HISTORY_TURNS, user: str = "User", system: str = "Assistant"
+) -> str:
     """The dialogue (the last ``max_turns`` turns if given) as ``Name: text`` lines
     (``"(no conversation yet)"`` if empty)."""
     if not turns:
         return "(no conversation yet)"
     lines = []
-    for t in (list(turns) if max_turns is None else list(turns)[-max_turns:]):
+    for t in list(turns) if max_turns is None else list(turns)[-max_turns:]:
         who = system if t.speaker == RECOMMENDER else user
         lines.append(f"{who}: {' '.join(t.text.split())}")
     return "\n".join(lines)
@@ -46,6 +47,7 @@ def _msgs(system: str, user: str) -> Messages:
 # --------------------------------------------------------------------------------------------
 # Preference Reasoner (Eq. 3)
 # --------------------------------------------------------------------------------------------
+
 
 def reasoner_prompt(history: Sequence[Turn], previous: str = "") -> Messages:
     """Ask for a one-sentence summary of what the user wants now (genres, mood, liked/disliked
@@ -68,8 +70,9 @@ LETTERS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
 NONE_OPTION = "None of these yet: ask the user more first"
 
 
-def chooser_prompt(history: Sequence[Turn], preference: str, candidates: Sequence[str],
-                   labels: Sequence[str]) -> Messages:
+def chooser_prompt(
+    history: Sequence[Turn], preference: str, candidates: Sequence[str], labels: Sequence[str]
+) -> Messages:
     """List the candidates (``labels[i]. candidates[i]``) and ask which one suits the user best."""
     listing = "\n".join(f"{lab}. {c}" for lab, c in zip(labels, candidates))
     pref = f"\nThe user wants: {preference}" if preference else ""
@@ -84,16 +87,21 @@ def chooser_prompt(history: Sequence[Turn], preference: str, candidates: Sequenc
 # Actor (Eq. 5) and its baseline variants
 # --------------------------------------------------------------------------------------------
 
-_ACTOR_ROLE = ("You are a friendly movie recommender chatting with a user. "
-               "Reply in one or two short sentences.")
+_ACTOR_ROLE = "You are a friendly movie recommender chatting with a user. Reply in one or two short sentences."
 
 
 ACTOR_MODES = ("item", "candidates", "ask", "own")
 
 
-def actor_prompt(history: Sequence[Turn], strategy_description: str | None, preference: str,
-                 facts: Sequence[str], item_name: str | None, candidate_names: Sequence[str] = (),
-                 mode: str | None = None) -> Messages:
+def actor_prompt(
+    history: Sequence[Turn],
+    strategy_description: str | None,
+    preference: str,
+    facts: Sequence[str],
+    item_name: str | None,
+    candidate_names: Sequence[str] = (),
+    mode: str | None = None,
+) -> Messages:
     """The Actor's prompt (Eq. 5): strategy description, inferred preference, knowledge-base
     facts and what to do about a recommendation. Any input may be absent (ablations, baselines):
 
@@ -130,8 +138,10 @@ def actor_prompt(history: Sequence[Turn], strategy_description: str | None, pref
     elif mode == "ask":
         parts.append("Write your next reply to the user. Do not recommend a movie yet.")
     elif mode == "own":
-        parts.append("Write your next reply to the user. If you know enough about what they want, "
-                     "recommend one movie by its title; otherwise ask about their preferences.")
+        parts.append(
+            "Write your next reply to the user. If you know enough about what they want, "
+            "recommend one movie by its title; otherwise ask about their preferences."
+        )
     else:
         parts.append("Write your next reply to the user.")
     return _msgs(_ACTOR_ROLE, "\n\n".join(parts))
@@ -208,12 +218,15 @@ def rewarder_prompt(history: Sequence[Turn], reply: str, user_reply: str, target
 # LLM user simulator
 # --------------------------------------------------------------------------------------------
 
+
 def _persona_block(persona: str, genres: Sequence[str]) -> str:
-    return (f"You are a user looking for a movie to watch. {persona}\n"
-            f"You want a movie that is {' and '.join(genres) if genres else 'good'}. "
-            "Do not name this list of genres all at once; reveal it when asked. "
-            "Ask the recommender about details of the movies it suggests. "
-            "Speak in one or two short sentences, as the user.")
+    return (
+        f"You are a user looking for a movie to watch. {persona}\n"
+        f"You want a movie that is {' and '.join(genres) if genres else 'good'}. "
+        "Do not name this list of genres all at once; reveal it when asked. "
+        "Ask the recommender about details of the movies it suggests. "
+        "Speak in one or two short sentences, as the user."
+    )
 
 
 def simulator_open_prompt(persona: str, genres: Sequence[str]) -> Messages:
@@ -221,24 +234,27 @@ def simulator_open_prompt(persona: str, genres: Sequence[str]) -> Messages:
     return _msgs(_persona_block(persona, genres), "Start the conversation with the movie recommender.")
 
 
-def simulator_reply_prompt(persona: str, genres: Sequence[str], history: Sequence[Turn],
-                           decision: str | None, item_name: str | None) -> Messages:
+def simulator_reply_prompt(
+    persona: str, genres: Sequence[str], history: Sequence[Turn], decision: str | None, item_name: str | None
+) -> Messages:
     """The simulated user's next message. ``decision`` ("accept" | "reject" | None) is decided
     beforehand by option scoring (see :mod:`rso_lib.dialogue.simulators`) and only verbalised here,
     so what the user says and what the transcript records agree."""
     if decision == "accept" and item_name:
         task = f"You have decided to watch {item_name}. Say so and thank the recommender."
     elif decision == "reject" and item_name:
-        task = (f"{item_name} is not what you want. Politely turn it down and say again what kind "
-                "of movie you want.")
+        task = f"{item_name} is not what you want. Politely turn it down and say again what kind of movie you want."
     else:
         task = "Answer the recommender's last message, or ask about the movie it mentioned."
-    return _msgs(_persona_block(persona, genres),
-                 f"Conversation:\n{render_history(history, user='You', system='Recommender')}\n\n{task}")
+    return _msgs(
+        _persona_block(persona, genres),
+        f"Conversation:\n{render_history(history, user='You', system='Recommender')}\n\n{task}",
+    )
 
 
-def simulator_decision_prompt(persona: str, genres: Sequence[str], history: Sequence[Turn],
-                              item_facts: str) -> Messages:
+def simulator_decision_prompt(
+    persona: str, genres: Sequence[str], history: Sequence[Turn], item_facts: str
+) -> Messages:
     """Accept or reject the movie just recommended (option-scored over ``accept`` / ``reject``)."""
     return _msgs(
         _persona_block(persona, genres),
@@ -250,6 +266,7 @@ def simulator_decision_prompt(persona: str, genres: Sequence[str], history: Sequ
 
 def paraphrase_prompt(text: str) -> Messages:
     """Agenda simulator, optional: reword a template utterance without changing its meaning."""
-    return _msgs("You reword sentences.",
-                 f"Reword this message from a user to a movie recommender, keeping its meaning and any "
-                 f"movie titles:\n{text}")
+    return _msgs(
+        "You reword sentences.",
+        f"Reword this message from a user to a movie recommender, keeping its meaning and any movie titles:\n{text}",
+    )

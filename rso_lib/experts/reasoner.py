@@ -33,8 +33,9 @@ class PreferenceReasoner:
     llm: ChatLLM
     sampling: Sampling = Sampling(temperature=0.0, max_tokens=48)
 
-    def infer(self, histories: Sequence[Sequence[Turn]], previous: Sequence[str] | None = None,
-              seed: int | None = None) -> tuple[list[str], list[int]]:
+    def infer(
+        self, histories: Sequence[Sequence[Turn]], previous: Sequence[str] | None = None, seed: int | None = None
+    ) -> tuple[list[str], list[int]]:
         """Preference summaries ``[B]`` and, per dialogue, 1 if the reply was empty (a parse
         failure: the summary is then ``""``, never a made-up one), else 0."""
         previous = list(previous) if previous is not None else [""] * len(histories)
@@ -49,4 +50,5 @@ class PreferenceReasoner:
 
 def _with_seed(s: Sampling, seed: int) -> Sampling:
     from dataclasses import replace
+
     return replace(s, seed=seed)

@@ -23,6 +23,7 @@ from typing import Any, Iterable, Sequence
 import numpy as np
 
 from rso_lib.data.records import Item, Turn
+from rso_lib.paths import temp_sibling
 
 
 def item_description(item: Item) -> str:
@@ -65,9 +66,17 @@ class FactRetriever:
         batch_size: embedding batch size when building the index (default 64).
     """
 
-    def __init__(self, items: Iterable[Item], embedder: Any, embedder_name: str = "all-MiniLM-L6-v2",
-                 cache_dir: str | os.PathLike | None = None, top_k: int = 5, rank_n: int = 50,
-                 recent_turns: int = 2, batch_size: int = 64):
+    def __init__(
+        self,
+        items: Iterable[Item],
+        embedder: Any,
+        embedder_name: str = "all-MiniLM-L6-v2",
+        cache_dir: str | os.PathLike | None = None,
+        top_k: int = 5,
+        rank_n: int = 50,
+        recent_turns: int = 2,
+        batch_size: int = 64,
+    ):
         import faiss  # imported here: only the retriever needs it
 
         self.items: dict[str, Item] = {it.item_id: it for it in items}
@@ -100,7 +109,7 @@ class FactRetriever:
         idx.add(emb)
         if p is not None:
             p.parent.mkdir(parents=True, exist_ok=True)
-            tmp = p.with_suffix(".faiss.tmp")
+            tmp = temp_sibling(p)
             faiss.write_index(idx, str(tmp))
             p.with_suffix(".json").write_text(json.dumps({"embedder": self.embedder_name, "ids": self.ids}))
             os.replace(tmp, p)  # index last: its presence means both files are complete
@@ -108,13 +117,19 @@ class FactRetriever:
 
     def encode(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
         """Unit-norm float32 embeddings ``[len(texts), D]``."""
-        emb = self.embedder.encode(list(texts), batch_size=batch_size, convert_to_numpy=True,
-                                   normalize_embeddings=True, show_progress_bar=False)
+        emb = self.embedder.encode(
+            list(texts),
+            batch_size=batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
         return np.ascontiguousarray(emb, dtype=np.float32)
 
     # -- Eq. 4 -------------------------------------------------------------------------------
-    def retrieve(self, histories: Sequence[Sequence[Turn]], preferences: Sequence[str],
-                 exclude: Sequence[set[str]] | None = None) -> list[Retrieval]:
+    def retrieve(
+        self, histories: Sequence[Sequence[Turn]], preferences: Sequence[str], exclude: Sequence[set[str]] | None = None
+    ) -> list[Retrieval]:
         """Top-K items and facts for each dialogue: one embedding batch + one faiss search.
 
         ``exclude[i]``: item ids left out of dialogue i's ranking (the engine passes the movies
@@ -132,6 +147,12 @@ class FactRetriever:
             keep = keep[: self.rank_n]
             ranking = [i for i, _ in keep]
             top = ranking[: self.top_k]
-            out.append(Retrieval(item_ids=top, scores=[s for _, s in keep[: len(top)]], ranking=ranking,
-                                 facts=[self.items[i].facts() for i in top]))
+            out.append(
+                Retrieval(
+                    item_ids=top,
+                    scores=[s for _, s in keep[: len(top)]],
+                    ranking=ranking,
+                    facts=[self.items[i].facts() for i in top],
+                )
+            )
         return out

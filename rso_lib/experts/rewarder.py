@@ -16,7 +16,6 @@ A third, grounded signal for small-scale runs lives with the simulators
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
@@ -24,10 +23,9 @@ import numpy as np
 
 from rso_lib.data.records import Turn
 from rso_lib.experts.prompts import RATING_PREFIX, rewarder_prompt
-from rso_lib.llm.protocol import ChatLLM, Sampling, expected_rating
+from rso_lib.llm.protocol import RATING_VALUES, ChatLLM, Sampling, expected_rating, parse_rating
 
-RATINGS = ("1", "2", "3", "4", "5")
-_RATING_RE = re.compile(r"(?<![\d.])([1-5])(?![\d.])")
+RATINGS = RATING_VALUES
 
 
 def rescale_rating(r: float) -> float:
@@ -38,17 +36,6 @@ def rescale_rating(r: float) -> float:
 def should_stop(reward: float | None, threshold: float) -> bool:
     """Eq. 9's stop rule: the dialogue ends when the turn reward passes the threshold."""
     return reward is not None and reward > threshold
-
-
-def parse_rating(text: str) -> int | None:
-    """The rating in a judgement: the number after "Rating:" if present, else the first standalone
-    digit 1-5; None if there is none (e.g. "Rating: 7", "great")."""
-    t = text or ""
-    m = re.search(r"rating\s*[:=]?\s*(\d+(?:\.\d+)?)", t, flags=re.I)
-    if m:
-        return int(m.group(1)) if m.group(1) in RATINGS else None
-    m = _RATING_RE.search(t)
-    return int(m.group(1)) if m else None
 
 
 @dataclass
@@ -84,8 +71,14 @@ class Rewarder:
         if self.mode not in ("expected", "sampled"):
             raise ValueError(f"Rewarder: unknown mode {self.mode!r} (expected | sampled)")
 
-    def score(self, histories: Sequence[Sequence[Turn]], replies: Sequence[str], user_replies: Sequence[str],
-              target_hints: Sequence[str] | None = None, seed: int | None = None) -> list[RewardResult]:
+    def score(
+        self,
+        histories: Sequence[Sequence[Turn]],
+        replies: Sequence[str],
+        user_replies: Sequence[str],
+        target_hints: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> list[RewardResult]:
         """One batched judge call for all dialogues. ``histories`` are the turns before ``replies``."""
         if not histories:
             return []

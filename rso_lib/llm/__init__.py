@@ -27,10 +27,29 @@ BACKENDS = ("embedded", "transformers", "vllm", "openai")
 _OPTIONS = {
     "embedded": {"dtype", "device", "max_batch", "max_context", "system_prompt", "threads"},
     "transformers": {"dtype", "device", "max_batch", "max_context", "system_prompt", "trust_remote_code", "threads"},
-    "vllm": {"dtype", "max_context", "system_prompt", "tensor_parallel_size", "gpu_memory_utilization",
-             "max_model_len", "enforce_eager", "trust_remote_code", "seed", "engine_kwargs"},
-    "openai": {"base_url", "api_key_env", "max_concurrency", "timeout", "retries", "backoff", "system_prompt",
-               "score_mode", "tokenizer"},
+    "vllm": {
+        "dtype",
+        "max_context",
+        "system_prompt",
+        "tensor_parallel_size",
+        "gpu_memory_utilization",
+        "max_model_len",
+        "enforce_eager",
+        "trust_remote_code",
+        "seed",
+        "engine_kwargs",
+    },
+    "openai": {
+        "base_url",
+        "api_key_env",
+        "max_concurrency",
+        "timeout",
+        "retries",
+        "backoff",
+        "system_prompt",
+        "score_mode",
+        "tokenizer",
+    },
 }
 
 _MODELS: dict[str, ChatLLM] = {}
@@ -52,8 +71,10 @@ def _check_spec(spec: dict) -> dict:
         raise ValueError(f"LLM spec backend {backend!r} is not one of {', '.join(BACKENDS)}")
     unknown = set(spec) - {"backend", "model"} - _OPTIONS[backend]
     if unknown:
-        raise ValueError(f"LLM spec for backend {backend!r} has unknown key(s) {sorted(unknown)}; "
-                         f"allowed: model, {', '.join(sorted(_OPTIONS[backend]))}")
+        raise ValueError(
+            f"LLM spec for backend {backend!r} has unknown key(s) {sorted(unknown)}; "
+            f"allowed: model, {', '.join(sorted(_OPTIONS[backend]))}"
+        )
     if backend != "embedded" and not spec.get("model"):
         raise ValueError(f"LLM spec for backend {backend!r} needs a 'model'")
     return spec
@@ -140,9 +161,21 @@ def load_embedder(name_or_dir: str = "all-MiniLM-L6-v2", device: str | None = No
 def describe(llms: dict[str, ChatLLM]) -> dict[str, dict]:
     """``{role: {"backend", "model", "fingerprint"}}`` for provenance records (the fingerprint
     adds what changes outputs for one model id: dtype, context, system prompt, server URL)."""
-    return {r: {"backend": m.backend, "model": m.model_id, "fingerprint": str(getattr(m, "fingerprint", m.model_id))}
-            for r, m in llms.items()}
+    return {
+        r: {"backend": m.backend, "model": m.model_id, "fingerprint": str(getattr(m, "fingerprint", m.model_id))}
+        for r, m in llms.items()
+    }
 
 
-__all__ = ["ROLES", "ChatLLM", "Messages", "Sampling", "expected_rating", "build_llm", "role_llms",
-           "load_embedder", "describe", "spec_key"]
+__all__ = [
+    "ROLES",
+    "ChatLLM",
+    "Messages",
+    "Sampling",
+    "expected_rating",
+    "build_llm",
+    "role_llms",
+    "load_embedder",
+    "describe",
+    "spec_key",
+]

@@ -61,8 +61,13 @@ class CachedLLM:
 
     def key(self, kind: str, messages: Messages, **extra) -> str:
         """sha256 hex of the canonical JSON of one request."""
-        payload = {"backend": self.inner.backend, "model": self._fingerprint(), "kind": kind,
-                   "messages": [{"role": m["role"], "content": m["content"]} for m in messages], **extra}
+        payload = {
+            "backend": self.inner.backend,
+            "model": self._fingerprint(),
+            "kind": kind,
+            "messages": [{"role": m["role"], "content": m["content"]} for m in messages],
+            **extra,
+        }
         return hashlib.sha256(json.dumps(payload, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
     def _get(self, keys: list[str]) -> dict[str, str]:

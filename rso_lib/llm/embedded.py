@@ -95,8 +95,9 @@ def load_gguf_model(gguf: Path):
     res = model.load_state_dict(parsed["tensors"], strict=False)
     missing = [k for k in res.missing_keys if not (k == "lm_head.weight" and config.tie_word_embeddings)]
     if missing or res.unexpected_keys:
-        raise RuntimeError(f"GGUF {gguf} did not map onto {type(model).__name__}: missing {missing}, "
-                           f"unexpected {res.unexpected_keys}")
+        raise RuntimeError(
+            f"GGUF {gguf} did not map onto {type(model).__name__}: missing {missing}, unexpected {res.unexpected_keys}"
+        )
     model.tie_weights()
     return model.eval(), tok
 
@@ -116,8 +117,9 @@ def converted_dir(gguf: Path | None = None) -> Path:
     try:
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        (tmp / "rso_conversion.json").write_text(json.dumps(
-            {"source": str(gguf), "fingerprint": _file_fingerprint(gguf), "version": _CONVERSION_VERSION}))
+        (tmp / "rso_conversion.json").write_text(
+            json.dumps({"source": str(gguf), "fingerprint": _file_fingerprint(gguf), "version": _CONVERSION_VERSION})
+        )
         try:
             tmp.rename(dest)
         except OSError:  # another process finished first
@@ -135,5 +137,6 @@ def load_embedded(dtype: str = "auto", device: str = "auto", max_batch: int = 16
     from rso_lib.llm.hf import HFChatLLM
 
     path = converted_dir()
-    return HFChatLLM(str(path), dtype=dtype, device=device, max_batch=max_batch, model_id=SMOLLM2_ID,
-                     backend="embedded", **kw)
+    return HFChatLLM(
+        str(path), dtype=dtype, device=device, max_batch=max_batch, model_id=SMOLLM2_ID, backend="embedded", **kw
+    )

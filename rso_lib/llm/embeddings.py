@@ -35,10 +35,14 @@ def _load(path: str, device: str | None):
 
     local = Path(path).is_dir()
     try:
-        return SentenceTransformer(path, device=device, local_files_only=local or os.environ.get("HF_HUB_OFFLINE") == "1")
+        return SentenceTransformer(
+            path, device=device, local_files_only=local or os.environ.get("HF_HUB_OFFLINE") == "1"
+        )
     except OSError as e:
-        raise OSError(f"cannot load sentence embedder {path!r} ({e}); with no network, use a local model directory "
-                      f"or the packaged default 'all-MiniLM-L6-v2'") from e
+        raise OSError(
+            f"cannot load sentence embedder {path!r} ({e}); with no network, use a local model directory "
+            f"or the packaged default 'all-MiniLM-L6-v2'"
+        ) from e
 
 
 def load_embedder(name_or_dir: str = "all-MiniLM-L6-v2", device: str | None = None):

@@ -38,7 +38,10 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
+
+if TYPE_CHECKING:  # torch is imported lazily at run time
+    import torch
 
 import numpy as np
 
@@ -108,7 +111,9 @@ def truncate_messages(
     # (2) left-cut the one remaining non-system message, keeping its end
     non_sys = [i for i, m in enumerate(msgs) if m.get("role") != "system"]
     if not non_sys:
-        raise PromptTooLongError(f"the system message alone is {count_tokens(msgs)} tokens, over the budget of {budget}")
+        raise PromptTooLongError(
+            f"the system message alone is {count_tokens(msgs)} tokens, over the budget of {budget}"
+        )
     i = non_sys[0]
     text = msgs[i].get("content", "")
     # tokens to drop: start at the excess, double until it fits, then bisect (last miss, first fit]
@@ -155,8 +160,14 @@ def resolve_dtype(dtype: str, device: str):
     """``"auto"`` -> bf16 on CUDA and on CPUs with native bf16, else fp32; or ``"bf16"|"fp16"|"fp32"``."""
     import torch
 
-    names = {"bf16": torch.bfloat16, "bfloat16": torch.bfloat16, "fp16": torch.float16, "float16": torch.float16,
-             "fp32": torch.float32, "float32": torch.float32}
+    names = {
+        "bf16": torch.bfloat16,
+        "bfloat16": torch.bfloat16,
+        "fp16": torch.float16,
+        "float16": torch.float16,
+        "fp32": torch.float32,
+        "float32": torch.float32,
+    }
     if dtype == "auto":
         if device.startswith("cuda"):
             return torch.bfloat16
@@ -251,8 +262,9 @@ def _preallocated_layer_class():
             self.dtype, self.device = key_states.dtype, key_states.device
             b, h, _, d = key_states.shape
             self._k = torch.empty((b, h, self.capacity, d), dtype=key_states.dtype, device=key_states.device)
-            self._v = torch.empty((b, h, self.capacity, value_states.shape[-1]), dtype=value_states.dtype,
-                                  device=value_states.device)
+            self._v = torch.empty(
+                (b, h, self.capacity, value_states.shape[-1]), dtype=value_states.dtype, device=value_states.device
+            )
             self.is_initialized = True
 
         def _grow(self, need: int) -> None:
@@ -376,15 +388,21 @@ class HFChatLLM:
             if hf_tokenizer is None:
                 hf_tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code)
             if hf_model is None:
-                hf_model = AutoModelForCausalLM.from_pretrained(model, dtype=self.dtype,
-                                                                trust_remote_code=trust_remote_code)
+                hf_model = AutoModelForCausalLM.from_pretrained(
+                    model, dtype=self.dtype, trust_remote_code=trust_remote_code
+                )
         except (OSError, ValueError) as e:
             local = Path(str(model)).expanduser().exists()
-            hint = ("it is a directory but holds no loadable model" if local else
-                    "it is not a local directory, so it is fetched from the Hugging Face hub"
-                    + (", which is switched off (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1" else ""))
-            raise OSError(f"cannot load transformers model {model!r}: {hint}. Give a local model directory, or "
-                          f"download it first (huggingface-cli download {model}). Cause: {e}") from e
+            hint = (
+                "it is a directory but holds no loadable model"
+                if local
+                else "it is not a local directory, so it is fetched from the Hugging Face hub"
+                + (", which is switched off (HF_HUB_OFFLINE=1)" if os.environ.get("HF_HUB_OFFLINE") == "1" else "")
+            )
+            raise OSError(
+                f"cannot load transformers model {model!r}: {hint}. Give a local model directory, or "
+                f"download it first (huggingface-cli download {model}). Cause: {e}"
+            ) from e
         self.tokenizer = hf_tokenizer
         self.model = hf_model.to(device=self.device, dtype=self.dtype).eval()
         self.load_seconds = time.perf_counter() - t0
@@ -402,17 +420,29 @@ class HFChatLLM:
         pad = self.tokenizer.pad_token_id
         self.pad_id = int(pad if pad is not None else (self.eos_ids[0] if self.eos_ids else 0))
         # what changes outputs for the same model id: cache keys use it
-        self.fingerprint = f"{self.model_id}|{str(self.dtype).replace('torch.', '')}|ctx={self.max_context}|sys={system_prompt!r}"
+        self.fingerprint = (
+            f"{self.model_id}|{str(self.dtype).replace('torch.', '')}|ctx={self.max_context}|sys={system_prompt!r}"
+        )
         self._has_template = bool(getattr(self.tokenizer, "chat_template", None))
         if not self._has_template:
             log.warning("%s has no chat template: using a plain 'ROLE: text' format", self.model_id)
-        self._stats = {"chat_calls": 0, "score_calls": 0, "rows": 0, "prompt_tokens": 0,
-                       "generated_tokens": 0, "truncations": 0, "seconds": 0.0,
-                       # phases: prompt passes (generation prefill and option scoring) and decoding
-                       # steps; padded = rows x longest row, what the forward pass computed
-                       "prefill_passes": 0, "prefill_padded_tokens": 0, "prefill_seconds": 0.0,
-                       "shared_prefix_tokens_saved": 0,
-                       "decode_steps": 0, "decode_seconds": 0.0}
+        self._stats = {
+            "chat_calls": 0,
+            "score_calls": 0,
+            "rows": 0,
+            "prompt_tokens": 0,
+            "generated_tokens": 0,
+            "truncations": 0,
+            "seconds": 0.0,
+            # phases: prompt passes (generation prefill and option scoring) and decoding
+            # steps; padded = rows x longest row, what the forward pass computed
+            "prefill_passes": 0,
+            "prefill_padded_tokens": 0,
+            "prefill_seconds": 0.0,
+            "shared_prefix_tokens_saved": 0,
+            "decode_steps": 0,
+            "decode_seconds": 0.0,
+        }
         self._warned_trunc = False
         #: score multi-token options on one shared context pass (False: one pass per option; same result)
         self.shared_context_scoring = True
@@ -451,8 +481,11 @@ class HFChatLLM:
         if changes:
             self._stats["truncations"] += 1
             if not self._warned_trunc:
-                log.warning("%s: prompt over %d tokens left-truncated (counted in stats()['truncations'])",
-                            self.model_id, budget)
+                log.warning(
+                    "%s: prompt over %d tokens left-truncated (counted in stats()['truncations'])",
+                    self.model_id,
+                    budget,
+                )
                 self._warned_trunc = True
         return msgs
 
@@ -514,8 +547,8 @@ class HFChatLLM:
         attn = torch.zeros((b, P + L), dtype=torch.long)
         attn[:, :P] = 1
         for r, ids in enumerate(rows):
-            input_ids[r, L - len(ids):] = torch.tensor(ids, dtype=torch.long)
-            attn[r, P + L - len(ids):] = 1
+            input_ids[r, L - len(ids) :] = torch.tensor(ids, dtype=torch.long)
+            attn[r, P + L - len(ids) :] = 1
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
         input_ids, attn, pos = (t.to(self.device) for t in (input_ids, attn, pos))
         kw = dict(input_ids=input_ids, attention_mask=attn, position_ids=pos[:, P:], use_cache=cache is not None)
@@ -535,8 +568,9 @@ class HFChatLLM:
         prompts = [self._encode(self.render(self.fit(m, sampling.max_tokens))) for m in batch]
         return [[g.text for g in gs] for gs in self.generate_ids(prompts, sampling)]
 
-    def complete(self, prompts: Sequence[str], sampling: Sampling = Sampling(), top_logprobs: int | None = None
-                 ) -> list[list["Generation"]]:
+    def complete(
+        self, prompts: Sequence[str], sampling: Sampling = Sampling(), top_logprobs: int | None = None
+    ) -> list[list["Generation"]]:
         """Raw-text continuation (no chat template, no truncation): ``[len(prompts)][n]`` Generations.
 
         Raises:
@@ -544,12 +578,15 @@ class HFChatLLM:
         ids = [self._encode(p) for p in prompts]
         for p in ids:
             if len(p) + sampling.max_tokens > self.max_context:
-                raise PromptTooLongError(f"prompt of {len(p)} tokens + max_tokens {sampling.max_tokens} exceeds "
-                                         f"the context of {self.max_context}")
+                raise PromptTooLongError(
+                    f"prompt of {len(p)} tokens + max_tokens {sampling.max_tokens} exceeds "
+                    f"the context of {self.max_context}"
+                )
         return self.generate_ids(ids, sampling, top_logprobs)
 
-    def generate_ids(self, prompts: list[list[int]], sampling: Sampling, top_logprobs: int | None = None
-                     ) -> list[list["Generation"]]:
+    def generate_ids(
+        self, prompts: list[list[int]], sampling: Sampling, top_logprobs: int | None = None
+    ) -> list[list["Generation"]]:
         """Generate from token-id prompts: ``[len(prompts)][sampling.n]`` :class:`Generation`.
 
         Rows are (prompt, sample) pairs, sorted by length and run ``max_batch`` at a time. Row
@@ -576,8 +613,9 @@ class HFChatLLM:
         gens: dict[int, Generation] = {}
         for s in range(0, len(order), self.max_batch):
             chunk = order[s : s + self.max_batch]
-            outs = self._generate_chunk([rows[r][2] for r in chunk], [rows[r][3] for r in chunk], sampling,
-                                        top_logprobs)
+            outs = self._generate_chunk(
+                [rows[r][2] for r in chunk], [rows[r][3] for r in chunk], sampling, top_logprobs
+            )
             gens.update(zip(chunk, outs))
         result: list[list[Generation]] = [[] for _ in prompts]
         for r, (i, j, _, _) in enumerate(rows):
@@ -589,8 +627,9 @@ class HFChatLLM:
         self._stats["seconds"] += time.perf_counter() - t0
         return result
 
-    def _generate_chunk(self, prompts: list[list[int]], seeds: list[int | None], sampling: Sampling,
-                        top_logprobs: int | None = None) -> list["Generation"]:
+    def _generate_chunk(
+        self, prompts: list[list[int]], seeds: list[int | None], sampling: Sampling, top_logprobs: int | None = None
+    ) -> list["Generation"]:
         import torch
 
         greedy = sampling.temperature <= 0
@@ -618,8 +657,7 @@ class HFChatLLM:
                 if greedy:
                     nxt = logits.argmax(-1)
                 else:
-                    nxt = sample_nucleus(logits, sampling.temperature, sampling.top_p,
-                                         [gens[row] for row in active])
+                    nxt = sample_nucleus(logits, sampling.temperature, sampling.top_p, [gens[row] for row in active])
                 if want_lp:  # log-probs of the model's own distribution (before temperature / top_p)
                     logp = torch.log_softmax(logits, dim=-1)
                     chosen = logp.gather(1, nxt[:, None])[:, 0].tolist()
@@ -652,13 +690,26 @@ class HFChatLLM:
                 attn = torch.cat([attn, torch.ones_like(attn[:, :1])], dim=1)
                 pos = pos + 1
                 t_step = time.perf_counter()
-                out = self.model(input_ids=nxt.unsqueeze(1), attention_mask=attn, position_ids=pos,
-                                 past_key_values=cache, use_cache=True)
+                out = self.model(
+                    input_ids=nxt.unsqueeze(1),
+                    attention_mask=attn,
+                    position_ids=pos,
+                    past_key_values=cache,
+                    use_cache=True,
+                )
                 logits = out.logits[:, -1, :].float()
                 self._stats["decode_steps"] += 1
                 self._stats["decode_seconds"] += time.perf_counter() - t_step
-        return [self._finish(gen_ids[r], sampling.stop, finish[r] or "length", lps[r] if want_lp else None,
-                             tops[r] if want_lp else None) for r in range(b)]
+        return [
+            self._finish(
+                gen_ids[r],
+                sampling.stop,
+                finish[r] or "length",
+                lps[r] if want_lp else None,
+                tops[r] if want_lp else None,
+            )
+            for r in range(b)
+        ]
 
     def _finish(self, ids: list[int], stop: Sequence[str], reason: str, lps=None, tops=None) -> "Generation":
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
@@ -670,8 +721,7 @@ class HFChatLLM:
                 while n < len(ids) and len(self.tokenizer.decode(ids[: n + 1], skip_special_tokens=True)) <= cut:
                     n += 1
                 ids, lps, tops = ids[:n], lps[:n], tops[:n]
-        return Generation(text=text, token_ids=list(ids), finish_reason=reason, logprobs=lps,
-                          top_logprobs=tops)
+        return Generation(text=text, token_ids=list(ids), finish_reason=reason, logprobs=lps, top_logprobs=tops)
 
     def token_text(self, ids: Sequence[int]) -> list[str]:
         """The text of each token id (for logprob listings)."""
@@ -812,7 +862,7 @@ class HFChatLLM:
             c = min((split[i][k][0] for k in range(K)), key=len)
             ctx.append(c)
             full = [split[i][k][0] + split[i][k][1] for k in range(K)]
-            tails.append([f[len(c):] for f in full])
+            tails.append([f[len(c) :] for f in full])
             n_opt.append([len(split[i][k][1]) for k in range(K)])
         order = sorted(range(B), key=lambda i: -len(ctx[i]))
         b = max(1, min(self.max_batch, max_rows // K))  # conversations per chunk: b*K rows of KV cache
@@ -844,8 +894,9 @@ class HFChatLLM:
         attn2 = torch.cat([attn.repeat_interleave(K, dim=0), tail_mask], dim=1)
         pos2 = pos[:, -1:].repeat_interleave(K, dim=0) + 1 + torch.arange(Lt, device=self.device)[None, :]
         t0 = time.perf_counter()
-        o = self.model(input_ids=tail_ids, attention_mask=attn2, position_ids=pos2, past_key_values=cache,
-                       use_cache=True)
+        o = self.model(
+            input_ids=tail_ids, attention_mask=attn2, position_ids=pos2, past_key_values=cache, use_cache=True
+        )
         self._stats["prefill_passes"] += 1
         self._stats["prefill_padded_tokens"] += b * K * Lt
         self._stats["prefill_seconds"] += time.perf_counter() - t0

@@ -59,8 +59,12 @@ class OptionScoringUnsupported(LLMServerError):
 
 def sampling_to_request(s: Sampling) -> dict:
     """Our :class:`Sampling` as OpenAI request fields."""
-    body = {"temperature": float(s.temperature), "top_p": float(s.top_p), "max_tokens": int(s.max_tokens),
-            "n": int(s.n)}
+    body = {
+        "temperature": float(s.temperature),
+        "top_p": float(s.top_p),
+        "max_tokens": int(s.max_tokens),
+        "n": int(s.n),
+    }
     if s.stop:
         body["stop"] = list(s.stop)
     if s.seed is not None:
@@ -86,9 +90,19 @@ class OpenAIChatLLM:
 
     backend = "openai"
 
-    def __init__(self, model: str, base_url: str = "http://localhost:8000/v1", api_key_env: str = "OPENAI_API_KEY",
-                 max_concurrency: int = 8, timeout: float = 120.0, retries: int = 3, backoff: float = 0.5,
-                 system_prompt: str | None = None, score_mode: str = "echo", tokenizer: str | None = None):
+    def __init__(
+        self,
+        model: str,
+        base_url: str = "http://localhost:8000/v1",
+        api_key_env: str = "OPENAI_API_KEY",
+        max_concurrency: int = 8,
+        timeout: float = 120.0,
+        retries: int = 3,
+        backoff: float = 0.5,
+        system_prompt: str | None = None,
+        score_mode: str = "echo",
+        tokenizer: str | None = None,
+    ):
         if score_mode not in ("echo", "chat"):
             raise ValueError(f"score_mode {score_mode!r} is not 'echo' or 'chat'")
         self.model = model
@@ -123,7 +137,9 @@ class OpenAIChatLLM:
             if attempt:
                 self._stats["retries"] += 1
                 time.sleep(self.backoff * 2 ** (attempt - 1))
-            req = urllib.request.Request(url, data=data, headers=self._headers(), method="GET" if data is None else "POST")
+            req = urllib.request.Request(
+                url, data=data, headers=self._headers(), method="GET" if data is None else "POST"
+            )
             self._stats["requests"] += 1
             try:
                 with urllib.request.urlopen(req, timeout=self.timeout) as r:
@@ -141,8 +157,10 @@ class OpenAIChatLLM:
             except (urllib.error.URLError, TimeoutError, ConnectionError, OSError) as e:
                 last = e
         self._stats["failures"] += 1
-        raise LLMServerError(f"OpenAI-compatible server at {url} failed after {self.retries + 1} attempts "
-                             f"(timeout {self.timeout}s): {last}") from last
+        raise LLMServerError(
+            f"OpenAI-compatible server at {url} failed after {self.retries + 1} attempts "
+            f"(timeout {self.timeout}s): {last}"
+        ) from last
 
     def _map(self, fn, items):
         if len(items) <= 1 or self.max_concurrency <= 1:
@@ -171,7 +189,9 @@ class OpenAIChatLLM:
             out = self.request("/chat/completions", {**base, "messages": self._prep(messages)})
             choices = sorted(out.get("choices", []), key=lambda c: c.get("index", 0))
             if len(choices) != sampling.n:
-                raise LLMServerError(f"{self.base_url}/chat/completions returned {len(choices)} choices, asked n={sampling.n}")
+                raise LLMServerError(
+                    f"{self.base_url}/chat/completions returned {len(choices)} choices, asked n={sampling.n}"
+                )
             return [(c.get("message") or {}).get("content") or "" for c in choices]
 
         return self._map(one, list(batch))
@@ -190,7 +210,8 @@ class OpenAIChatLLM:
             except OSError as e:
                 raise OptionScoringUnsupported(
                     f"echo option scoring renders the chat template client-side and needs a tokenizer: cannot load "
-                    f"{name!r} ({e}); set the spec's 'tokenizer' to a local directory, or score_mode 'chat'") from e
+                    f"{name!r} ({e}); set the spec's 'tokenizer' to a local directory, or score_mode 'chat'"
+                ) from e
         return self._tok
 
     def render(self, messages: Messages) -> str:
@@ -208,13 +229,20 @@ class OpenAIChatLLM:
 
     def _score_echo(self, messages: Messages, options: list[str], prefix: str) -> list[float]:
         ctx = self.render(messages) + prefix
-        body = {"model": self.model, "prompt": [ctx + o for o in options], "echo": True, "logprobs": 1,
-                "max_tokens": 1, "temperature": 0.0}
+        body = {
+            "model": self.model,
+            "prompt": [ctx + o for o in options],
+            "echo": True,
+            "logprobs": 1,
+            "max_tokens": 1,
+            "temperature": 0.0,
+        }
         out = self.request("/completions", body)
         choices = sorted(out.get("choices", []), key=lambda c: c.get("index", 0))
         if len(choices) != len(options):
-            raise OptionScoringUnsupported(f"{self.base_url}/completions returned {len(choices)} choices for "
-                                           f"{len(options)} prompts")
+            raise OptionScoringUnsupported(
+                f"{self.base_url}/completions returned {len(choices)} choices for {len(options)} prompts"
+            )
         scores = []
         for o, c in zip(options, choices):
             lp = c.get("logprobs") or {}
@@ -222,7 +250,8 @@ class OpenAIChatLLM:
             if not offs or not vals:
                 raise OptionScoringUnsupported(
                     f"{self.base_url}/completions gave no prompt log-probs with echo=true (llama.cpp: load with "
-                    f"logits_all=True; hosted OpenAI: use score_mode 'chat')")
+                    f"logits_all=True; hosted OpenAI: use score_mode 'chat')"
+                )
             end = len(ctx) + len(o)
             # the tokens that end after the context and start before the prompt's end: the option's
             # (a token straddling the boundary counts for the option, like the local backends)
@@ -254,9 +283,11 @@ class OpenAIChatLLM:
         scores = [best.get(o.strip(), -np.inf) for o in options]
         if all(np.isinf(scores)):
             # fall back to prefix matching: an option whose start is a top token (multi-token options)
-            scores = [max((v for k, v in best.items() if k and o.strip().startswith(k)), default=-np.inf)
-                      for o in options]
+            scores = [
+                max((v for k, v in best.items() if k and o.strip().startswith(k)), default=-np.inf) for o in options
+            ]
         if all(np.isinf(scores)):
-            raise OptionScoringUnsupported(f"none of the options {options} is among the top-20 first tokens from "
-                                           f"{self.base_url}/chat/completions")
+            raise OptionScoringUnsupported(
+                f"none of the options {options} is among the top-20 first tokens from {self.base_url}/chat/completions"
+            )
         return scores

@@ -12,6 +12,7 @@ for one role in one go:
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Protocol, Sequence, runtime_checkable
 
@@ -58,9 +59,7 @@ class ChatLLM(Protocol):
         """Replies for each conversation: a list of ``len(batch)`` lists of ``sampling.n`` strings."""
         ...
 
-    def score_options(
-        self, batch: Sequence[Messages], options: Sequence[str], prefix: str = ""
-    ) -> np.ndarray:
+    def score_options(self, batch: Sequence[Messages], options: Sequence[str], prefix: str = "") -> np.ndarray:
         """Probability of each option as the start of the assistant's reply, after ``prefix``
         (e.g. ``"Rating: "``). Returns float64 ``[len(batch), len(options)]``; rows sum to 1."""
         ...
@@ -69,3 +68,28 @@ class ChatLLM(Protocol):
 def expected_rating(probs: np.ndarray, values: Sequence[float] = (1, 2, 3, 4, 5)) -> np.ndarray:
     """Expected value of a rating from option probabilities: ``probs [B, K] @ values [K] -> [B]``."""
     return np.asarray(probs, dtype=np.float64) @ np.asarray(values, dtype=np.float64)
+
+
+# One rule for reading a 1-5 rating out of free text, shared by the Rewarder (Eq. 9) and the
+# evaluation judges, so the same reply never counts as a rating in one place and a parse failure
+# in the other. In order: "Rating: N" (also "rating=N", "**Rating:** N"); "N out of 5" / "N/5"
+# anywhere; a bare "N" alone on the first line. N must be an integer 1-5 ("Rating: 7", "4.5",
+# "10/10" and "45" are failures). Anything else is None: a parse failure to count, never a guess.
+_RATING_LABEL = re.compile(r"rating\s*\**\s*[:=]?\s*\**\s*(\d+(?:\.\d+)?)", re.IGNORECASE)
+_RATING_OUT_OF = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)\s*(?:/|out of)\s*5(?![\d.])", re.IGNORECASE)
+_RATING_BARE = re.compile(r"^\s*\**\s*(\d+(?:\.\d+)?)\s*\**\s*[.!]?[ \t]*(?:\n|$)")
+RATING_VALUES = ("1", "2", "3", "4", "5")
+
+
+def parse_rating(text: str | None) -> int | None:
+    """The 1-5 rating a free-text judgement states, or None (see the rule above).
+
+    >>> [parse_rating(t) for t in ("Rating: 4", "I'd say 3 out of 5", "5", "Rating: 7", "great")]
+    [4, 3, 5, None, None]
+    """
+    t = text or ""
+    for pattern, method in ((_RATING_LABEL, "search"), (_RATING_OUT_OF, "search"), (_RATING_BARE, "match")):
+        m = getattr(pattern, method)(t)
+        if m:
+            return int(m.group(1)) if m.group(1) in RATING_VALUES else None
+    return None

@@ -97,12 +97,14 @@ def _sampling(body: dict, default_max: int) -> Sampling:
         stop = (stop,)
     try:
         max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-        return Sampling(temperature=float(body.get("temperature", 1.0) if body.get("temperature") is not None else 1.0),
-                        top_p=float(body.get("top_p") if body.get("top_p") is not None else 1.0),
-                        max_tokens=int(max_tokens if max_tokens is not None else default_max),
-                        stop=tuple(str(s) for s in stop),
-                        seed=None if body.get("seed") is None else int(body["seed"]),
-                        n=int(body.get("n") or 1))
+        return Sampling(
+            temperature=float(body.get("temperature", 1.0) if body.get("temperature") is not None else 1.0),
+            top_p=float(body.get("top_p") if body.get("top_p") is not None else 1.0),
+            max_tokens=int(max_tokens if max_tokens is not None else default_max),
+            stop=tuple(str(s) for s in stop),
+            seed=None if body.get("seed") is None else int(body["seed"]),
+            n=int(body.get("n") or 1),
+        )
     except (TypeError, ValueError) as e:
         raise BadRequest(f"bad sampling field: {e}") from e
 
@@ -132,19 +134,39 @@ class App:
             raise BadRequest("top_logprobs must be in 0..20")
         if want_lp and not self.hf:
             raise BadRequest(f"logprobs need a transformers-based backend, this server runs {self.llm.backend}")
-        choices, ptoks, ctoks = self.worker.submit("chat", (s, top), (msgs, bool(body.get("continue_final_message")))
-                                                   ).result()
-        return {"id": "chatcmpl-" + uuid.uuid4().hex[:24], "object": "chat.completion", "created": int(time.time()),
-                "model": self.model_name, "choices": choices,
-                "usage": {"prompt_tokens": ptoks, "completion_tokens": ctoks, "total_tokens": ptoks + ctoks}}
+        choices, ptoks, ctoks = self.worker.submit(
+            "chat", (s, top), (msgs, bool(body.get("continue_final_message")))
+        ).result()
+        return {
+            "id": "chatcmpl-" + uuid.uuid4().hex[:24],
+            "object": "chat.completion",
+            "created": int(time.time()),
+            "model": self.model_name,
+            "choices": choices,
+            "usage": {"prompt_tokens": ptoks, "completion_tokens": ctoks, "total_tokens": ptoks + ctoks},
+        }
 
     def _chat_batch(self, payloads, s: Sampling, top):
         """Runs on the worker thread (the only thread touching the model and tokenizer): one
         batched generation for all ``payloads`` = [(messages, continue_final_message)]."""
         if not self.hf:
             res = self.llm.chat([m for m, _ in payloads], s)
-            return [([{"index": j, "message": {"role": "assistant", "content": t}, "finish_reason": "stop",
-                       "logprobs": None} for j, t in enumerate(texts)], 0, 0) for texts in res]
+            return [
+                (
+                    [
+                        {
+                            "index": j,
+                            "message": {"role": "assistant", "content": t},
+                            "finish_reason": "stop",
+                            "logprobs": None,
+                        }
+                        for j, t in enumerate(texts)
+                    ],
+                    0,
+                    0,
+                )
+                for texts in res
+            ]
         prompts = []
         for msgs, cont in payloads:
             if cont and msgs[-1]["role"] == "assistant":  # continue a partial assistant reply
@@ -158,12 +180,23 @@ class App:
             for j, g in enumerate(gens):
                 lp = None
                 if top is not None:
-                    lp = {"content": [
-                        {**_tok_entry(self.llm, tid, v),
-                         "top_logprobs": [_tok_entry(self.llm, a, b) for a, b in (tl or [])]}
-                        for tid, v, tl in zip(g.token_ids, g.logprobs or [], g.top_logprobs or [])]}
-                choices.append({"index": j, "message": {"role": "assistant", "content": g.text},
-                                "finish_reason": g.finish_reason, "logprobs": lp})
+                    lp = {
+                        "content": [
+                            {
+                                **_tok_entry(self.llm, tid, v),
+                                "top_logprobs": [_tok_entry(self.llm, a, b) for a, b in (tl or [])],
+                            }
+                            for tid, v, tl in zip(g.token_ids, g.logprobs or [], g.top_logprobs or [])
+                        ]
+                    }
+                choices.append(
+                    {
+                        "index": j,
+                        "message": {"role": "assistant", "content": g.text},
+                        "finish_reason": g.finish_reason,
+                        "logprobs": lp,
+                    }
+                )
             out.append((choices, len(p_ids), sum(len(g.token_ids) for g in gens)))
         return out
 
@@ -213,23 +246,34 @@ class App:
                                 tops.append({self.llm.token_text([a])[0]: b for a, b in tl} if nlp else None)
                         lp = {"tokens": toks, "token_logprobs": lps, "top_logprobs": tops, "text_offset": offs}
                     ctoks += len(g.token_ids) if g else 0
-                    choices.append({"index": i * s.n + j, "text": text, "logprobs": lp,
-                                    "finish_reason": g.finish_reason if g else "length"})
+                    choices.append(
+                        {
+                            "index": i * s.n + j,
+                            "text": text,
+                            "logprobs": lp,
+                            "finish_reason": g.finish_reason if g else "length",
+                        }
+                    )
             ptoks = sum(len(self.llm._encode(p)) for p in prompts)
             return choices, ptoks, ctoks
 
         choices, ptoks, ctoks = self.worker.submit("other", None, run).result()
-        return {"id": "cmpl-" + uuid.uuid4().hex[:24], "object": "text_completion", "created": int(time.time()),
-                "model": self.model_name, "choices": choices,
-                "usage": {"prompt_tokens": ptoks, "completion_tokens": ctoks, "total_tokens": ptoks + ctoks}}
+        return {
+            "id": "cmpl-" + uuid.uuid4().hex[:24],
+            "object": "text_completion",
+            "created": int(time.time()),
+            "model": self.model_name,
+            "choices": choices,
+            "usage": {"prompt_tokens": ptoks, "completion_tokens": ctoks, "total_tokens": ptoks + ctoks},
+        }
 
     def models(self) -> dict:
-        return {"object": "list", "data": [{"id": self.model_name, "object": "model", "created": 0,
-                                            "owned_by": "rso"}]}
+        return {"object": "list", "data": [{"id": self.model_name, "object": "model", "created": 0, "owned_by": "rso"}]}
 
 
-def make_server(llm, host: str = "127.0.0.1", port: int = 0, model_name: str | None = None,
-                max_wait: float = 0.005) -> ThreadingHTTPServer:
+def make_server(
+    llm, host: str = "127.0.0.1", port: int = 0, model_name: str | None = None, max_wait: float = 0.005
+) -> ThreadingHTTPServer:
     """An OpenAI-compatible ``ThreadingHTTPServer`` over ``llm`` (call ``serve_forever()``)."""
     app = App(llm, model_name or llm.model_id, max_wait)
 

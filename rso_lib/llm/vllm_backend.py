@@ -40,8 +40,12 @@ def sampling_params_kwargs(s: Sampling) -> dict:
     if s.n < 1 or s.max_tokens < 1:
         raise ValueError(f"n and max_tokens must be >= 1 (got n={s.n}, max_tokens={s.max_tokens})")
     greedy = s.temperature <= 0
-    kw = {"n": 1 if greedy else int(s.n), "temperature": 0.0 if greedy else float(s.temperature),
-          "top_p": 1.0 if greedy else float(s.top_p), "max_tokens": int(s.max_tokens)}
+    kw = {
+        "n": 1 if greedy else int(s.n),
+        "temperature": 0.0 if greedy else float(s.temperature),
+        "top_p": 1.0 if greedy else float(s.top_p),
+        "max_tokens": int(s.max_tokens),
+    }
     if s.stop:
         kw["stop"] = list(s.stop)
     if s.seed is not None and not greedy:
@@ -60,7 +64,7 @@ def option_logprob(prompt_logprobs: list, option_ids: Sequence[int]) -> float:
     ``prompt_logprobs`` is vLLM's per-position list (``None`` first, then ``{token_id: Logprob}``
     dicts or plain floats)."""
     total = 0.0
-    tail = prompt_logprobs[len(prompt_logprobs) - len(option_ids):]
+    tail = prompt_logprobs[len(prompt_logprobs) - len(option_ids) :]
     for tid, entry in zip(option_ids, tail):
         if entry is None:
             raise ValueError("vLLM returned no log-prob for an option token")
@@ -84,24 +88,42 @@ class VLLMChatLLM:
 
     backend = "vllm"
 
-    def __init__(self, model: str, dtype: str = "auto", max_context: int | None = None,
-                 system_prompt: str | None = None, tensor_parallel_size: int = 1,
-                 gpu_memory_utilization: float = 0.85, max_model_len: int | None = None,
-                 enforce_eager: bool = False, trust_remote_code: bool = False, seed: int = 0,
-                 engine_kwargs: dict | None = None):
+    def __init__(
+        self,
+        model: str,
+        dtype: str = "auto",
+        max_context: int | None = None,
+        system_prompt: str | None = None,
+        tensor_parallel_size: int = 1,
+        gpu_memory_utilization: float = 0.85,
+        max_model_len: int | None = None,
+        enforce_eager: bool = False,
+        trust_remote_code: bool = False,
+        seed: int = 0,
+        engine_kwargs: dict | None = None,
+    ):
         try:
             import vllm  # noqa: F401  -- lazy: GPU machines only
         except ImportError as e:
-            raise ImportError("the vllm backend needs vLLM on a CUDA machine: `pip install -e '.[vllm]'` "
-                              "(or use backend 'transformers' / 'openai')") from e
+            raise ImportError(
+                "the vllm backend needs vLLM on a CUDA machine: `pip install -e '.[vllm]'` "
+                "(or use backend 'transformers' / 'openai')"
+            ) from e
         from vllm import LLM
 
         self.model_id = model
         self.system_prompt = system_prompt
         mml = max_model_len or max_context
-        kw = dict(model=model, dtype=dtype, tensor_parallel_size=tensor_parallel_size,
-                  gpu_memory_utilization=gpu_memory_utilization, enforce_eager=enforce_eager,
-                  trust_remote_code=trust_remote_code, seed=seed, **(engine_kwargs or {}))
+        kw = dict(
+            model=model,
+            dtype=dtype,
+            tensor_parallel_size=tensor_parallel_size,
+            gpu_memory_utilization=gpu_memory_utilization,
+            enforce_eager=enforce_eager,
+            trust_remote_code=trust_remote_code,
+            seed=seed,
+            **(engine_kwargs or {}),
+        )
         if mml:
             kw["max_model_len"] = int(mml)
         self.engine = LLM(**kw)
@@ -128,8 +150,9 @@ class VLLMChatLLM:
             ids = self._encode(text)
             return self.tokenizer.decode(ids[n:]) if n < len(ids) else ""
 
-        msgs, changes = truncate_messages(msgs, lambda m: len(self._encode(self.render(m))),
-                                          self.max_context - reserve, cut)
+        msgs, changes = truncate_messages(
+            msgs, lambda m: len(self._encode(self.render(m))), self.max_context - reserve, cut
+        )
         self._stats["truncations"] += bool(changes)
         return msgs
 

@@ -63,10 +63,17 @@ def capture_rng_state(generators: dict[str, torch.Generator] | None = None) -> d
 
 def restore_rng_state(state: dict[str, Any], generators: dict[str, torch.Generator] | None = None) -> None:
     """Inverse of :func:`capture_rng_state`. A generator named at save time must be given back."""
-    random.setstate((state["python_version"], tuple(int(x) for x in state["python_state"].tolist()), state["python_gauss"]))
+    random.setstate(
+        (state["python_version"], tuple(int(x) for x in state["python_state"].tolist()), state["python_gauss"])
+    )
     np.random.set_state(
-        (state["numpy_kind"], state["numpy_keys"].numpy().astype(np.uint32), state["numpy_pos"],
-         state["numpy_has_gauss"], state["numpy_gauss"])
+        (
+            state["numpy_kind"],
+            state["numpy_keys"].numpy().astype(np.uint32),
+            state["numpy_pos"],
+            state["numpy_has_gauss"],
+            state["numpy_gauss"],
+        )
     )
     torch.set_rng_state(state["torch"])
     if "cuda" in state and torch.cuda.is_available():
@@ -139,7 +146,9 @@ def list_checkpoints(root: str | os.PathLike) -> list[Path]:
     root = Path(root)
     if not root.is_dir():
         return []
-    return sorted(p for p in root.iterdir() if p.is_dir() and p.name.startswith(_PREFIX) and (p / "state.json").is_file())
+    return sorted(
+        p for p in root.iterdir() if p.is_dir() and p.name.startswith(_PREFIX) and (p / "state.json").is_file()
+    )
 
 
 def latest_checkpoint(root: str | os.PathLike) -> Path | None:
@@ -177,7 +186,9 @@ def load_checkpoint(
     params = dict(model.named_parameters())
     missing = [k for k in missing if k in params]
     if missing or unexpected:
-        raise ValueError(f"{path}: checkpoint does not match the model: missing {missing[:5]}, unexpected {list(unexpected)[:5]}")
+        raise ValueError(
+            f"{path}: checkpoint does not match the model: missing {missing[:5]}, unexpected {list(unexpected)[:5]}"
+        )
     if optimizer is not None:
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", weights_only=True))
     if scheduler is not None:
@@ -200,15 +211,18 @@ def weights_fingerprint(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def check_resumable(saved: dict[str, Any], current: dict[str, Any], path: str | os.PathLike,
-                    ignore: tuple[str, ...] = ()) -> None:
+def check_resumable(
+    saved: dict[str, Any], current: dict[str, Any], path: str | os.PathLike, ignore: tuple[str, ...] = ()
+) -> None:
     """Raise if a checkpoint's recorded run identity differs from the current run's (keys in
     ``ignore`` -- logging / checkpoint cadence -- may differ)."""
     diff = sorted(k for k in set(saved) | set(current) if k not in ignore and saved.get(k) != current.get(k))
     if diff:
         details = "; ".join(f"{k}: checkpoint {saved.get(k)!r} vs now {current.get(k)!r}" for k in diff[:4])
-        raise ValueError(f"{path}: checkpoint is from a different run ({details}); delete the checkpoint directory "
-                         f"or pass resume=False")
+        raise ValueError(
+            f"{path}: checkpoint is from a different run ({details}); delete the checkpoint directory "
+            f"or pass resume=False"
+        )
 
 
 def save_planner_atomic(planner, target: Path) -> None:

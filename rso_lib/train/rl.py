@@ -8,7 +8,7 @@ rescaled). Read top to bottom: :class:`RLConfig`, :func:`discounted_returns` (Eq
 :func:`apply_baseline`, :func:`reinforce_loss` (Eq. 7), :func:`rl_update` (one policy-gradient
 step on a batch of episodes -- plain data, no engine needed), :func:`train_rl` (epochs x updates
 with checkpoints and resume), :func:`engine_collector` (the thin glue that gets episodes from the
-dialogue engine), :func:`plot_rl_curves`.
+dialogue engine); its training curves are drawn by :func:`rso_lib.plots.plot_rl_curves`.
 
 Choices the paper leaves open, made explicit here:
 * Returns are used plain (``baseline="none"``, the paper's form). ``"mean"`` subtracts the batch
@@ -39,7 +39,12 @@ from rso_lib.data.records import Turn
 from rso_lib.experts.planner import Planner
 from rso_lib.strategies import NUM_STRATEGIES, STRATEGIES
 from rso_lib.train.checkpoint import (
-    check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, save_planner_atomic, weights_fingerprint,
+    check_resumable,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_planner_atomic,
+    weights_fingerprint,
 )
 
 
@@ -87,8 +92,10 @@ class EpisodeData:
 
     def __post_init__(self):
         if not (len(self.histories) == len(self.actions) == len(self.rewards)):
-            raise ValueError(f"episode {self.dialog_id!r}: {len(self.histories)} states, {len(self.actions)} actions, "
-                             f"{len(self.rewards)} rewards")
+            raise ValueError(
+                f"episode {self.dialog_id!r}: {len(self.histories)} states, {len(self.actions)} actions, "
+                f"{len(self.rewards)} rewards"
+            )
 
 
 # ---------------------------------------------------------------- Eq. 8
@@ -115,8 +122,14 @@ def apply_baseline(returns: torch.Tensor, kind: str = "none") -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- Eq. 7
-def reinforce_loss(logp: torch.Tensor, returns: torch.Tensor, entropy: torch.Tensor, beta: float,
-                   n_episodes: int = 1, n_turns: int | None = None) -> torch.Tensor:
+def reinforce_loss(
+    logp: torch.Tensor,
+    returns: torch.Tensor,
+    entropy: torch.Tensor,
+    beta: float,
+    n_episodes: int = 1,
+    n_turns: int | None = None,
+) -> torch.Tensor:
     """Eq. 7 over a batch: -(1/E) sum_t log pi(h_t|s_t) R_t  -  beta * mean_t H(pi(.|s_t)).
 
     logp, returns, entropy: [N] over the N turns of E = ``n_episodes`` episodes (returns carry no
@@ -128,18 +141,22 @@ def reinforce_loss(logp: torch.Tensor, returns: torch.Tensor, entropy: torch.Ten
     return pg - beta * entropy.sum() / max(1, n_turns)
 
 
-def rl_update(planner: Planner, optimizer: torch.optim.Optimizer, episodes: Sequence[EpisodeData],
-              config: RLConfig) -> dict[str, Any]:
+def rl_update(
+    planner: Planner, optimizer: torch.optim.Optimizer, episodes: Sequence[EpisodeData], config: RLConfig
+) -> dict[str, Any]:
     """One REINFORCE step (Eq. 7-8) on ``episodes``. Returns the update's log row: mean reward
     (per turn), Conv-SR (share of episodes accepted), mean entropy and mean log-prob of the
     policy at the visited states (before the step), loss, gradient norm, strategy histogram."""
     eps = [e for e in episodes if e.actions]
     hist = np.bincount([a for e in episodes for a in e.actions], minlength=NUM_STRATEGIES)
     row: dict[str, Any] = {
-        "n_episodes": len(episodes), "n_turns": int(hist.sum()),
+        "n_episodes": len(episodes),
+        "n_turns": int(hist.sum()),
         "mean_reward": float(np.mean([r for e in episodes for r in e.rewards])) if hist.sum() else float("nan"),
         "conv_sr": float(np.mean([e.accepted for e in episodes])) if episodes else float("nan"),
-        "mean_episode_return": float(np.mean([discounted_returns(e.rewards, config.gamma)[0] for e in eps])) if eps else float("nan"),
+        "mean_episode_return": float(np.mean([discounted_returns(e.rewards, config.gamma)[0] for e in eps]))
+        if eps
+        else float("nan"),
     }
     row.update({f"n_{s}": int(c) for s, c in zip(STRATEGIES, hist)})
     if not eps:  # nothing to learn from: no step (the optimizer state stays as it was)
@@ -195,9 +212,15 @@ class RLResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-def train_rl(config: RLConfig, planner: Planner, collect: Collector, out_dir: str | os.PathLike,
-             resume: bool = True, on_update: Callable[[int, dict], None] | None = None,
-             log: Callable[[str], None] = print) -> RLResult:
+def train_rl(
+    config: RLConfig,
+    planner: Planner,
+    collect: Collector,
+    out_dir: str | os.PathLike,
+    resume: bool = True,
+    on_update: Callable[[int, dict], None] | None = None,
+    log: Callable[[str], None] = print,
+) -> RLResult:
     """``config.epochs`` x ``config.updates_per_epoch`` REINFORCE updates; each update first
     collects its episodes with the current Planner via ``collect(epoch, update, planner)``.
 
@@ -215,8 +238,12 @@ def train_rl(config: RLConfig, planner: Planner, collect: Collector, out_dir: st
     # the run's identity: settings (not the checkpoint cadence) + the weights it starts from (e.g.
     # which SFT Planner); a checkpoint of another run is refused, never silently continued
     _cadence = ("save_every_updates", "keep_last", "chunk_size")
-    identity = {"kind": "rl", "total_updates": total, "start_weights": weights_fingerprint(planner),
-                "config": {k: v for k, v in asdict(config).items() if k not in _cadence}}
+    identity = {
+        "kind": "rl",
+        "total_updates": total,
+        "start_weights": weights_fingerprint(planner),
+        "config": {k: v for k, v in asdict(config).items() if k not in _cadence},
+    }
     ckpt = latest_checkpoint(ckpt_root) if resume else None
     if ckpt is not None:
         check_resumable(json.loads((ckpt / "state.json").read_text()).get("identity", {}), identity, ckpt)
@@ -236,23 +263,41 @@ def train_rl(config: RLConfig, planner: Planner, collect: Collector, out_dir: st
         t0 = time.perf_counter()
         episodes = collect(epoch, update, planner)
         t1 = time.perf_counter()
-        row = {"step": step + 1, "epoch": epoch + 1, "update": update + 1, **rl_update(planner, optimizer, episodes, config)}
+        row = {
+            "step": step + 1,
+            "epoch": epoch + 1,
+            "update": update + 1,
+            **rl_update(planner, optimizer, episodes, config),
+        }
         t_col, t_upd, n_timed = t_col + (t1 - t0), t_upd + (time.perf_counter() - t1), n_timed + 1
         rows.append(row)
         step += 1
-        log(f"[rl] epoch {epoch + 1}/{config.epochs} update {update + 1}/{config.updates_per_epoch}: "
+        log(
+            f"[rl] epoch {epoch + 1}/{config.epochs} update {update + 1}/{config.updates_per_epoch}: "
             f"reward {row['mean_reward']:.3f} conv_sr {row['conv_sr']:.2f} entropy {row['mean_entropy']:.3f} "
             f"loss {row['loss']:.4f} ({row['n_episodes']} dialogues, {row['n_turns']} turns; "
-            f"collect {t1 - t0:.1f}s, update {time.perf_counter() - t1:.2f}s)")
+            f"collect {t1 - t0:.1f}s, update {time.perf_counter() - t1:.2f}s)"
+        )
         if step % max(1, config.save_every_updates) == 0 or step == total:
-            save_checkpoint(ckpt_root, step, model=planner, optimizer=optimizer, keep_last=config.keep_last,
-                            state={"identity": identity, "log": rows})
+            save_checkpoint(
+                ckpt_root,
+                step,
+                model=planner,
+                optimizer=optimizer,
+                keep_last=config.keep_last,
+                state={"identity": identity, "log": rows},
+            )
         if on_update is not None:
             on_update(step, row)
     save_planner_atomic(planner, out_dir / "planner")
-    return RLResult(planner, rows, out_dir / "planner", resumed_from,
-                    seconds_per_update=(t_upd / n_timed) if n_timed else None,
-                    seconds_per_collect=(t_col / n_timed) if n_timed else None)
+    return RLResult(
+        planner,
+        rows,
+        out_dir / "planner",
+        resumed_from,
+        seconds_per_update=(t_upd / n_timed) if n_timed else None,
+        seconds_per_collect=(t_col / n_timed) if n_timed else None,
+    )
 
 
 # ---------------------------------------------------------------- engine glue
@@ -264,10 +309,19 @@ def episodes_from_engine(episodes: Sequence[Any]) -> list[EpisodeData]:
     for ep in episodes:
         for t in ep.turns:
             if t.strategy_index is None or t.reward is None:
-                raise ValueError(f"dialogue {ep.dialog_id} turn {t.turn}: strategy_index={t.strategy_index}, "
-                                 f"reward={t.reward}; RL needs the Planner's strategy and a reward on every turn")
-        out.append(EpisodeData([list(t.history_before) for t in ep.turns], [int(t.strategy_index) for t in ep.turns],
-                               [float(t.reward) for t in ep.turns], bool(ep.accepted), ep.dialog_id))
+                raise ValueError(
+                    f"dialogue {ep.dialog_id} turn {t.turn}: strategy_index={t.strategy_index}, "
+                    f"reward={t.reward}; RL needs the Planner's strategy and a reward on every turn"
+                )
+        out.append(
+            EpisodeData(
+                [list(t.history_before) for t in ep.turns],
+                [int(t.strategy_index) for t in ep.turns],
+                [float(t.reward) for t in ep.turns],
+                bool(ep.accepted),
+                ep.dialog_id,
+            )
+        )
     return out
 
 
@@ -276,8 +330,9 @@ def update_seed(seed: int, epoch: int, update: int) -> int:
     return int(np.random.default_rng([int(seed), int(epoch), int(update), 31]).integers(0, 2**31 - 1))
 
 
-def engine_collector(engine, targets: Sequence[Any], config: RLConfig, transcript_dir: str | os.PathLike | None = None
-                     ) -> Collector:
+def engine_collector(
+    engine, targets: Sequence[Any], config: RLConfig, transcript_dir: str | os.PathLike | None = None
+) -> Collector:
     """A :data:`Collector` running ``engine`` (a :class:`rso_lib.dialogue.engine.DialogueEngine`
     built with this Planner) with the Planner sampling.
 
@@ -323,39 +378,3 @@ def _renamed(target, dialog_id: str):
     from dataclasses import replace
 
     return replace(target, dialog_id=dialog_id)
-
-
-# ---------------------------------------------------------------- figure
-def plot_rl_curves(rows: Sequence[dict[str, Any]], title: str = "Planner RL (Eq. 7-8)"):
-    """Per update: mean reward, Conv-SR, mean policy entropy, and the strategy shares (stacked)."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from rso_lib.strategies import display_name
-
-    x = [r["step"] for r in rows]
-    fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
-    for ax, key, lab in zip(axes[:3], ("mean_reward", "conv_sr", "mean_entropy"),
-                            ("mean turn reward", "Conv-SR", "policy entropy (nats)")):
-        ax.plot(x, [r[key] for r in rows], marker="o", ms=3)
-        ax.set_xlabel("update")
-        ax.set_ylabel(lab)
-        ax.grid(alpha=0.3)
-    axes[2].axhline(math.log(NUM_STRATEGIES), ls="--", c="grey", lw=0.8, label="uniform")
-    axes[2].legend(fontsize=7)
-    counts = np.array([[r.get(f"n_{s}", 0) for s in STRATEGIES] for r in rows], dtype=float)
-    shares = counts / np.clip(counts.sum(1, keepdims=True), 1, None)
-    colours = plt.get_cmap("tab20")(np.arange(NUM_STRATEGIES))  # 14 distinct colours (tab10 would repeat)
-    axes[3].stackplot(x, shares.T, labels=[display_name(s) for s in STRATEGIES], colors=colours)
-    axes[3].set_xlabel("update")
-    axes[3].set_ylabel("strategy share")
-    axes[3].legend(fontsize=5, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
-    from matplotlib.ticker import MaxNLocator
-
-    for ax in axes:
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(title)
-    fig.tight_layout()
-    return fig

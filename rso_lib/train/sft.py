@@ -30,7 +30,12 @@ import torch
 from rso_lib.experts.planner import Planner, format_history
 from rso_lib.strategies import NUM_STRATEGIES, STRATEGIES, STRATEGY_TO_ID, normalise_strategy
 from rso_lib.train.checkpoint import (
-    check_resumable, latest_checkpoint, load_checkpoint, save_checkpoint, save_planner_atomic, weights_fingerprint,
+    check_resumable,
+    latest_checkpoint,
+    load_checkpoint,
+    save_checkpoint,
+    save_planner_atomic,
+    weights_fingerprint,
 )
 
 
@@ -197,36 +202,12 @@ def majority_baseline(train_examples: Sequence, test_examples: Sequence) -> dict
     y_true = [STRATEGY_TO_ID[normalise_strategy(e.strategy)] for e in test_examples]
     m = classification_metrics(y_true, [STRATEGY_TO_ID[top]] * len(y_true))
     test_top, test_top_n = Counter(y_true).most_common(1)[0]
-    return {"strategy": top, **m, "test_majority_strategy": STRATEGIES[test_top], "test_majority_rate": test_top_n / len(y_true)}
-
-
-def plot_confusion(cm: np.ndarray, title: str = "Planner strategy confusion (row-normalised)"):
-    """Row-normalised confusion-matrix heat map -> matplotlib Figure."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    from rso_lib.strategies import display_name
-
-    rows = cm.sum(1, keepdims=True)
-    norm = np.divide(cm, rows, out=np.zeros(cm.shape, dtype=float), where=rows > 0)
-    fig, ax = plt.subplots(figsize=(8.5, 7.5))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    names = [display_name(s) for s in STRATEGIES]
-    ax.set_xticks(range(len(names)), names, rotation=60, ha="right", fontsize=8)
-    ax.set_yticks(range(len(names)), [f"{n} ({int(r)})" for n, r in zip(names, rows[:, 0])], fontsize=8)
-    ax.set_xlabel("predicted strategy")
-    ax.set_ylabel("true strategy (count)")
-    for i in range(cm.shape[0]):
-        for j in range(cm.shape[1]):
-            if cm[i, j]:
-                ax.text(j, i, str(int(cm[i, j])), ha="center", va="center", fontsize=6,
-                        color="white" if norm[i, j] > 0.5 else "black")
-    ax.set_title(title)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
-    fig.tight_layout()
-    return fig
+    return {
+        "strategy": top,
+        **m,
+        "test_majority_strategy": STRATEGIES[test_top],
+        "test_majority_rate": test_top_n / len(y_true),
+    }
 
 
 # ---------------------------------------------------------------- training
@@ -273,11 +254,15 @@ def train_sft(
     if not train:
         raise ValueError("no training examples")
     if config.max_train_examples is not None and len(train) < n_avail:
-        log(f"[sft] SUBSAMPLED: training on {len(train)} of {n_avail} examples (max_train_examples={config.max_train_examples})")
+        log(
+            f"[sft] SUBSAMPLED: training on {len(train)} of {n_avail} examples (max_train_examples={config.max_train_examples})"
+        )
     texts, labels = to_texts_labels(train)
 
     if planner is None:
-        planner = Planner.from_config(config.encoder, config.max_length, config.seed, config.pooling, device=config.device)
+        planner = Planner.from_config(
+            config.encoder, config.max_length, config.seed, config.pooling, device=config.device
+        )
     dev = planner.head.weight.device
     bs = int(config.batch_size)
     steps_per_epoch = math.ceil(len(train) / bs)
@@ -287,8 +272,13 @@ def train_sft(
 
     # what identifies this run: a checkpoint of another run (other data, settings or starting
     # weights) must not be resumed into it; logging / checkpoint cadence may change
-    identity = {"kind": "sft", "n_train": len(train), "total_steps": total_steps, "config": asdict(config),
-                "start_weights": weights_fingerprint(planner)}
+    identity = {
+        "kind": "sft",
+        "n_train": len(train),
+        "total_steps": total_steps,
+        "config": asdict(config),
+        "start_weights": weights_fingerprint(planner),
+    }
     _cadence = ("log_every", "keep_last", "save_every_steps", "eval_batch_size", "device")
 
     # ---- resume
@@ -300,7 +290,10 @@ def train_sft(
     ckpt = latest_checkpoint(ckpt_root) if resume else None
     if ckpt is not None:
         saved = json.loads((ckpt / "state.json").read_text()).get("identity", {})
-        drop = lambda ident: {**ident, "config": {k: v for k, v in ident.get("config", {}).items() if k not in _cadence}}  # noqa: E731
+
+        def drop(ident):
+            return {**ident, "config": {k: v for k, v in ident.get("config", {}).items() if k not in _cadence}}
+
         check_resumable(drop(saved), drop(identity), ckpt)  # before anything is loaded into the planner
         st = load_checkpoint(ckpt, model=planner, optimizer=optimizer, scheduler=scheduler)
         step, start_epoch, start_batch = st["step"], st["epoch"], st["batch"]
@@ -311,8 +304,14 @@ def train_sft(
         shutil.rmtree(ckpt_root)
 
     def state(epoch: int, batch: int) -> dict[str, Any]:
-        return {"identity": identity, "epoch": epoch, "batch": batch, "history": history,
-                "step_losses": step_losses, "best": best}
+        return {
+            "identity": identity,
+            "epoch": epoch,
+            "batch": batch,
+            "history": history,
+            "step_losses": step_losses,
+            "best": best,
+        }
 
     planner.train()
     t_steps, n_timed = 0.0, 0
@@ -337,16 +336,28 @@ def train_sft(
             step_losses.append(float(loss.detach()))
             if config.log_every and step % config.log_every == 0:
                 recent = step_losses[-config.log_every :]
-                log(f"[sft] epoch {epoch + 1}/{config.epochs} step {step}/{total_steps} loss {np.mean(recent):.4f} "
-                    f"lr {scheduler.get_last_lr()[0]:.2e} ({t_steps / n_timed:.2f} s/step)")
+                log(
+                    f"[sft] epoch {epoch + 1}/{config.epochs} step {step}/{total_steps} loss {np.mean(recent):.4f} "
+                    f"lr {scheduler.get_last_lr()[0]:.2e} ({t_steps / n_timed:.2f} s/step)"
+                )
             if config.save_every_steps and step % config.save_every_steps == 0 and b + 1 < steps_per_epoch:
-                save_checkpoint(ckpt_root, step, model=planner, optimizer=optimizer, scheduler=scheduler,
-                                state=state(epoch, b + 1), keep_last=config.keep_last)
+                save_checkpoint(
+                    ckpt_root,
+                    step,
+                    model=planner,
+                    optimizer=optimizer,
+                    scheduler=scheduler,
+                    state=state(epoch, b + 1),
+                    keep_last=config.keep_last,
+                )
             if on_step is not None:
                 on_step(step, step_losses[-1])
         # ---- validation at the end of every epoch
-        row: dict[str, Any] = {"epoch": epoch + 1, "step": step,
-                               "train_loss": float(np.mean(step_losses[-steps_per_epoch:]))}
+        row: dict[str, Any] = {
+            "epoch": epoch + 1,
+            "step": step,
+            "train_loss": float(np.mean(step_losses[-steps_per_epoch:])),
+        }
         if valid:
             ev = evaluate(planner, valid, config.eval_batch_size, config.bf16)
             row.update({"val_loss": ev["loss"], "val_accuracy": ev["accuracy"], "val_macro_f1": ev["macro_f1"]})
@@ -356,21 +367,35 @@ def train_sft(
                     save_planner_atomic(planner, out_dir / "planner")
         history.append(row)
         log("[sft] " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
-        save_checkpoint(ckpt_root, step, model=planner, optimizer=optimizer, scheduler=scheduler,
-                        state=state(epoch + 1, 0), keep_last=config.keep_last)
+        save_checkpoint(
+            ckpt_root,
+            step,
+            model=planner,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            state=state(epoch + 1, 0),
+            keep_last=config.keep_last,
+        )
 
     if not config.select_best or not valid or not (out_dir / "planner").exists():
         save_planner_atomic(planner, out_dir / "planner")
     (out_dir / "history.json").write_text(json.dumps({"history": history, "best": best}, indent=1) + "\n")
     return SFTResult(
-        planner=planner, history=history, step_losses=step_losses, planner_dir=out_dir / "planner",
-        best_epoch=best["epoch"], n_train=len(train), n_train_available=n_avail, resumed_from=resumed_from,
+        planner=planner,
+        history=history,
+        step_losses=step_losses,
+        planner_dir=out_dir / "planner",
+        best_epoch=best["epoch"],
+        n_train=len(train),
+        n_train_available=n_avail,
+        resumed_from=resumed_from,
         seconds_per_step=(t_steps / n_timed) if n_timed else None,
     )
 
 
-def sft_test_report(planner: Planner, train_examples: Sequence, test_examples: Sequence, batch_size: int = 64,
-                bf16: bool = False):
+def sft_test_report(
+    planner: Planner, train_examples: Sequence, test_examples: Sequence, batch_size: int = 64, bf16: bool = False
+):
     """The SFT results table on the test split: the Planner and, beside it, the majority-class
     baseline (always the most frequent training strategy). Returns (DataFrame, confusion [14,14],
     the Planner's :func:`evaluate` dict)."""
@@ -378,41 +403,22 @@ def sft_test_report(planner: Planner, train_examples: Sequence, test_examples: S
 
     ev = evaluate(planner, test_examples, batch_size, bf16)
     mb = majority_baseline(train_examples, test_examples)
-    df = pd.DataFrame([
-        {"model": f"Planner SFT ({planner.config.encoder})", "n_test": ev["n"], "accuracy": ev["accuracy"],
-         "macro_f1": ev["macro_f1"], "test_loss": ev["loss"]},
-        {"model": f"majority class ({mb['strategy']})", "n_test": ev["n"], "accuracy": mb["accuracy"],
-         "macro_f1": mb["macro_f1"], "test_loss": float("nan")},
-    ])
+    df = pd.DataFrame(
+        [
+            {
+                "model": f"Planner SFT ({planner.config.encoder})",
+                "n_test": ev["n"],
+                "accuracy": ev["accuracy"],
+                "macro_f1": ev["macro_f1"],
+                "test_loss": ev["loss"],
+            },
+            {
+                "model": f"majority class ({mb['strategy']})",
+                "n_test": ev["n"],
+                "accuracy": mb["accuracy"],
+                "macro_f1": mb["macro_f1"],
+                "test_loss": float("nan"),
+            },
+        ]
+    )
     return df, confusion(ev["y_true"], ev["y_pred"]), ev
-
-
-def plot_sft_curves(result: "SFTResult"):
-    """Training loss per step (and its running mean) with validation loss / accuracy / macro-F1
-    per epoch -> matplotlib Figure."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
-
-    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.4))
-    y = np.asarray(result.step_losses)
-    a.plot(np.arange(1, len(y) + 1), y, lw=0.6, alpha=0.5, label="step loss")
-    w = max(1, len(y) // 20)
-    if len(y) >= w:
-        a.plot(np.arange(w, len(y) + 1), np.convolve(y, np.ones(w) / w, mode="valid"), label=f"mean of {w}")
-    ep_steps = [r["step"] for r in result.history]
-    if result.history and "val_loss" in result.history[0]:
-        a.plot(ep_steps, [r["val_loss"] for r in result.history], "o-", label="validation loss")
-        b.plot([r["epoch"] for r in result.history], [r["val_accuracy"] for r in result.history], "o-", label="val accuracy")
-        b.plot([r["epoch"] for r in result.history], [r["val_macro_f1"] for r in result.history], "s-", label="val macro-F1")
-    from matplotlib.ticker import MaxNLocator
-
-    b.xaxis.set_major_locator(MaxNLocator(integer=True))
-    a.set(xlabel="optimizer step", ylabel="cross-entropy (Eq. 6)")
-    b.set(xlabel="epoch", ylabel="score", ylim=(0, 1))
-    for ax in (a, b):
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return fig
