@@ -56,7 +56,7 @@ reproduce: setup
 test: setup lint
 	$(PY) -m pytest tests -q
 	out=$$(mktemp -d -t rso-nbval-XXXXXX) && echo "notebook outputs: $$out" && \
-	RSO_ROOT=$$out $(PY) -m pytest --nbval-lax --nbval-current-env notebooks -q -p no:cacheprovider && \
+	RSO_ROOT=$$out $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=5400 notebooks -q -p no:cacheprovider && \
 	RSO_CHAIN_ROOT=$$out $(PY) -m pytest tests/test_notebook_outputs.py -q -p no:cacheprovider
 
 unit: setup
@@ -68,7 +68,7 @@ lint: setup
 	$(PY) -m rso_lib.run --strip --check
 
 nbval: setup
-	out=$$(mktemp -d -t rso-nbval-XXXXXX) && RSO_ROOT=$$out $(PY) -m pytest --nbval-lax --nbval-current-env notebooks -q -p no:cacheprovider
+	out=$$(mktemp -d -t rso-nbval-XXXXXX) && RSO_ROOT=$$out $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=5400 notebooks -q -p no:cacheprovider
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

@@ -25,6 +25,76 @@ from rso_lib.strategies import NUM_STRATEGIES, STRATEGIES, display_name
 sns.set_theme(style="whitegrid", context="paper")
 
 
+#: One colour per system, the same in every figure (paper row names and the kit's labels).
+_PALETTE = sns.color_palette("tab10", 10)
+SYSTEM_COLORS: dict[str, tuple] = {
+    "UniCRS": _PALETTE[7],
+    "BARCOR": _PALETTE[5],
+    "QwenCRS": _PALETTE[1],
+    "PromptCRS": _PALETTE[1],
+    "LlamaCRS": _PALETTE[8],
+    "InterCRS": _PALETTE[2],
+    "PCCRS": _PALETTE[4],
+    "PC-CRS": _PALETTE[4],
+    "RSO": _PALETTE[0],
+    "w/o Fact Retriever": _PALETTE[9],
+    "w/o Planner": _PALETTE[6],
+    "w/o Preference Reasoner": _PALETTE[3],
+}
+
+
+def system_color(name: str):
+    """The fixed colour of a system (a label such as "PromptCRS (Qwen2.5-14B)" takes its base name's)."""
+    base = name.split(" (")[0]
+    return SYSTEM_COLORS.get(name) or SYSTEM_COLORS.get(base) or sns.color_palette("Greys", 3)[1]
+
+
+def plot_metric_cis(table: pd.DataFrame, metrics: Sequence[str], order: Sequence[str] | None = None):
+    """Each metric per system with its 95% bootstrap CI (from ``<metric>_lo`` / ``<metric>_hi``),
+    one row of panels per dataset, the paper's value as a black cross where it gives one; systems
+    keep their colour (:data:`SYSTEM_COLORS`) in every figure.
+
+    Args:
+        table: :func:`rso_lib.eval.tables.metrics_table` output (rows not run are skipped).
+        metrics: the metric columns to draw, one panel each.
+        order: system order (default: order of appearance).
+    """
+    t = table[table["status"] == "run"] if "status" in table else table
+    order = list(order or dict.fromkeys(t["system"]))
+    datasets = list(dict.fromkeys(t["dataset"]))
+    fig, axes = plt.subplots(
+        len(datasets), len(metrics), figsize=(2.6 * len(metrics) + 1, 2.9 * len(datasets)), squeeze=False
+    )
+    for r, ds in enumerate(datasets):
+        d = t[t["dataset"] == ds].set_index("system")
+        for c, m in enumerate(metrics):
+            ax = axes[r][c]
+            names = [s for s in order if s in d.index]
+            ys = pd.to_numeric(d.loc[names, m], errors="coerce").to_numpy(dtype=float)
+            lo = pd.to_numeric(d.loc[names].get(f"{m}_lo", pd.Series(np.nan, index=names)), errors="coerce").to_numpy(
+                dtype=float
+            )
+            hi = pd.to_numeric(d.loc[names].get(f"{m}_hi", pd.Series(np.nan, index=names)), errors="coerce").to_numpy(
+                dtype=float
+            )
+            err = np.clip(np.nan_to_num(np.vstack([ys - lo, hi - ys])), 0, None)
+            x = np.arange(len(names))
+            ax.bar(x, np.nan_to_num(ys), color=[system_color(s) for s in names], yerr=err, capsize=2)
+            if f"paper:{m}" in d:
+                pv = pd.to_numeric(d.loc[names, f"paper:{m}"], errors="coerce").to_numpy(dtype=float)
+                ok = ~np.isnan(pv)
+                ax.plot(x[ok], pv[ok], "kx", ms=6, label="paper" if ok.any() else None)
+            ax.set_xticks(x)
+            ax.set_xticklabels(names, rotation=40, ha="right", fontsize=7)
+            ax.set_title(f"{m} ({ds})", fontsize=9)
+            _limits(ax, m, pd.Series(ys))
+    handles, labels = axes[0][-1].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles[:1], labels[:1], loc="upper right", frameon=False)
+    fig.tight_layout()
+    return fig
+
+
 def fig_strategy_distribution(shares: pd.DataFrame, stages: Sequence[str] | None = None, min_share: float = 0.0):
     """Fig. 3: share of each strategy by conversation progress, one panel per training stage
     (e.g. SFT only vs after RL), stacked bars over progress bins.
@@ -79,7 +149,7 @@ def _bars(ax, df: pd.DataFrame, metrics: Sequence[str], hue: str, order: Sequenc
     the paper's value (``paper:<metric>``) as a black cross."""
     n = len(order)
     width = 0.8 / max(n, 1)
-    pal = sns.color_palette("deep", n)
+    pal = [system_color(s) for s in order]
     for j, name in enumerate(order):
         row = df[df[hue] == name]
         if row.empty:

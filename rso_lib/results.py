@@ -15,6 +15,7 @@ from typing import Any
 import pandas as pd
 
 from rso_lib.paths import figures_dir, repo_root, results_dir, temp_sibling
+from rso_lib.threads import choose_threads, chosen_threads
 
 _PACKAGES = (
     "rso-kit",
@@ -60,6 +61,7 @@ def provenance(seed: int | None, **extra: Any) -> dict[str, Any]:
         "platform": platform.platform(terse=True),
         "packages": package_versions(),
         "git_commit": git_commit(),
+        "threads": chosen_threads() or choose_threads(),  # torch threads (a choice made from the free cores)
         **extra,
     }
 

@@ -11,8 +11,8 @@ import pytest
 
 from rso_lib.data.kb import KnowledgeBase, load_kb
 from rso_lib.eval.judges import JudgeConfig
-from rso_lib.eval.runs import RunContext, parse_specs, run_and_evaluate, run_provenance, strategy_turns
 from rso_lib.eval.tables import metrics_table
+from rso_lib.experiments import RunContext, parse_specs, run_and_evaluate, run_provenance, strategy_turns
 from rso_lib.results import write_table
 
 pytestmark = pytest.mark.slow

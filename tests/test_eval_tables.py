@@ -133,3 +133,19 @@ def test_conv_sr_is_the_evaluators_and_accept_sr_the_simulators(tmp_path):
     ev = evaluate_system(read_transcript(_write(tmp_path / "t.jsonl", dialogues)), KB, _judge(), seed=0)
     assert ev.row["Conv-SR"] == pytest.approx(2 / 3)
     assert ev.row["Accept-SR"] == pytest.approx(1 / 3)
+
+
+def test_transcript_viewer_rows_per_turn(tmp_path):
+    from rso_lib.eval.case_study import transcript_table
+
+    d = [
+        _rows(
+            "a", True, [_turn("What do you like?", strategy="opinion_inquiry"), _turn("Alien is scary.", chosen="m1")]
+        )
+    ]
+    t = transcript_table(_write(tmp_path / "t.jsonl", d), KB)
+    assert list(t["turn"]) == [1, 2] and t.loc[0, "strategy"] == "Opinion Inquiry (0.50)"
+    assert t.loc[1, "recommended"] == KB.get("m1").name and "Ridley Scott" in t.loc[1, "facts"]
+    assert t.loc[1, "stop"] == "accepted" and t.loc[1, "reward"] == 1.0
+    with pytest.raises(KeyError, match="no finished dialogue 'zz'"):
+        transcript_table(tmp_path / "t.jsonl", KB, "zz")

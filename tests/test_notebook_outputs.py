@@ -87,7 +87,7 @@ def test_every_table_records_its_provenance(res):
     assert len(metas) >= 15
     for m in metas:
         meta = json.loads(m.read_text())
-        assert {"seed", "packages", "git_commit", "python"} <= set(meta), m.name
+        assert {"seed", "packages", "git_commit", "python", "threads"} <= set(meta), m.name
         assert meta["packages"].get("torch"), m.name
     for name in ("table_iv", "table_v", "fig4_scale", "fig5_ablations"):
         roles = json.loads((res / f"{name}.meta.json").read_text())["llm_roles"]

@@ -12,6 +12,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
+
 from rso_lib.strategies import display_name
 
 
@@ -89,3 +91,48 @@ def case_study_markdown(c: dict[str, Any]) -> str:
             f"*User's answer to RSO:* {c['rso_user_reply']}",
         ]
     )
+
+
+def transcript_table(transcript: str | Path, kb: Any, dialog_id: str | None = None) -> pd.DataFrame:
+    """One dialogue of a transcript, a row per turn (the transcript viewer of notebook 04): the
+    strategy and its probability, the inferred preference, the recommended item and its facts,
+    the reply, the user's answer and the turn reward.
+
+    Args:
+        transcript: an engine transcript (``rso.transcript/1``).
+        kb: the knowledge base (titles and facts of the recommended items).
+        dialog_id: which dialogue (default: the first finished one).
+    """
+    from rso_lib.dialogue.transcript import read_episodes
+
+    eps = read_episodes(transcript)
+    if not eps:
+        raise ValueError(f"{transcript}: no finished dialogue")
+    ep = next((e for e in eps if e.dialog_id == dialog_id), None) if dialog_id else eps[0]
+    if ep is None:
+        raise KeyError(
+            f"{transcript}: no finished dialogue {dialog_id!r} (have {', '.join(e.dialog_id for e in eps[:5])}...)"
+        )
+    rows = []
+    for t in ep.turns:
+        item = kb.get(t.chosen_item) if t.chosen_item else None
+        rows.append(
+            {
+                "turn": t.turn + 1,
+                "strategy": (
+                    f"{display_name(t.strategy)} ({t.strategy_prob:.2f})"
+                    if t.strategy and t.strategy_prob is not None
+                    else display_name(t.strategy)
+                    if t.strategy
+                    else ""
+                ),
+                "preference": t.preference,
+                "recommended": item.name if item else "",
+                "facts": item.facts() if item else "",
+                "reply": t.reply,
+                "user": t.user_reply,
+                "reward": t.reward,
+                "stop": t.stop_reason or "",
+            }
+        )
+    return pd.DataFrame(rows)

@@ -121,6 +121,9 @@ class Planner(nn.Module):
     :meth:`load`; the constructor takes already-built parts."""
 
     def __init__(self, encoder: nn.Module, tokenizer, config: PlannerConfig, head: nn.Linear | None = None):
+        from rso_lib.threads import configure_torch_threads
+
+        configure_torch_threads()  # the CPUs actually free, or RSO_THREADS / OMP_NUM_THREADS
         super().__init__()
         if config.pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {config.pooling!r}")

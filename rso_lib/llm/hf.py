@@ -383,6 +383,10 @@ class HFChatLLM:
         self.system_prompt = system_prompt
         if threads:
             torch.set_num_threads(int(threads))  # process-wide (see the threads argument)
+        else:
+            from rso_lib.threads import configure_torch_threads
+
+            configure_torch_threads()  # the CPUs actually free, or RSO_THREADS / OMP_NUM_THREADS
         t0 = time.perf_counter()
         try:
             if hf_tokenizer is None:

@@ -1,4 +1,6 @@
-"""Run systems through the dialogue engine and evaluate them: what notebooks 04-07 call.
+"""Running experiments: build systems from notebook parameters, run them through the dialogue
+engine (reusing finished transcripts), and hand the dialogues to :mod:`rso_lib.eval` to score --
+what notebooks 03-09 call. ``eval`` only scores transcripts; this layer decides what runs.
 
 One transcript per (dataset, system run): ``runs/<profile>/transcripts/<dataset>/<name>.jsonl``,
 with a sidecar ``<name>.config.json`` holding everything that decides its content (system, LLM

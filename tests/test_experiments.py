@@ -3,8 +3,8 @@
 import pytest
 from eval_support import _rows, _turn, _write  # tests/eval_support.py
 
-from rso_lib.eval.runs import RunSpec, make_context, parse_specs, resolve_planner, scale_specs, strategy_turns
 from rso_lib.eval.transcripts import read_transcript
+from rso_lib.experiments import RunSpec, make_context, parse_specs, resolve_planner, scale_specs, strategy_turns
 
 
 def test_parse_specs_strings_dicts_and_errors():
