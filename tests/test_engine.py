@@ -378,3 +378,22 @@ def test_build_system_from_params_maps_names(tmp_path):
     import inspect
 
     assert set(PARAM_KEYS.values()) <= set(inspect.signature(build_system).parameters)
+
+
+def test_chat_widget_buttons_drive_the_dialogue(tmp_path):
+    """The widget's buttons feed the background dialogue: a message, then Accept ends it with the
+    movie the system named; replies and expert traces land in their panes."""
+    pytest.importorskip("ipywidgets")
+    from rso_lib.dialogue.chat_widget import ChatWidget
+
+    eng, _ = make_engine(max_turns=3, tmp_path=tmp_path)
+    w = ChatWidget(eng, target_genres=["horror"], timeout_s=30)
+    w.text.value = "Hi, I want a scary movie."
+    w.send.click()
+    w.accept.click()
+    w.thread.join(timeout=60)
+    assert not w.thread.is_alive() and w.error is None
+    assert w.episode.accepted and len(w.episode.turns) == 1
+    said = "".join(o["text"] for o in w.conversation.outputs)
+    assert "you> Hi, I want a scary movie." in said and "system> I think you would enjoy" in said
+    assert "[strategy]" in "".join(o["text"] for o in w.trace.outputs)
