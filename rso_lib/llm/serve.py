@@ -40,6 +40,41 @@ class BadRequest(ValueError):
     pass
 
 
+class NotFound(LookupError):
+    pass
+
+
+#: Request limits (OpenAI's documented ranges where it has them): what a malformed or hostile
+#: request is answered with 4xx for, instead of reaching the model.
+MAX_BODY_BYTES = 4 * 1024 * 1024  # 413 above this
+READ_TIMEOUT_S = 30.0  # a client that stops sending mid-request gets its socket closed
+MAX_TOKENS_CAP = 2048  # per request: a long generation cannot hold the worker indefinitely
+MAX_N = 16
+
+
+def _number(body: dict, field: str, default: float, lo: float, hi: float, lo_open: bool = False) -> float:
+    v = body.get(field)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise BadRequest(f"'{field}' must be a number, got {type(v).__name__} {v!r}")
+    v = float(v)
+    if v != v or v in (float("inf"), float("-inf")) or v > hi or v < lo or (lo_open and v == lo):
+        raise BadRequest(f"'{field}' must be in {'(' if lo_open else '['}{lo:g}, {hi:g}], got {v!r}")
+    return v
+
+
+def _integer(body: dict, field: str, default: int, lo: int, hi: int) -> int:
+    v = body.get(field)
+    if v is None:
+        return default
+    if isinstance(v, bool) or not isinstance(v, int):
+        raise BadRequest(f"'{field}' must be an integer, got {type(v).__name__} {v!r}")
+    if not lo <= v <= hi:
+        raise BadRequest(f"'{field}' must be in [{lo}, {hi}], got {v}")
+    return v
+
+
 class Worker:
     """Runs every model call on one thread; batches compatible chat requests."""
 
@@ -92,21 +127,38 @@ class Worker:
 
 
 def _sampling(body: dict, default_max: int) -> Sampling:
+    """The request's decoding settings; every malformed field is a :class:`BadRequest` naming it."""
     stop = body.get("stop") or ()
     if isinstance(stop, str):
         stop = (stop,)
-    try:
-        max_tokens = body.get("max_completion_tokens", body.get("max_tokens"))
-        return Sampling(
-            temperature=float(body.get("temperature", 1.0) if body.get("temperature") is not None else 1.0),
-            top_p=float(body.get("top_p") if body.get("top_p") is not None else 1.0),
-            max_tokens=int(max_tokens if max_tokens is not None else default_max),
-            stop=tuple(str(s) for s in stop),
-            seed=None if body.get("seed") is None else int(body["seed"]),
-            n=int(body.get("n") or 1),
-        )
-    except (TypeError, ValueError) as e:
-        raise BadRequest(f"bad sampling field: {e}") from e
+    if not isinstance(stop, (list, tuple)) or not all(isinstance(x, str) for x in stop) or len(stop) > 4:
+        raise BadRequest("'stop' must be a string or a list of at most 4 strings")
+    field = "max_completion_tokens" if body.get("max_completion_tokens") is not None else "max_tokens"
+    seed = body.get("seed")
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise BadRequest(f"'seed' must be an integer, got {type(seed).__name__} {seed!r}")
+    return Sampling(
+        temperature=_number(body, "temperature", 1.0, 0.0, 2.0),
+        top_p=_number(body, "top_p", 1.0, 0.0, 1.0, lo_open=True),
+        max_tokens=_integer(body, field, default_max, 1, MAX_TOKENS_CAP),
+        stop=tuple(stop),
+        seed=seed,
+        n=_integer(body, "n", 1, 1, MAX_N),
+    )
+
+
+def _content(m: dict, i: int) -> str:
+    """A message's text: a string, or OpenAI's list of ``{"type": "text", "text": ...}`` parts."""
+    c = m.get("content")
+    if c is None:
+        return ""
+    if isinstance(c, str):
+        return c
+    if isinstance(c, list) and all(
+        isinstance(p, dict) and p.get("type") == "text" and isinstance(p.get("text"), str) for p in c
+    ):
+        return "".join(p["text"] for p in c)
+    raise BadRequest(f"'messages[{i}].content' must be a string or a list of text parts, got {type(c).__name__}")
 
 
 def _tok_entry(llm, tid: int, lp: float) -> dict:
@@ -126,12 +178,14 @@ class App:
         msgs = body.get("messages")
         if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) and "role" in m for m in msgs):
             raise BadRequest("'messages' must be a non-empty list of {role, content} objects")
-        msgs = [{"role": m["role"], "content": m.get("content") or ""} for m in msgs]
+        for i, m in enumerate(msgs):
+            if m["role"] not in ("system", "user", "assistant", "developer", "tool"):
+                raise BadRequest(f"'messages[{i}].role' must be system | user | assistant, got {m['role']!r}")
+        msgs = [{"role": m["role"], "content": _content(m, i)} for i, m in enumerate(msgs)]
         s = _sampling(body, 256)
+        self.check_model(body)
         want_lp = bool(body.get("logprobs"))
-        top = int(body.get("top_logprobs") or 0) if want_lp else None
-        if top is not None and not 0 <= top <= 20:
-            raise BadRequest("top_logprobs must be in 0..20")
+        top = _integer(body, "top_logprobs", 0, 0, 20) if want_lp else None
         if want_lp and not self.hf:
             raise BadRequest(f"logprobs need a transformers-based backend, this server runs {self.llm.backend}")
         choices, ptoks, ctoks = self.worker.submit(
@@ -210,14 +264,12 @@ class App:
         if not isinstance(prompts, list) or not prompts or not all(isinstance(p, str) for p in prompts):
             raise BadRequest("'prompt' must be a string or a list of strings (token-id prompts are not supported)")
         echo = bool(body.get("echo"))
-        nlp = body.get("logprobs")
-        nlp = None if nlp is None else int(nlp)
-        if nlp is not None and not 0 <= nlp <= 20:
-            raise BadRequest("logprobs must be in 0..20")
-        mt = body.get("max_tokens", 16)
+        nlp = None if body.get("logprobs") is None else _integer(body, "logprobs", 0, 0, 20)
+        mt = _integer(body, "max_tokens", 16, 0, MAX_TOKENS_CAP)
         if mt == 0 and not echo:
-            raise BadRequest("max_tokens 0 needs echo")
-        s = _sampling({**body, "max_tokens": max(1, int(mt if mt is not None else 16))}, 16)
+            raise BadRequest("'max_tokens' 0 needs 'echo'")
+        s = _sampling({**body, "max_tokens": max(1, mt)}, 16)
+        self.check_model(body)
 
         def run():  # on the worker thread: model + tokenizer work, serialised
             pl = self.llm.prompt_logprobs(prompts) if echo else None
@@ -267,18 +319,43 @@ class App:
             "usage": {"prompt_tokens": ptoks, "completion_tokens": ctoks, "total_tokens": ptoks + ctoks},
         }
 
+    def check_model(self, body: dict) -> None:
+        """An unknown model name is a 404 listing the served one (as vLLM and OpenAI answer), never
+        silently served by another model."""
+        m = body.get("model")
+        if m is not None and m != self.model_name:
+            raise NotFound(f"model {m!r} is not served here; served: {self.model_name!r}")
+
     def models(self) -> dict:
         return {"object": "list", "data": [{"id": self.model_name, "object": "model", "created": 0, "owned_by": "rso"}]}
 
 
+def _loopback(host: str) -> bool:
+    return host in ("localhost", "::1") or host.startswith("127.")
+
+
 def make_server(
-    llm, host: str = "127.0.0.1", port: int = 0, model_name: str | None = None, max_wait: float = 0.005
+    llm,
+    host: str = "127.0.0.1",
+    port: int = 0,
+    model_name: str | None = None,
+    max_wait: float = 0.005,
+    api_key: str | None = None,
 ) -> ThreadingHTTPServer:
-    """An OpenAI-compatible ``ThreadingHTTPServer`` over ``llm`` (call ``serve_forever()``)."""
+    """An OpenAI-compatible ``ThreadingHTTPServer`` over ``llm`` (call ``serve_forever()``).
+
+    ``api_key`` (default: ``$RSO_SERVE_API_KEY``): required as ``Authorization: Bearer <key>`` when
+    set; a server bound to a non-loopback address refuses to start without one."""
+    import os
+
+    api_key = api_key or os.environ.get("RSO_SERVE_API_KEY") or None
+    if api_key is None and not _loopback(host):
+        raise ValueError(f"binding to {host} (not loopback) needs an API key: --api-key or RSO_SERVE_API_KEY")
     app = App(llm, model_name or llm.model_id, max_wait)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        timeout = READ_TIMEOUT_S  # socket reads: a stalled or lying client cannot hold a thread
 
         def log_message(self, fmt, *args):  # quiet: one line per request is too much for tests
             pass
@@ -295,6 +372,8 @@ def make_server(
             self._send(code, {"error": {"message": msg, "type": typ, "code": code}})
 
         def do_GET(self):
+            if not self._authorised():
+                return
             if self.path.rstrip("/") in ("/v1/models", "/models"):
                 self._send(200, app.models())
             elif self.path.rstrip("/") == "/health":
@@ -305,10 +384,37 @@ def make_server(
             else:
                 self._error(404, f"no route {self.path}", "not_found")
 
+        def _authorised(self) -> bool:
+            if api_key is None:
+                return True
+            if self.headers.get("Authorization", "") == f"Bearer {api_key}":
+                return True
+            self._error(401, "missing or wrong API key (Authorization: Bearer <key>)", "invalid_api_key")
+            return False
+
         def do_POST(self):
+            if not self._authorised():
+                return
             try:
-                n = int(self.headers.get("Content-Length") or 0)
-                body = json.loads(self.rfile.read(n) or b"{}")
+                try:
+                    n = int(self.headers.get("Content-Length") or 0)
+                except ValueError:
+                    n = -1
+                if n < 0:
+                    self.close_connection = True
+                    return self._error(400, "bad Content-Length", "invalid_request_error")
+                if n > MAX_BODY_BYTES:
+                    self.close_connection = True  # the body is not read: do not reuse the connection
+                    return self._error(
+                        413, f"request body of {n} bytes exceeds {MAX_BODY_BYTES}", "invalid_request_error"
+                    )
+                raw = self.rfile.read(n)
+                if len(raw) < n:
+                    self.close_connection = True
+                    return self._error(
+                        400, f"body shorter than Content-Length ({len(raw)} < {n})", "invalid_request_error"
+                    )
+                body = json.loads(raw or b"{}")
                 if not isinstance(body, dict):
                     raise BadRequest("the request body must be a JSON object")
                 route = self.path.rstrip("/")
@@ -319,14 +425,21 @@ def make_server(
                 else:
                     return self._error(404, f"no route {self.path}", "not_found")
                 self._send(200, out)
-            except (BadRequest, json.JSONDecodeError) as e:
+            except (BadRequest, json.JSONDecodeError, UnicodeDecodeError) as e:
                 self._error(400, str(e), "invalid_request_error")
+            except NotFound as e:
+                self._error(404, str(e), "model_not_found")
+            except TimeoutError:
+                self.close_connection = True
             except ValueError as e:  # e.g. prompt too long
                 self._error(400, str(e), "invalid_request_error")
             except Exception as e:  # noqa: BLE001 -- report, keep serving
                 self._error(500, f"{type(e).__name__}: {e}", "server_error")
 
-    srv = ThreadingHTTPServer((host, port), Handler)
+    class Server(ThreadingHTTPServer):
+        request_queue_size = 128  # many concurrent clients queue instead of "connection reset"
+
+    srv = Server((host, port), Handler)
     srv.daemon_threads = True
     srv.app = app  # type: ignore[attr-defined]
     return srv
@@ -341,12 +454,13 @@ def main(argv=None) -> None:
     ap.add_argument("--port", type=int, default=8000, help="0 picks a free port")
     ap.add_argument("--served-model-name", default=None)
     ap.add_argument("--max-wait-ms", type=float, default=5.0, help="how long to gather concurrent chat requests")
+    ap.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (needed off loopback)")
     a = ap.parse_args(argv)
     from rso_lib.llm import build_llm
 
     spec = json.loads(a.spec) if a.spec else {"backend": a.backend, **({"model": a.model} if a.model else {})}
     llm = build_llm(spec)
-    srv = make_server(llm, a.host, a.port, a.served_model_name, a.max_wait_ms / 1000)
+    srv = make_server(llm, a.host, a.port, a.served_model_name, a.max_wait_ms / 1000, api_key=a.api_key)
     host, port = srv.server_address[:2]
     print(f"rso-serve listening on http://{host}:{port}/v1 model={srv.app.model_name}", flush=True)
     try:
