@@ -43,8 +43,21 @@ def iter_jsonl(path: Path, issues: list[Issue], what: str = "JSON lines") -> Ite
     """
     path = require_file(path, what)
     n_ok = 0
-    with path.open(encoding="utf-8-sig") as f:
-        for lineno, line in enumerate(f, start=1):
+    with path.open("rb") as f:  # bytes: one undecodable line is that line's problem, not the file's
+        for lineno, raw in enumerate(f, start=1):
+            try:
+                line = raw.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as e:
+                issues.append(
+                    Issue(
+                        str(path),
+                        lineno,
+                        None,
+                        f"not UTF-8 (byte {raw[e.start]:#04x} at column {e.start + 1})",
+                        "skipped",
+                    )
+                )
+                continue
             if not line.strip():
                 continue
             try:
@@ -63,3 +76,18 @@ def iter_jsonl(path: Path, issues: list[Issue], what: str = "JSON lines") -> Ite
             yield lineno, obj
     if n_ok == 0:
         raise DataError(path, f"no valid JSON object line ({what})", line=1)
+
+
+def read_text_utf8(path: str | Path, what: str) -> str:
+    """The whole file as UTF-8 text; undecodable bytes are a :class:`DataError` naming the file,
+    the line and the column (not a bare ``UnicodeDecodeError ... position 0``)."""
+    path = require_file(path, what)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        raise DataError(
+            path, f"not UTF-8 text ({what}): byte {data[e.start]:#04x} at column {col}", line=line
+        ) from None

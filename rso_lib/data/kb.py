@@ -22,6 +22,7 @@ import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
+from rso_lib.data._io import read_text_utf8
 from rso_lib.data.records import DataError, Issue, Item
 
 # "Title (1984)" / "Title  (1984)" / "Title (1984) " -> ("Title", 1984). Only a 4-digit year in the
@@ -201,7 +202,7 @@ def load_redial_kb(path: str | Path) -> KnowledgeBase:
     path = Path(path)
     if not path.is_file():
         raise DataError(path, "file not found (ReDial id2info.json; see `python -m rso_lib.data.fetch`)")
-    text = path.read_text(encoding="utf-8")
+    text = read_text_utf8(path, "ReDial id2info.json") if path.stat().st_size else ""
     if not text.strip():
         raise DataError(path, "empty file")
     try:

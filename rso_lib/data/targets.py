@@ -62,11 +62,24 @@ def _split_rows(
     else:
         raise ValueError(f"unknown dataset {dataset!r}; expected 'inspired' or 'redial'")
     rows = []
+    first_line: dict[str, int] = {}
     for lineno, obj in iter_jsonl(path, issues, f"{dataset} {split} dialogues"):
         did = obj.get("dialog_id")
         if not did:
             issues.append(Issue(str(path), lineno, "dialog_id", "missing dialog_id", "skipped"))
             continue
+        if str(did) in first_line:  # a repeated dialogue would be simulated (and counted) twice
+            issues.append(
+                Issue(
+                    str(path),
+                    lineno,
+                    "dialog_id",
+                    f"duplicate dialog_id {did} (first at line {first_line[str(did)]})",
+                    "skipped",
+                )
+            )
+            continue
+        first_line[str(did)] = lineno
         rows.append((str(did), obj.get("user_id"), _genres(obj.get("genre_dict")), str(path), lineno))
     return rows
 

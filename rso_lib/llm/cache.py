@@ -16,8 +16,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import os
 import sqlite3
+import sys
 import threading
+import time
 from pathlib import Path
 from typing import Sequence
 
@@ -49,11 +52,33 @@ class CachedLLM:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        self._db.commit()
-        self._counts = {"hits": 0, "misses": 0, "bypassed": 0}
+        try:
+            self._db = self._open()
+        except sqlite3.DatabaseError as e:  # not a database / malformed: name it, move it aside, rebuild
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            os.replace(self.path, aside)
+            for ext in ("-wal", "-shm"):
+                Path(str(self.path) + ext).unlink(missing_ok=True)
+            print(
+                f"[rso] LLM cache {self.path} is corrupt ({e}); moved aside to {aside.name}, starting empty",
+                file=sys.stderr,
+                flush=True,
+            )
+            self._db = self._open()
+        self._counts = {"hits": 0, "misses": 0, "bypassed": 0, "rejected": 0}
+
+    def _open(self) -> sqlite3.Connection:
+        db = sqlite3.connect(str(self.path), check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("CREATE TABLE IF NOT EXISTS kv (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+            if db.execute("PRAGMA quick_check").fetchone()[0] != "ok":
+                raise sqlite3.DatabaseError("integrity check failed")
+            db.commit()
+        except sqlite3.DatabaseError:
+            db.close()
+            raise
+        return db
 
     # ------------------------------------------------------------------ keys / storage
     def _fingerprint(self) -> str:
@@ -84,8 +109,32 @@ class CachedLLM:
             self._db.executemany("INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)", list(items.items()))
             self._db.commit()
 
-    def _through(self, keys: list[str], batch: Sequence[Messages], compute) -> list:
-        found = self._get(keys)
+    @staticmethod
+    def _seal(key: str, result) -> str:
+        """A stored entry: the result and a digest of (key, result), so an edited or swapped row is
+        detected and recomputed instead of being used silently."""
+        body = json.dumps(result, sort_keys=True)
+        return json.dumps({"r": result, "h": hashlib.sha256((key + body).encode()).hexdigest()[:16]})
+
+    @staticmethod
+    def _open_entry(key: str, value: str):
+        try:
+            e = json.loads(value)
+            body = json.dumps(e["r"], sort_keys=True)
+            if hashlib.sha256((key + body).encode()).hexdigest()[:16] == e["h"]:
+                return e["r"]
+        except (ValueError, TypeError, KeyError):
+            pass
+        return None
+
+    def _through(self, keys: list[str], batch: Sequence[Messages], compute, valid=lambda r: True) -> list:
+        found = {}
+        for k, v in self._get(keys).items():
+            r = self._open_entry(k, v)
+            if r is not None and valid(r):
+                found[k] = r
+            else:
+                self._counts["rejected"] += 1
         miss_idx: dict[str, int] = {}
         for i, k in enumerate(keys):
             if k not in found and k not in miss_idx:
@@ -95,10 +144,10 @@ class CachedLLM:
         if miss_idx:
             order = list(miss_idx.values())
             results = compute([batch[i] for i in order])
-            new = {keys[i]: json.dumps(r) for i, r in zip(order, results)}
-            self._put(new)
+            new = {keys[i]: r for i, r in zip(order, results)}
+            self._put({k: self._seal(k, r) for k, r in new.items()})
             found.update(new)
-        return [json.loads(found[k]) for k in keys]
+        return [found[k] for k in keys]
 
     # ------------------------------------------------------------------ protocol
     def chat(self, batch: Sequence[Messages], sampling: Sampling = Sampling()) -> list[list[str]]:
@@ -111,11 +160,23 @@ class CachedLLM:
 
     def score_options(self, batch: Sequence[Messages], options: Sequence[str], prefix: str = "") -> np.ndarray:
         keys = [self.key("score", m, options=list(options), prefix=prefix) for m in batch]
-        rows = self._through(keys, batch, lambda b: [r.tolist() for r in self.inner.score_options(b, options, prefix)])
+
+        def valid(row) -> bool:  # a probability row over these options
+            return (
+                isinstance(row, list)
+                and len(row) == len(options)
+                and all(isinstance(x, (int, float)) and 0 <= x <= 1 for x in row)
+                and abs(sum(row) - 1) < 1e-3
+            )
+
+        rows = self._through(
+            keys, batch, lambda b: [r.tolist() for r in self.inner.score_options(b, options, prefix)], valid
+        )
         return np.asarray(rows, dtype=np.float64).reshape(len(batch), len(options))
 
     def stats(self) -> dict:
-        """``{"hits", "misses", "bypassed", "entries", "inner": inner.stats() or {}}``."""
+        """``{"hits", "misses", "bypassed", "rejected" (stored entries that failed their digest or
+        shape check and were recomputed), "entries", "inner": inner.stats() or {}}``."""
         with self._lock:
             entries = self._db.execute("SELECT COUNT(*) FROM kv").fetchone()[0]
         inner = self.inner.stats() if hasattr(self.inner, "stats") else {}

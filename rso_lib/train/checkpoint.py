@@ -25,6 +25,7 @@ import json
 import os
 import random
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -151,16 +152,68 @@ def list_checkpoints(root: str | os.PathLike) -> list[Path]:
     )
 
 
-def latest_checkpoint(root: str | os.PathLike) -> Path | None:
-    """The checkpoint ``LATEST`` points at, else the newest complete one, else None."""
+class CheckpointError(RuntimeError):
+    """No readable checkpoint to resume from (the unreadable ones were named and moved aside)."""
+
+
+def unreadable_reason(path: Path) -> str | None:
+    """Why a checkpoint directory cannot be loaded (a truncated or garbled file), or None if every
+    file opens: ``state.json`` parses, the safetensors header and sizes are whole, and each ``.pt``
+    zip archive passes its CRC check."""
+    import zipfile
+
+    from safetensors import safe_open
+
+    try:
+        json.loads((path / "state.json").read_text())
+        with safe_open(str(path / "model" / "model.safetensors"), framework="pt") as f:
+            for name in f.keys():
+                f.get_slice(name)  # touches each tensor's offsets: a truncated file fails here
+        for pt in sorted(path.glob("*.pt")):
+            with zipfile.ZipFile(pt) as z:
+                bad = z.testzip()
+                if bad is not None:
+                    return f"{pt.name}: corrupt member {bad}"
+    except Exception as e:  # noqa: BLE001 -- any failure to open means "not loadable", reported
+        return f"{type(e).__name__}: {e}"
+    return None
+
+
+def latest_checkpoint(root: str | os.PathLike, verify: bool = True) -> Path | None:
+    """The checkpoint ``LATEST`` points at, else the newest complete one, else None.
+
+    With ``verify`` (default) an unreadable checkpoint is named on stderr, moved aside
+    (``corrupt-<name>``) and the previous one is tried; when checkpoints exist but none is
+    readable, :class:`CheckpointError` says so rather than silently starting over."""
     root = Path(root)
     ptr = root / LATEST
+    cands = list_checkpoints(root)
     if ptr.is_file():
-        cand = root / ptr.read_text().strip()
-        if (cand / "state.json").is_file():
+        first = root / ptr.read_text().strip()
+        if first in cands:
+            cands = [c for c in cands if c != first] + [first]
+    if not verify:
+        return cands[-1] if cands else None
+    bad = []
+    for cand in reversed(cands):
+        why = unreadable_reason(cand)
+        if why is None:
             return cand
-    found = list_checkpoints(root)
-    return found[-1] if found else None
+        aside = cand.with_name(f"corrupt-{cand.name}")
+        os.replace(cand, aside)
+        bad.append(f"{cand} ({why})")
+        print(
+            f"[rso] checkpoint {cand} is unreadable ({why}); moved aside to {aside.name}, trying the previous one",
+            file=sys.stderr,
+            flush=True,
+        )
+    if bad:
+        raise CheckpointError(
+            f"no readable checkpoint under {root}: "
+            + "; ".join(bad)
+            + ". Delete the run directory (or set RESUME = False) to start over."
+        )
+    return None
 
 
 def load_checkpoint(

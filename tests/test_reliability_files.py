@@ -1,0 +1,103 @@
+"""Corrupt and hostile files: each is detected and named, never used silently (checkpoints, the
+LLM cache, data files)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+import numpy as np
+import pytest
+import torch
+
+from rso_lib.data._io import iter_jsonl
+from rso_lib.data.records import DataError
+from rso_lib.experts.planner import Planner, make_tiny_encoder
+from rso_lib.llm.cache import CachedLLM
+from rso_lib.llm.scripted import ScriptedLLM
+from rso_lib.train.checkpoint import CheckpointError, latest_checkpoint, load_checkpoint, save_checkpoint
+
+
+@pytest.fixture(scope="module")
+def planner(tmp_path_factory):
+    enc = make_tiny_encoder(tmp_path_factory.mktemp("enc"), seed=0)
+    return Planner.from_config(encoder=str(enc), seed=0)
+
+
+def _truncate(path, keep=0.5):
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * keep)])
+
+
+def test_truncated_checkpoint_falls_back_to_the_previous_one(planner, tmp_path, capsys):
+    opt = torch.optim.AdamW(planner.parameters(), lr=1e-3)
+    save_checkpoint(tmp_path, 1, model=planner, optimizer=opt, state={"step": 1})
+    newest = save_checkpoint(tmp_path, 2, model=planner, optimizer=opt, state={"step": 2})
+    _truncate(newest / "model" / "model.safetensors")
+    got = latest_checkpoint(tmp_path)
+    assert got.name == "step-00000001"
+    err = capsys.readouterr().err
+    assert str(newest) in err and "unreadable" in err and (tmp_path / "corrupt-step-00000002").is_dir()
+    assert load_checkpoint(got, model=planner, optimizer=opt)["step"] == 1
+    # nothing readable left: said, not silently restarted
+    _truncate(got / "optimizer.pt", 0.3)
+    with pytest.raises(CheckpointError, match="no readable checkpoint under"):
+        latest_checkpoint(tmp_path)
+
+
+def test_garbage_cache_file_is_moved_aside_and_rebuilt(tmp_path, capsys):
+    path = tmp_path / "llm.sqlite"
+    path.write_bytes(b"this is not a database" * 100)
+    llm = CachedLLM(ScriptedLLM(option_probs=lambda m, o: [0.25, 0.75]), path)
+    assert llm.score_options([[{"role": "user", "content": "x"}]], ["a", "b"]).tolist() == [[0.25, 0.75]]
+    assert "is corrupt" in capsys.readouterr().err and list(tmp_path.glob("llm.sqlite.corrupt-*"))
+
+
+def test_edited_cache_rows_are_recomputed_not_used(tmp_path):
+    path = tmp_path / "llm.sqlite"
+    inner = ScriptedLLM(option_probs=lambda m, o: [0.25, 0.75])
+    msgs = [[{"role": "user", "content": "x"}]]
+    CachedLLM(inner, path).score_options(msgs, ["a", "b"])
+    db = sqlite3.connect(path)  # someone edits the stored probabilities
+    key, value = db.execute("SELECT key, value FROM kv").fetchone()
+    entry = json.loads(value)
+    entry["r"] = [0.0, 1.0]
+    db.execute("UPDATE kv SET value = ? WHERE key = ?", (json.dumps(entry), key))
+    db.commit()
+    db.close()
+    again = CachedLLM(inner, path)
+    assert np.allclose(again.score_options(msgs, ["a", "b"]), [[0.25, 0.75]])
+    assert again.stats()["rejected"] == 1 and again.stats()["misses"] == 1
+
+
+def test_one_undecodable_jsonl_line_is_skipped_and_named(tmp_path):
+    p = tmp_path / "d.jsonl"
+    p.write_bytes(b'{"a": 1}\n{"a": "\xff\xfe"}\n{"a": 3}\n')
+    issues = []
+    rows = list(iter_jsonl(p, issues))
+    assert [r["a"] for _, r in rows] == [1, 3]
+    assert issues[0].line == 2 and "not UTF-8" in issues[0].message and issues[0].path == str(p)
+
+
+def test_garbage_knowledge_base_names_file_and_line(tmp_path):
+    from rso_lib.data.kb import load_redial_kb
+
+    (tmp_path / "redial").mkdir()
+    bad = tmp_path / "redial" / "id2info.json"
+    bad.write_bytes(b'{"1": {"name": "ok"}}\n\x89PNG garbage')
+    with pytest.raises(DataError) as e:
+        load_redial_kb(bad)
+    assert str(e.value).startswith(f"{bad}:2: not UTF-8") and "column 1" in str(e.value)
+
+
+def test_duplicate_dialogue_in_a_split_is_reported(tmp_path):
+    from rso_lib.data.targets import REDIAL_TEST, _split_rows
+
+    f = tmp_path / REDIAL_TEST
+    f.parent.mkdir(parents=True)
+    rows = [{"dialog_id": d, "dialog": [], "user_id": "u", "genre_dict": ["drama"]} for d in ("a", "b", "a")]
+    f.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    issues = []
+    got = _split_rows("redial", tmp_path, "test", issues)
+    assert [r[0] for r in got] == ["a", "b"]
+    assert len(issues) == 1 and issues[0].line == 3 and "duplicate dialog_id a (first at line 1)" in issues[0].message
