@@ -3,6 +3,7 @@ derived from them (Table V's "Improve.", Table III from configs, Fig. 5 by modul
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import Path
 
@@ -13,14 +14,21 @@ import pytest
 from rso_lib.eval import claims as C
 from rso_lib.eval import paper_numbers as P
 
-PAPER = Path(__file__).resolve().parents[2] / "shared" / "paper" / "rso-arxiv-2509.26093.txt"
+# The paper's text sits in shared/paper beside the data (never in this repository).
+_NAME = Path("paper") / "rso-arxiv-2509.26093.txt"
+CANDIDATES = [Path(__file__).resolve().parents[2] / "shared" / _NAME]
+if os.environ.get("RSO_DATA_DIR"):
+    CANDIDATES.insert(0, Path(os.environ["RSO_DATA_DIR"]).resolve().parent / _NAME)
 
 
 @pytest.fixture(scope="module")
 def paper_text():
-    if not PAPER.is_file():
-        pytest.skip(f"the paper's text is not at {PAPER} (it lives in the steering repo's shared/ folder)")
-    return PAPER.read_text(encoding="utf-8")
+    found = next((p for p in CANDIDATES if p.is_file()), None)
+    if found is None:
+        pytest.skip(
+            f"the paper's text is not at {' or '.join(map(str, CANDIDATES))} (shared/paper of the steering repo)"
+        )
+    return found.read_text(encoding="utf-8")
 
 
 def _table_rows(text: str, caption: str) -> dict[str, list[str]]:

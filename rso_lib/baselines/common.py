@@ -20,6 +20,9 @@ from torch import nn
 
 from rso_lib.baselines.kg import KG, EntityLinker, build_kg
 from rso_lib.data.records import Turn
+from rso_lib.threads import configure_torch_threads
+
+configure_torch_threads()  # before any torch work: a thread count that changes mid-run changes results
 
 #: names that mean the kit's packaged models (no hub needed)
 EMBEDDED_GENERATOR = {"embedded", "smollm2", "HuggingFaceTB/SmolLM2-135M-Instruct"}

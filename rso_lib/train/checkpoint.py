@@ -32,6 +32,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from rso_lib.threads import configure_torch_threads
+
+configure_torch_threads()  # before any torch work: a thread count that changes mid-run changes results
+
 LATEST = "LATEST"
 _PREFIX = "step-"
 
