@@ -45,8 +45,10 @@ def model_dir() -> str:
 def engine(model_dir):
     from rso_lib.llm import build_llm
 
-    return build_llm({"backend": "vllm", "model": model_dir, "dtype": "float32", "max_model_len": 2048,
-                      "enforce_eager": True})
+    llm = build_llm({"backend": "vllm", "model": model_dir, "dtype": "float32", "max_model_len": 2048,
+                     "enforce_eager": True})
+    yield llm
+    llm.close()
 
 
 @pytest.fixture(scope="module")

@@ -123,10 +123,18 @@ class VLLMChatLLM:
         self.tokenizer = self.engine.get_tokenizer()
         self.max_context = int(self.engine.llm_engine.model_config.max_model_len)
         self.fingerprint = f"{model}|vllm|{dtype}|ctx={self.max_context}|sys={system_prompt!r}"
-        self._stats = {"chat_calls": 0, "score_calls": 0, "rows": 0, "truncations": 0}
+        self._stats = {"chat_calls": 0, "score_calls": 0, "rows": 0, "truncations": 0, "prompt_tokens": 0,
+                       "generated_tokens": 0}
 
     def stats(self) -> dict:
         return dict(self._stats)
+
+    def close(self) -> None:
+        """Stop the engine's worker processes now (otherwise they stop at interpreter exit, when
+        their log lines can no longer be written)."""
+        core = getattr(getattr(self.engine, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -156,6 +164,8 @@ class VLLMChatLLM:
         convs = [self.fit(m, sampling.max_tokens) for m in batch]
         params = SamplingParams(**sampling_params_kwargs(sampling))
         outs = self.engine.chat(convs, params, use_tqdm=False)
+        self._stats["prompt_tokens"] += sum(len(out.prompt_token_ids or ()) for out in outs)
+        self._stats["generated_tokens"] += sum(len(o.token_ids) for out in outs for o in out.outputs)
         res = [[o.text for o in out.outputs] for out in outs]
         if sampling.temperature <= 0 and sampling.n > 1:
             res = [r[:1] * sampling.n for r in res]
@@ -180,6 +190,7 @@ class VLLMChatLLM:
                 prompts.append({"prompt_token_ids": full})
                 opt_ids.append(full[n:])
         outs = self.engine.generate(prompts, SamplingParams(**scoring_params_kwargs()), use_tqdm=False)
+        self._stats["prompt_tokens"] += sum(len(p["prompt_token_ids"]) for p in prompts)
         vals = [option_logprob(o.prompt_logprobs, ids) for o, ids in zip(outs, opt_ids)]
         return np.asarray(vals, dtype=np.float64).reshape(len(batch), len(options))
 
