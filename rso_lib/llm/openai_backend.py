@@ -43,7 +43,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rso_lib.llm.hf import normalise_logprobs
+from rso_lib.llm.prompting import normalise_logprobs
 from rso_lib.llm.protocol import Messages, Sampling
 
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}

