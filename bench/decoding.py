@@ -7,9 +7,9 @@ requests, as every expert prompt of the kit is), same seeds; each pair is timed 
 best of ``--reps`` is kept:
 
 1. nucleus sampling of one token for every row, on real next-token logits: the sort of the whole
-   vocabulary + one ``torch.multinomial`` per row (before) vs :func:`rso_lib.llm.hf.sample_nucleus`;
+   vocabulary + one ``torch.multinomial`` per row (before) vs :func:`rso_lib.llm.decoding.sample_nucleus`;
 2. decoding steps (greedy, ``--max-tokens``): transformers' ``DynamicCache`` (``torch.cat`` of the
-   whole cache at every step) vs :func:`rso_lib.llm.hf.generation_cache` (preallocated, in place);
+   whole cache at every step) vs :func:`rso_lib.llm.decoding.generation_cache` (preallocated, in place);
 3. the prompt pass: every row computed whole vs the shared prefix run once
    (``HFChatLLM.min_shared_prefix``);
 4. a whole sampled ``chat`` call (temperature 0.7, top_p 0.9), all three before vs all three now.
@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from rso_lib.llm import build_llm, hf  # noqa: E402
+from rso_lib.llm import build_llm, decoding, hf  # noqa: E402  (hf: where the patched helpers are looked up)
 from rso_lib.llm.protocol import Sampling  # noqa: E402
 
 SYSTEM = (
@@ -76,7 +76,7 @@ def conversations(n: int) -> list[list[dict]]:
 
 def sort_multinomial(logits, temperature, top_p, generators):
     """The sampler this kit used before: full-vocabulary sort, then one multinomial per row."""
-    probs = hf._apply_top_p(torch.softmax(logits.float() / temperature, dim=-1), top_p)
+    probs = decoding._apply_top_p(torch.softmax(logits.float() / temperature, dim=-1), top_p)
     return torch.stack([torch.multinomial(probs[k], 1, generator=g)[0] for k, g in enumerate(generators)])
 
 
@@ -148,7 +148,7 @@ def main(argv=None) -> None:
     b, n = best_of(
         args.reps * 10,
         lambda: sort_multinomial(logits, 0.7, 0.9, gens()),
-        lambda: hf.sample_nucleus(logits, 0.7, 0.9, gens()),
+        lambda: decoding.sample_nucleus(logits, 0.7, 0.9, gens()),
     )
     report("1. sample one token per row (top_p 0.9)", b, n)
 

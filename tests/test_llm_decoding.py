@@ -7,7 +7,7 @@ import torch
 from llm_fixtures import convs, embedded
 
 from rso_lib.llm import hf
-from rso_lib.llm.hf import _apply_top_p, generation_cache, sample_nucleus
+from rso_lib.llm.decoding import _apply_top_p, generation_cache, sample_nucleus
 from rso_lib.llm.protocol import Sampling
 
 

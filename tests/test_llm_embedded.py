@@ -9,7 +9,7 @@ import pytest
 from llm_fixtures import RATING_PROMPT, RATINGS, convs, embedded, scores_by_both_paths
 
 from rso_lib.llm import build_llm, expected_rating, role_llms
-from rso_lib.llm.hf import PromptTooLongError, truncate_messages
+from rso_lib.llm.prompting import PromptTooLongError, truncate_messages
 from rso_lib.llm.protocol import ChatLLM, Sampling
 
 pytestmark = pytest.mark.slow
