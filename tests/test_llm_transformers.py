@@ -85,3 +85,27 @@ def test_shared_prefix_pass_matches_the_unshared_pass_in_fp32(hf):
     done_shared = st1["prefill_padded_tokens"] - st0["prefill_padded_tokens"]
     done_plain = st2["prefill_padded_tokens"] - st1["prefill_padded_tokens"]
     assert done_shared < done_plain  # the prefix was computed once per batch, not once per row
+
+
+def test_per_prompt_seeds_share_a_batch_and_pausing_changes_nothing(hf):
+    from rso_lib.llm.hf import run_steps
+
+    ids = [hf._encode(hf.render(m)) for m in convs(5)]  # max_batch 4: two chunks
+    samplings = [Sampling(temperature=0.9, max_tokens=10, seed=100 + i, n=2 if i == 1 else 1) for i in range(5)]
+    batched = run_steps(hf.generate_steps(ids, samplings))
+    assert [len(g) for g in batched] == [1, 2, 1, 1, 1]
+    # fp32: each row keeps the seed it has alone, whatever else shares its batch
+    alone = [hf.generate_ids([p], s)[0] for p, s in zip(ids, samplings)]
+    assert [[g.text for g in gs] for gs in batched] == [[g.text for g in gs] for gs in alone]
+    # paused every 3 decode steps (the server interleaves other batches there): the same text
+    steps, pauses = hf.generate_steps(ids, samplings, segment=3), 0
+    while True:
+        try:
+            next(steps)
+            pauses += 1
+        except StopIteration as done:
+            paused = done.value
+            break
+    assert pauses >= 4 and [[g.text for g in gs] for gs in paused] == [[g.text for g in gs] for gs in batched]
+    with pytest.raises(ValueError, match="must agree on temperature"):
+        run_steps(hf.generate_steps(ids[:2], [samplings[0], Sampling(temperature=0.5, max_tokens=10)]))

@@ -101,3 +101,35 @@ def test_duplicate_dialogue_in_a_split_is_reported(tmp_path):
     got = _split_rows("redial", tmp_path, "test", issues)
     assert [r[0] for r in got] == ["a", "b"]
     assert len(issues) == 1 and issues[0].line == 3 and "duplicate dialog_id a (first at line 1)" in issues[0].message
+
+
+# ------------------------------------------------------------------ transcripts
+def test_interleaved_transcript_is_moved_aside_and_not_used(tmp_path, capsys):
+    from test_engine import make_engine, targets
+
+    from rso_lib.dialogue.transcript import read_rows, validate_transcript
+
+    path = tmp_path / "t.jsonl"
+    clean = make_engine(max_turns=3, tmp_path=tmp_path)[0].run(targets(3, ("western",)), path)  # 3 turns each
+    rows = [json.loads(x) for x in path.read_text().splitlines()]
+    d2 = [r for r in rows if r["dialog_id"] == "d2"]
+    assert [r["turn"] for r in d2] == [0, 1, 2]
+    # what two concurrent writers leave: d2's turns 0,0,1,2,1,2 (every line alone is valid)
+    bad = [r for r in rows if r["dialog_id"] != "d2"] + [d2[0], d2[0], d2[1], d2[2], d2[1], d2[2]]
+    path.write_text("".join(json.dumps(r) + "\n" for r in bad))
+    assert len(read_rows(path)) == len(bad)
+    capsys.readouterr()
+    again = make_engine(max_turns=3, tmp_path=tmp_path)[0].run(targets(3, ("western",)), path)
+    err = capsys.readouterr().err
+    aside = tmp_path / "t.jsonl.invalid-1"
+    assert f"transcript {path} is invalid" in err and "turns 0,0,1,2,1,2 are not 0..5 in order" in err
+    assert "t.jsonl.invalid-1" in err and aside.read_text().count("\n") == len(bad)
+    # the dialogues were simulated again, into a fresh and valid transcript with the same turns
+    assert validate_transcript(path)["turns_per_dialogue"] == {"d0": 3, "d1": 3, "d2": 3}
+    assert [[t.reply for t in e.turns] for e in again] == [[t.reply for t in e.turns] for e in clean]
+    # an undecodable transcript is named the same way (and the next aside name is taken)
+    path.write_bytes(path.read_bytes()[:50] + b"\xff\xfe\n")
+    make_engine(max_turns=3, tmp_path=tmp_path)[0].run(targets(3, ("western",)), path)
+    err = capsys.readouterr().err
+    assert "not UTF-8 text" in err and (tmp_path / "t.jsonl.invalid-2").exists()
+    assert validate_transcript(path)["dialogues"] == 3

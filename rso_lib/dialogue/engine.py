@@ -39,7 +39,7 @@ from rso_lib.dialogue.transcript import (
     TurnRecord,
     append_rows,
     episode_from_rows,
-    read_rows,
+    read_rows_for_resume,
     record_to_row,
     rewrite_rows,
 )
@@ -221,7 +221,7 @@ class DialogueEngine:
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
             if path.exists():
-                rows = read_rows(path)
+                rows = read_rows_for_resume(path)  # an invalid transcript is moved aside, never used
                 other = {r["system"] for r in rows} - {self.system.name}
                 if other:
                     raise ValueError(

@@ -208,8 +208,12 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     """All rows of a transcript; raises :class:`TranscriptError` (file:line: problem) on the first
     invalid line."""
     rows = []
-    with open(path, encoding="utf-8") as f:
-        for n, line in enumerate(f, 1):
+    with open(path, "rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                raise TranscriptError(path, n, f"not UTF-8 text (byte {e.start + 1})") from None
             if not line.strip():
                 continue
             try:
@@ -223,21 +227,53 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
     return rows
 
 
+def check_dialogues(path: str | os.PathLike, rows: list[dict]) -> dict[str, list[dict]]:
+    """``rows`` grouped by dialogue (file order); raises :class:`TranscriptError` unless each
+    dialogue's rows are turns 0..n-1 in order with no turn before the last marked ``done`` (every
+    line can be valid alone while two writers interleaved, e.g. turns 0,0,1,2,1,2). A partly
+    written last turn range (not yet ``done``) is allowed."""
+    by: dict[str, list[dict]] = {}
+    for r in rows:
+        by.setdefault(r["dialog_id"], []).append(r)
+    for d, rs in by.items():
+        turns = [r["turn"] for r in rs]
+        if turns != list(range(len(rs))):
+            shown = ",".join(map(str, turns[:20])) + (",..." if len(turns) > 20 else "")
+            raise TranscriptError(path, 0, f"dialog {d}: turns {shown} are not 0..{len(rs) - 1} in order")
+        if any(r["done"] for r in rs[:-1]):
+            raise TranscriptError(path, 0, f"dialog {d}: a turn before the last is marked done")
+    return by
+
+
+def read_rows_for_resume(path: str | os.PathLike) -> list[dict]:
+    """The rows of an existing transcript for a rerun to continue from, checked line by line and
+    per dialogue. An invalid transcript is never used: it is moved aside to
+    ``<name>.invalid-<k>`` with one line on stderr naming both files and the reason, and ``[]``
+    is returned (its dialogues are simulated again)."""
+    import sys
+
+    try:
+        rows = read_rows(path)
+        check_dialogues(path, rows)
+        return rows
+    except TranscriptError as e:
+        path = Path(path)
+        k = 1
+        while path.with_name(f"{path.name}.invalid-{k}").exists():
+            k += 1
+        aside = path.with_name(f"{path.name}.invalid-{k}")
+        os.replace(path, aside)
+        print(f"[rso] transcript {path} is invalid ({e}); moved aside to {aside.name}, not used", file=sys.stderr)
+        return []
+
+
 def validate_transcript(path: str | os.PathLike) -> dict[str, Any]:
     """Validate every line and the per-dialogue structure (turns 0..n-1 in order, exactly the last
     one ``done``). Returns a summary {rows, dialogues, finished, turns_per_dialogue}; raises
     :class:`TranscriptError` on the first problem."""
     rows = read_rows(path)
-    by: dict[str, list[dict]] = {}
-    for r in rows:
-        by.setdefault(r["dialog_id"], []).append(r)
-    finished = 0
-    for d, rs in by.items():
-        if [r["turn"] for r in rs] != list(range(len(rs))):
-            raise TranscriptError(path, 0, f"dialog {d}: turns are not 0..{len(rs) - 1} in order")
-        if any(r["done"] for r in rs[:-1]):
-            raise TranscriptError(path, 0, f"dialog {d}: a turn before the last is marked done")
-        finished += rs[-1]["done"]
+    by = check_dialogues(path, rows)
+    finished = sum(rs[-1]["done"] for rs in by.values())
     return {
         "rows": len(rows),
         "dialogues": len(by),

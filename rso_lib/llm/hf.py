@@ -11,6 +11,9 @@ Generation
     every row's next-token position), grouped by length and sent ``max_batch`` rows at a time.
     Finished rows (EOS or a stop string) are dropped from the batch and from the KV cache.
     ``temperature == 0`` is greedy (and ``n`` greedy replies are one computation, copied).
+    :meth:`HFChatLLM.generate_steps` takes one seed and ``n`` per prompt (so the server batches
+    requests from different clients) and runs as a generator that pauses every few decode steps
+    (so the server can interleave batches, and stop one nobody waits for).
 
 Decoding pieces (sampler, KV cache) live in :mod:`rso_lib.llm.decoding`; the truncation rule,
 seeds and log-prob normalisation shared with the other backends in :mod:`rso_lib.llm.prompting`.
@@ -36,7 +39,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Generator, Sequence, TypeVar
 
 import numpy as np
 
@@ -51,6 +54,7 @@ from rso_lib.llm.prompting import (  # noqa: F401  -- re-exported: older imports
 from rso_lib.llm.protocol import Messages, Sampling
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 @dataclass
@@ -98,6 +102,15 @@ def resolve_dtype(dtype: str, device: str):
     if dtype not in names:
         raise ValueError(f"dtype {dtype!r} is not one of auto, {', '.join(names)}")
     return names[dtype]
+
+
+def run_steps(steps: Generator[None, None, T]) -> T:
+    """Run a step generator (:meth:`HFChatLLM.generate_steps`) to its end; its return value."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
 
 
 def resolve_device(device: str) -> str:
@@ -356,6 +369,16 @@ class HFChatLLM:
 
         Raises:
             PromptTooLongError: a prompt leaves fewer than ``max_tokens`` tokens of context."""
+        return run_steps(self.complete_steps(prompts, sampling, top_logprobs))
+
+    def complete_steps(
+        self,
+        prompts: Sequence[str],
+        sampling: Sampling = Sampling(),
+        top_logprobs: int | None = None,
+        segment: int | None = None,
+    ) -> Generator[None, None, list[list["Generation"]]]:
+        """:meth:`complete` as a step generator (see :meth:`generate_steps`)."""
         ids = [self._encode(p) for p in prompts]
         for p in ids:
             if len(p) + sampling.max_tokens > self.max_context:
@@ -363,7 +386,7 @@ class HFChatLLM:
                     f"prompt of {len(p)} tokens + max_tokens {sampling.max_tokens} exceeds "
                     f"the context of {self.max_context}"
                 )
-        return self.generate_ids(ids, sampling, top_logprobs)
+        return (yield from self.generate_steps(ids, [sampling] * len(ids), top_logprobs, segment))
 
     def generate_ids(
         self, prompts: list[list[int]], sampling: Sampling, top_logprobs: int | None = None
@@ -373,44 +396,90 @@ class HFChatLLM:
         Rows are (prompt, sample) pairs, sorted by length and run ``max_batch`` at a time. Row
         seeds: ``derive_seed(sampling.seed, j)`` for sample j when a seed is given (so the same
         request gives the same replies whatever the batch), else drawn from torch's global RNG."""
+        return run_steps(self.generate_steps(prompts, [sampling] * len(prompts), top_logprobs))
+
+    def generate_steps(
+        self,
+        prompts: list[list[int]],
+        samplings: Sequence[Sampling],
+        top_logprobs: int | None = None,
+        segment: int | None = None,
+    ) -> Generator[None, None, list[list["Generation"]]]:
+        """:meth:`generate_ids` with one :class:`Sampling` per prompt, as a step generator.
+
+        The samplings must agree on ``temperature``, ``top_p``, ``max_tokens`` and ``stop``; ``seed``
+        and ``n`` are per prompt, so requests from different clients share one batch and each row
+        keeps the seed it would have alone (``derive_seed(seed, j)``; unseeded prompts draw from
+        torch's global RNG). The generator yields after every ``segment`` decode steps (never when
+        ``None``), so a caller can interleave other work between steps (the server's scheduler),
+        or stop a generation nobody waits for any more by closing it; its return value is
+        ``[len(prompts)][n]`` :class:`Generation` (use :func:`run_steps` to run it to the end)."""
         import torch
 
-        if sampling.n < 1 or sampling.max_tokens < 1:
-            raise ValueError(f"n and max_tokens must be >= 1 (got n={sampling.n}, max_tokens={sampling.max_tokens})")
+        if len(samplings) != len(prompts):
+            raise ValueError(f"{len(prompts)} prompts but {len(samplings)} samplings")
+        if not prompts:
+            return []
+        sampling = samplings[0]
+        shared = ("temperature", "top_p", "max_tokens", "stop")
+        for s in samplings:
+            if any(getattr(s, k) != getattr(sampling, k) for k in shared):
+                raise ValueError(f"samplings in one batch must agree on {', '.join(shared)}")
+            if s.n < 1 or s.max_tokens < 1:
+                raise ValueError(f"n and max_tokens must be >= 1 (got n={s.n}, max_tokens={s.max_tokens})")
         t0 = time.perf_counter()
+        busy = 0.0  # time spent here, without the time the caller spent between steps
         greedy = sampling.temperature <= 0
-        n_eff = 1 if greedy else sampling.n
         base = None
-        if not greedy and sampling.seed is None:
+        if not greedy and any(s.seed is None for s in samplings):
             base = int(torch.randint(0, 2**62, (1,)).item())  # follows torch.manual_seed
         rows = []  # (prompt index, sample index, prompt ids, generator seed)
-        for i, p in enumerate(prompts):
-            for j in range(n_eff):
+        for i, (p, s) in enumerate(zip(prompts, samplings)):
+            for j in range(1 if greedy else s.n):
                 seed = None
                 if not greedy:
-                    seed = derive_seed(sampling.seed, j) if sampling.seed is not None else derive_seed(base, i, j)
+                    seed = derive_seed(s.seed, j) if s.seed is not None else derive_seed(base, i, j)
                 rows.append((i, j, p, seed))
         order = sorted(range(len(rows)), key=lambda r: -len(rows[r][2]))
         gens: dict[int, Generation] = {}
-        for s in range(0, len(order), self.max_batch):
-            chunk = order[s : s + self.max_batch]
-            outs = self._generate_chunk(
-                [rows[r][2] for r in chunk], [rows[r][3] for r in chunk], sampling, top_logprobs
+        for k in range(0, len(order), self.max_batch):
+            chunk = order[k : k + self.max_batch]
+            if k and segment is not None:  # between chunks too
+                busy += time.perf_counter() - t0
+                yield
+                t0 = time.perf_counter()
+            steps = self._chunk_steps(
+                [rows[r][2] for r in chunk], [rows[r][3] for r in chunk], sampling, top_logprobs, segment
             )
-            gens.update(zip(chunk, outs))
+            while True:
+                try:
+                    next(steps)
+                except StopIteration as stop:
+                    gens.update(zip(chunk, stop.value))
+                    break
+                busy += time.perf_counter() - t0
+                yield
+                t0 = time.perf_counter()
         result: list[list[Generation]] = [[] for _ in prompts]
         for r, (i, j, _, _) in enumerate(rows):
             result[i].append(gens[r])
-        if greedy and sampling.n > 1:
-            result = [res * sampling.n for res in result]
+        if greedy:
+            result = [res * s.n for res, s in zip(result, samplings)]
         self._stats["rows"] += len(rows)
         self._stats["prompt_tokens"] += sum(len(r[2]) for r in rows)
-        self._stats["seconds"] += time.perf_counter() - t0
+        self._stats["seconds"] += busy + time.perf_counter() - t0
         return result
 
-    def _generate_chunk(
-        self, prompts: list[list[int]], seeds: list[int | None], sampling: Sampling, top_logprobs: int | None = None
-    ) -> list["Generation"]:
+    def _chunk_steps(
+        self,
+        prompts: list[list[int]],
+        seeds: list[int | None],
+        sampling: Sampling,
+        top_logprobs: int | None = None,
+        segment: int | None = None,
+    ) -> Generator[None, None, list["Generation"]]:
+        """One batch of rows (at most ``max_batch``), yielding after every ``segment`` decode steps.
+        Inference mode is entered per step, never held across a ``yield``."""
         import torch
 
         greedy = sampling.temperature <= 0
@@ -434,7 +503,10 @@ class HFChatLLM:
             logits, attn, pos = self._forward(prompts, 1, cache)
             logits = logits[:, -1, :]  # [b, V] next-token logits
             pos = pos[:, -1:]
-            for step in range(sampling.max_tokens):
+        for step in range(sampling.max_tokens):
+            if segment is not None and step and step % segment == 0:
+                yield
+            with torch.inference_mode():
                 if greedy:
                     nxt = logits.argmax(-1)
                 else:

@@ -14,24 +14,40 @@ Endpoints:
   0 allowed with ``echo``), ``n``, ``temperature``, ``top_p``, ``stop``, ``seed``.
 
 Log-probs and ``/v1/completions`` need a transformers-based backend (``embedded`` /
-``transformers``); other backends serve chat only. One worker thread owns the model: concurrent
-chat requests with equal sampling settings are gathered for up to ``--max-wait-ms`` and run as
-ONE batch (so an :class:`~rso_lib.llm.openai_backend.OpenAIChatLLM` client with 8 concurrent
-requests gets batch-8 throughput). For production serving use ``vllm serve``; this server
-exists so that the OpenAI-compatible path can be tested and used offline on a CPU.
+``transformers``); other backends serve chat only.
+
+Scheduling (vLLM's scheduler in small, :class:`Worker`): one worker thread owns the model.
+Concurrent chat requests are gathered for up to ``--max-wait-ms`` and run as ONE batch: with the
+transformers backends, requests that share ``temperature``, ``top_p``, ``max_tokens`` and ``stop``
+share a batch whatever their ``seed`` and ``n`` (every row keeps the seed it would have alone);
+other backends batch requests with equal sampling settings. A batch runs ``--step-tokens``
+decode steps at a time and the worker turns to newer batches in between, so a long generation
+delays a short request by a step, not by its whole length (other backends run a batch in one
+call). A request not answered within ``--request-timeout`` gets a 504 and its work is dropped,
+queued or running (a running batch stops once none of its requests is waited for); so is the
+work of a client that closed its connection. ``/stats`` shows the recent batch sizes and the
+request, batch and drop counts. For production serving use ``vllm serve``; this server exists so
+that the OpenAI-compatible path can be tested and used offline on a CPU.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import queue
+import select
+import socket
 import sys
 import threading
 import time
 import uuid
+from collections import deque
 from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Callable, Generator
 
 from rso_lib.llm.protocol import Sampling
 
@@ -44,12 +60,22 @@ class NotFound(LookupError):
     pass
 
 
+class RequestTimeout(Exception):
+    """Not answered within the request time limit: a 504."""
+
+
+class ClientGone(Exception):
+    """The client closed its connection before its answer was ready: nothing is sent."""
+
+
 #: Request limits (OpenAI's documented ranges where it has them): what a malformed or hostile
 #: request is answered with 4xx for, instead of reaching the model.
 MAX_BODY_BYTES = 4 * 1024 * 1024  # 413 above this
 READ_TIMEOUT_S = 30.0  # a client that stops sending mid-request gets its socket closed
 MAX_TOKENS_CAP = 2048  # per request: a long generation cannot hold the worker indefinitely
 MAX_N = 16
+REQUEST_TIMEOUT_S = 300.0  # a request not answered by then gets 504 and its work is dropped
+STEP_TOKENS = 16  # decode steps a batch runs before the worker turns to other batches
 
 
 def _number(body: dict, field: str, default: float, lo: float, hi: float, lo_open: bool = False) -> float:
@@ -75,55 +101,175 @@ def _integer(body: dict, field: str, default: int, lo: int, hi: int) -> int:
     return v
 
 
-class Worker:
-    """Runs every model call on one thread; batches compatible chat requests."""
+@dataclass(eq=False)
+class Request:
+    """One request waiting for the worker: requests with equal ``(kind, key)`` may share a batch."""
 
-    def __init__(self, run_chat, max_wait: float = 0.005, max_batch: int = 16):
-        self.run_chat = run_chat  # (payloads, sampling, top_logprobs) -> one result per payload
+    kind: str  # "chat" (batched) | "other" (run on its own: payload() gives its step generator)
+    key: object
+    payload: object
+    deadline: float  # time.monotonic() after which nobody waits for the answer
+    tokens: int = 0  # most tokens it may generate: shorter jobs take their steps first
+    alive: Callable[[], bool] | None = None  # False once the client has closed its connection
+    future: Future = field(default_factory=Future)
+
+    def gone(self) -> Exception | None:
+        """Why the answer is no longer wanted (None: it is)."""
+        if time.monotonic() >= self.deadline:
+            return RequestTimeout("request time limit reached")
+        if self.alive is not None and not self.alive():
+            return ClientGone("client closed the connection")
+        return None
+
+
+@dataclass(eq=False)
+class _Job:
+    requests: list[Request]
+    steps: Generator  # yields between steps, returns one result per request
+
+    @property
+    def tokens(self) -> int:
+        return max(r.tokens for r in self.requests)
+
+
+def _batch_of_one(steps: Generator) -> Generator:
+    """A one-request job: the step generator's result as a batch of one."""
+    return [(yield from steps)]
+
+
+class Worker:
+    """Runs every model call on one thread (the only one touching the model and tokenizer).
+
+    A small scheduler in the manner of vLLM's: with nothing running, the worker waits for a
+    request and then gathers chat requests for up to ``max_wait`` seconds; requests with equal
+    batch keys form one *job* of up to ``max_batch`` requests. A job is a step generator
+    (``start_chat(key, payloads)``): every turn of the loop takes in up to ``max_batch`` requests
+    that arrived meanwhile and advances every job by one step, shortest first, so short jobs
+    finish while a long one is still running, and a long one still advances every turn.
+    Before each step, requests past their deadline or whose client has gone are answered with
+    :class:`RequestTimeout` / :class:`ClientGone` and dropped; a job left with none is stopped.
+
+    Args:
+        start_chat: ``(key, payloads) -> step generator`` returning one result per payload.
+        max_wait: seconds to gather concurrent chat requests (default 0.005).
+        max_batch: most requests per job (default 16).
+    """
+
+    def __init__(self, start_chat, max_wait: float = 0.005, max_batch: int = 16):
+        self.start_chat = start_chat
         self.max_wait = max_wait
         self.max_batch = max_batch
-        self.q: queue.Queue = queue.Queue()
-        self.batches: list[int] = []  # sizes of the chat batches run (for tests / logs)
-        self._t = threading.Thread(target=self._loop, daemon=True)
+        self.q: queue.Queue[Request] = queue.Queue()
+        self.jobs: list[_Job] = []  # running jobs (worker thread only)
+        self.batches: deque[int] = deque(maxlen=1000)  # sizes of the recent chat batches (/stats)
+        self.counts = {"requests": 0, "batches": 0, "max_batch_size": 0, "dropped_timeout": 0, "dropped_client_gone": 0}
+        self._lock = threading.Lock()
+        self._t = threading.Thread(target=self._loop, daemon=True, name="rso-serve-worker")
         self._t.start()
 
-    def submit(self, kind: str, key, payload) -> Future:
-        f: Future = Future()
-        self.q.put((kind, key, payload, f))
-        return f
+    def submit(self, kind: str, key, payload, timeout: float, tokens: int = 0, alive=None) -> Request:
+        req = Request(kind, key, payload, time.monotonic() + timeout, tokens, alive)
+        with self._lock:
+            self.counts["requests"] += 1
+        self.q.put(req)
+        return req
+
+    def stats(self) -> dict:
+        with self._lock:
+            return {
+                "chat_batches": list(self.batches),
+                **self.counts,
+                "running": len(self.jobs),
+                "queued": self.q.qsize(),
+            }
 
     def _loop(self):
         while True:
-            first = self.q.get()
-            items = [first]
-            if first[0] == "chat":
-                deadline = time.monotonic() + self.max_wait
+            groups: dict = {}
+            for req in self._take():
+                groups.setdefault((req.kind, req.key), []).append(req)
+            for (kind, key), reqs in groups.items():
+                reqs = [r for r in reqs if self._claim(r)]
+                step = self.max_batch if kind == "chat" else 1
+                for i in range(0, len(reqs), step):
+                    self._start(kind, key, reqs[i : i + step])
+            for job in sorted(self.jobs, key=lambda j: j.tokens):
+                self._advance(job)
+
+    def _take(self) -> list[Request]:
+        """Up to ``max_batch`` requests that arrived since the last turn. With nothing running: blocks
+        for a first request, then gathers chat requests for up to ``max_wait``; with jobs running:
+        only what is queued (the rest waits for the next turn, one step later)."""
+        items = []
+        if not self.jobs:
+            items.append(self.q.get())
+            if items[0].kind == "chat":
+                end = time.monotonic() + self.max_wait
                 while len(items) < self.max_batch:
                     try:
-                        nxt = self.q.get(timeout=max(0.0, deadline - time.monotonic()))
+                        items.append(self.q.get(timeout=max(0.0, end - time.monotonic())))
                     except queue.Empty:
                         break
-                    items.append(nxt)
-            groups: dict = {}
-            for it in items:
-                groups.setdefault((it[0], it[1]), []).append(it)
-            for (kind, key), its in groups.items():
-                try:
-                    if kind == "chat":
-                        self.batches.append(len(its))
-                        res = self._chat([it[2] for it in its], *key)
-                        for it, r in zip(its, res):
-                            it[3].set_result(r)
-                    else:
-                        for it in its:
-                            it[3].set_result(it[2]())
-                except Exception as e:  # noqa: BLE001 -- handed to the waiting request
-                    for it in its:
-                        if not it[3].done():
-                            it[3].set_exception(e)
+        while len(items) < self.max_batch:
+            try:
+                items.append(self.q.get_nowait())
+            except queue.Empty:
+                break
+        return items
 
-    def _chat(self, payloads, sampling: Sampling, top_logprobs):
-        return self.run_chat(payloads, sampling, top_logprobs)
+    def _drop(self, req: Request, why: Exception) -> None:
+        with self._lock:
+            self.counts["dropped_timeout" if isinstance(why, RequestTimeout) else "dropped_client_gone"] += 1
+        if not req.future.done():
+            req.future.set_exception(why)
+
+    def _claim(self, req: Request) -> bool:
+        """Mark a queued request running; False (dropped) if its answer is no longer wanted."""
+        if not req.future.set_running_or_notify_cancel():  # cancelled by its handler (time limit)
+            self._drop(req, RequestTimeout("request time limit reached"))
+            return False
+        why = req.gone()
+        if why is not None:
+            self._drop(req, why)
+            return False
+        return True
+
+    def _start(self, kind: str, key, reqs: list[Request]) -> None:
+        if kind == "chat":
+            with self._lock:
+                self.batches.append(len(reqs))
+                self.counts["batches"] += 1
+                self.counts["max_batch_size"] = max(self.counts["max_batch_size"], len(reqs))
+            steps = self.start_chat(key, [r.payload for r in reqs])
+        else:
+            steps = _batch_of_one(reqs[0].payload())
+        self.jobs.append(_Job(reqs, steps))
+
+    def _advance(self, job: _Job) -> None:
+        """One step of ``job``; answers its requests when it ends (or stops it if none is waited for)."""
+        for r in job.requests:
+            why = None if r.future.done() else r.gone()
+            if why is not None:
+                self._drop(r, why)
+        if all(r.future.done() for r in job.requests):
+            job.steps.close()
+            self.jobs.remove(job)
+            return
+        try:
+            next(job.steps)
+            return
+        except StopIteration as done:
+            for r, res in zip(job.requests, done.value):
+                why = None if r.future.done() else r.gone()
+                if why is not None:  # finished too late (a call that cannot pause), or nobody is left to read it
+                    self._drop(r, why)
+                elif not r.future.done():
+                    r.future.set_result(res)
+        except Exception as e:  # noqa: BLE001 -- handed to the waiting requests
+            for r in job.requests:
+                if not r.future.done():
+                    r.future.set_exception(e)
+        self.jobs.remove(job)
 
 
 def _sampling(body: dict, default_max: int) -> Sampling:
@@ -167,14 +313,41 @@ def _tok_entry(llm, tid: int, lp: float) -> dict:
 
 
 class App:
-    def __init__(self, llm, model_name: str, max_wait: float = 0.005):
+    """The request logic (no HTTP): checks a request, queues it on the :class:`Worker`, waits.
+
+    Args:
+        llm: the backend.
+        model_name: the served model name.
+        max_wait: seconds to gather concurrent chat requests into one batch.
+        request_timeout: seconds a request may wait and run before it is answered 504.
+        step_tokens: decode steps a batch runs before the worker turns to other batches.
+    """
+
+    def __init__(
+        self,
+        llm,
+        model_name: str,
+        max_wait: float = 0.005,
+        request_timeout: float = REQUEST_TIMEOUT_S,
+        step_tokens: int = STEP_TOKENS,
+    ):
         self.llm = llm
         self.model_name = model_name
+        self.request_timeout = request_timeout
+        self.step_tokens = step_tokens
+        self.hf = hasattr(llm, "generate_steps")
         self.worker = Worker(self._chat_batch, max_wait=max_wait, max_batch=getattr(llm, "max_batch", 16))
-        self.hf = hasattr(llm, "generate_ids")
+
+    def _wait(self, kind: str, key, payload, tokens: int, alive):
+        req = self.worker.submit(kind, key, payload, self.request_timeout, tokens, alive)
+        try:
+            return req.future.result(timeout=max(0.0, req.deadline - time.monotonic()))
+        except (FutureTimeout, RequestTimeout):
+            req.future.cancel()  # still queued: never run; running: the worker drops it at its next step
+            raise RequestTimeout(f"request not answered within {self.request_timeout:g} s") from None
 
     # -------------------------------------------------------------- chat
-    def chat(self, body: dict) -> dict:
+    def chat(self, body: dict, alive: Callable[[], bool] | None = None) -> dict:
         msgs = body.get("messages")
         if not isinstance(msgs, list) or not msgs or not all(isinstance(m, dict) and "role" in m for m in msgs):
             raise BadRequest("'messages' must be a non-empty list of {role, content} objects")
@@ -188,9 +361,11 @@ class App:
         top = _integer(body, "top_logprobs", 0, 0, 20) if want_lp else None
         if want_lp and not self.hf:
             raise BadRequest(f"logprobs need a transformers-based backend, this server runs {self.llm.backend}")
-        choices, ptoks, ctoks = self.worker.submit(
-            "chat", (s, top), (msgs, bool(body.get("continue_final_message")))
-        ).result()
+        # the batch key: with the transformers backends seed and n are per row
+        key = (s.temperature, s.top_p, s.max_tokens, s.stop, top) if self.hf else (s, top)
+        choices, ptoks, ctoks = self._wait(
+            "chat", key, (msgs, bool(body.get("continue_final_message")), s), s.max_tokens, alive
+        )
         return {
             "id": "chatcmpl-" + uuid.uuid4().hex[:24],
             "object": "chat.completion",
@@ -200,11 +375,13 @@ class App:
             "usage": {"prompt_tokens": ptoks, "completion_tokens": ctoks, "total_tokens": ptoks + ctoks},
         }
 
-    def _chat_batch(self, payloads, s: Sampling, top):
-        """Runs on the worker thread (the only thread touching the model and tokenizer): one
-        batched generation for all ``payloads`` = [(messages, continue_final_message)]."""
+    def _chat_batch(self, key, payloads):
+        """A step generator run by the worker thread (the only thread touching the model and
+        tokenizer): one batched generation for all ``payloads`` = [(messages,
+        continue_final_message, sampling)] of one batch ``key``; returns one (choices,
+        prompt_tokens, completion_tokens) per payload."""
         if not self.hf:
-            res = self.llm.chat([m for m, _ in payloads], s)
+            res = self.llm.chat([m for m, _, _ in payloads], payloads[0][2])
             return [
                 (
                     [
@@ -221,15 +398,18 @@ class App:
                 )
                 for texts in res
             ]
+        top = key[-1]
         prompts = []
-        for msgs, cont in payloads:
+        for msgs, cont, s in payloads:
             if cont and msgs[-1]["role"] == "assistant":  # continue a partial assistant reply
                 prompts.append(self.llm.render(self.llm.fit(msgs[:-1], s.max_tokens + 64)) + msgs[-1]["content"])
             else:
                 prompts.append(self.llm.render(self.llm.fit(msgs, s.max_tokens)))
         ids = [self.llm._encode(p) for p in prompts]
+        samplings = [s for _, _, s in payloads]
+        gens_all = yield from self.llm.generate_steps(ids, samplings, top, self.step_tokens)
         out = []
-        for p_ids, gens in zip(ids, self.llm.generate_ids(ids, s, top)):
+        for p_ids, gens in zip(ids, gens_all):
             choices = []
             for j, g in enumerate(gens):
                 lp = None
@@ -255,7 +435,7 @@ class App:
         return out
 
     # -------------------------------------------------------------- completions
-    def completions(self, body: dict) -> dict:
+    def completions(self, body: dict, alive: Callable[[], bool] | None = None) -> dict:
         if not self.hf:
             raise BadRequest(f"/v1/completions needs a transformers-based backend, this server runs {self.llm.backend}")
         prompts = body.get("prompt")
@@ -271,9 +451,11 @@ class App:
         s = _sampling({**body, "max_tokens": max(1, mt)}, 16)
         self.check_model(body)
 
-        def run():  # on the worker thread: model + tokenizer work, serialised
+        def run():  # a step generator on the worker thread: model + tokenizer work, serialised
             pl = self.llm.prompt_logprobs(prompts) if echo else None
-            gens = self.llm.complete(prompts, s, top_logprobs=nlp) if mt != 0 else [[None] * s.n for _ in prompts]
+            gens = [[None] * s.n for _ in prompts]
+            if mt != 0:
+                gens = yield from self.llm.complete_steps(prompts, s, nlp, self.step_tokens)
             choices, ctoks = [], 0
             for i, p in enumerate(prompts):
                 for j, g in enumerate(gens[i]):
@@ -309,7 +491,7 @@ class App:
             ptoks = sum(len(self.llm._encode(p)) for p in prompts)
             return choices, ptoks, ctoks
 
-        choices, ptoks, ctoks = self.worker.submit("other", None, run).result()
+        choices, ptoks, ctoks = self._wait("other", None, run, mt, alive)
         return {
             "id": "cmpl-" + uuid.uuid4().hex[:24],
             "object": "text_completion",
@@ -330,6 +512,18 @@ class App:
         return {"object": "list", "data": [{"id": self.model_name, "object": "model", "created": 0, "owned_by": "rso"}]}
 
 
+def _peer_open(sock: socket.socket) -> bool:
+    """False once the client has closed its end: the socket reads as end-of-file (or fails)."""
+    try:
+        p = select.poll()
+        p.register(sock, select.POLLIN)
+        if not p.poll(0):
+            return True  # nothing to read: still connected
+        return sock.recv(1, socket.MSG_PEEK) != b""  # a pipelined next request is data, not EOF
+    except (OSError, ValueError):
+        return False
+
+
 def _loopback(host: str) -> bool:
     return host in ("localhost", "::1") or host.startswith("127.")
 
@@ -341,17 +535,20 @@ def make_server(
     model_name: str | None = None,
     max_wait: float = 0.005,
     api_key: str | None = None,
+    request_timeout: float = REQUEST_TIMEOUT_S,
+    step_tokens: int = STEP_TOKENS,
 ) -> ThreadingHTTPServer:
     """An OpenAI-compatible ``ThreadingHTTPServer`` over ``llm`` (call ``serve_forever()``).
 
     ``api_key`` (default: ``$RSO_SERVE_API_KEY``): required as ``Authorization: Bearer <key>`` when
-    set; a server bound to a non-loopback address refuses to start without one."""
+    set; a server bound to a non-loopback address refuses to start without one.
+    ``max_wait``, ``request_timeout``, ``step_tokens``: see :class:`App`."""
     import os
 
     api_key = api_key or os.environ.get("RSO_SERVE_API_KEY") or None
     if api_key is None and not _loopback(host):
         raise ValueError(f"binding to {host} (not loopback) needs an API key: --api-key or RSO_SERVE_API_KEY")
-    app = App(llm, model_name or llm.model_id, max_wait)
+    app = App(llm, model_name or llm.model_id, max_wait, request_timeout, step_tokens)
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -378,9 +575,9 @@ def make_server(
                 self._send(200, app.models())
             elif self.path.rstrip("/") == "/health":
                 self._send(200, {"status": "ok"})
-            elif self.path.rstrip("/") == "/stats":  # not OpenAI: batch sizes run + backend counters
+            elif self.path.rstrip("/") == "/stats":  # not OpenAI: batch sizes, counts, backend counters
                 st = app.llm.stats() if hasattr(app.llm, "stats") else {}
-                self._send(200, {"chat_batches": list(app.worker.batches), "backend": st})
+                self._send(200, {**app.worker.stats(), "backend": st})
             else:
                 self._error(404, f"no route {self.path}", "not_found")
 
@@ -418,10 +615,11 @@ def make_server(
                 if not isinstance(body, dict):
                     raise BadRequest("the request body must be a JSON object")
                 route = self.path.rstrip("/")
+                alive = functools.partial(_peer_open, self.connection)
                 if route in ("/v1/chat/completions", "/chat/completions"):
-                    out = app.chat(body)
+                    out = app.chat(body, alive)
                 elif route in ("/v1/completions", "/completions"):
-                    out = app.completions(body)
+                    out = app.completions(body, alive)
                 else:
                     return self._error(404, f"no route {self.path}", "not_found")
                 self._send(200, out)
@@ -429,6 +627,10 @@ def make_server(
                 self._error(400, str(e), "invalid_request_error")
             except NotFound as e:
                 self._error(404, str(e), "model_not_found")
+            except RequestTimeout as e:
+                self._error(504, str(e), "timeout")
+            except ClientGone:
+                self.close_connection = True
             except TimeoutError:
                 self.close_connection = True
             except ValueError as e:  # e.g. prompt too long
@@ -438,6 +640,11 @@ def make_server(
 
     class Server(ThreadingHTTPServer):
         request_queue_size = 128  # many concurrent clients queue instead of "connection reset"
+
+        def handle_error(self, request, client_address):
+            if isinstance(sys.exc_info()[1], ConnectionError):
+                return  # the client left before its answer was written: nothing to report
+            super().handle_error(request, client_address)
 
     srv = Server((host, port), Handler)
     srv.daemon_threads = True
@@ -455,12 +662,27 @@ def main(argv=None) -> None:
     ap.add_argument("--served-model-name", default=None)
     ap.add_argument("--max-wait-ms", type=float, default=5.0, help="how long to gather concurrent chat requests")
     ap.add_argument("--api-key", default=None, help="require 'Authorization: Bearer KEY' (needed off loopback)")
+    ap.add_argument(
+        "--request-timeout", type=float, default=REQUEST_TIMEOUT_S, help="seconds to answer a request (then 504)"
+    )
+    ap.add_argument(
+        "--step-tokens", type=int, default=STEP_TOKENS, help="decode steps a batch runs before others get a turn"
+    )
     a = ap.parse_args(argv)
     from rso_lib.llm import build_llm
 
     spec = json.loads(a.spec) if a.spec else {"backend": a.backend, **({"model": a.model} if a.model else {})}
     llm = build_llm(spec)
-    srv = make_server(llm, a.host, a.port, a.served_model_name, a.max_wait_ms / 1000, api_key=a.api_key)
+    srv = make_server(
+        llm,
+        a.host,
+        a.port,
+        a.served_model_name,
+        a.max_wait_ms / 1000,
+        api_key=a.api_key,
+        request_timeout=a.request_timeout,
+        step_tokens=a.step_tokens,
+    )
     host, port = srv.server_address[:2]
     print(f"rso-serve listening on http://{host}:{port}/v1 model={srv.app.model_name}", flush=True)
     try:
