@@ -78,8 +78,14 @@ def test_rewarder_sampled_counts_unparseable_and_never_invents():
     assert llm.chat_calls[0][1].n == 3
     assert res[0].rating == pytest.approx(4.0) and res[0].reward == pytest.approx(0.75)
     assert res[0].parse_failures == 1 and res[0].samples == [5, None, 3]
-    bad = Rewarder(ScriptedLLM(["hmm", "Rating: 9"]), mode="sampled", samples=4).score([H], ["r"], ["u"])
-    assert bad[0].reward is None and bad[0].parse_failures == 4 and not bad[0].stop
+    # no sample parses: the turn is rated by one scoring pass instead, flagged, failures still counted
+    probs = {"1": 0.0, "2": 0.0, "3": 0.0, "4": 1.0, "5": 0.0}
+    llm = ScriptedLLM(["hmm", "Rating: 9"], option_probs=lambda m, opts: [probs[o] for o in opts])
+    bad = Rewarder(llm, mode="sampled", samples=4).score([H, H], ["r", "r"], ["u", "u"])
+    assert [b.reward for b in bad] == pytest.approx([0.75, 0.75]) and all(b.fallback for b in bad)
+    assert all(b.parse_failures == 4 and b.samples == [None] * 4 for b in bad)
+    assert len(llm.score_calls) == 1 and len(llm.score_calls[0][0]) == 2
+    assert not res[0].fallback
 
 
 def test_rewarder_rejects_unknown_mode():

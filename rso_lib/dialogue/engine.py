@@ -431,6 +431,8 @@ class DialogueEngine:
         for c, r in zip(pf, rr):
             if r.parse_failures:
                 c["rewarder"] += r.parse_failures
+            if getattr(r, "fallback", False):
+                c["rewarder_fallback"] += 1  # every sample unparseable: rated by a scoring pass
 
         recs = []
         for i, d in enumerate(active):

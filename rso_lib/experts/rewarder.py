@@ -45,6 +45,7 @@ class RewardResult:
     stop: bool
     parse_failures: int = 0  # unparseable sampled judgements
     samples: list[int | None] = field(default_factory=list)  # parsed ratings ("sampled" mode)
+    fallback: bool = False  # "sampled" mode, no sample parsed: rated by one scoring pass instead
 
 
 @dataclass
@@ -104,4 +105,16 @@ class Rewarder:
                 out.append(RewardResult(rew, r, should_stop(rew, self.stop_threshold), fails, parsed))
             else:
                 out.append(RewardResult(None, None, False, fails, parsed))
+        # A turn none of whose samples parsed still needs a reward (RL cannot skip a turn): it is
+        # rated by one scoring pass, the expectation the samples estimate, and flagged
+        # (``fallback``; the engine counts it). The authors map any unparseable sample to 0.6.
+        lost = [i for i, o in enumerate(out) if o.reward is None]
+        if lost:
+            probs = self.llm.score_options([batch[i] for i in lost], RATINGS, prefix=RATING_PREFIX)
+            for i, r in zip(lost, expected_rating(probs)):
+                rew = rescale_rating(r)
+                o = out[i]
+                out[i] = RewardResult(
+                    rew, float(r), should_stop(rew, self.stop_threshold), o.parse_failures, o.samples, fallback=True
+                )
         return out
