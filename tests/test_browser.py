@@ -103,6 +103,9 @@ def lab(tmp_path_factory):
             "--LabApp.expose_app_in_browser=True",  # window.jupyterapp: run commands as the menus do
             "--ServerApp.open_browser=False",
             "--ServerApp.allow_root=True",  # CI runs as root; the server listens on loopback only
+            # a kernel can take minutes to come up on a loaded 2-core machine (default: 60 s, then
+            # the page's kernel connection is refused and nothing runs)
+            "--MappingKernelManager.kernel_info_timeout=600",
         ],
         cwd=nbdir,
         env=env,
@@ -165,11 +168,12 @@ def _run_all(drv, lab, name: str) -> dict:
     ):
         assert time.monotonic() < deadline, f"{name}: JupyterLab did not open the notebook"
         time.sleep(1)
-    # wait for the kernel to be idle before running (it starts with the notebook)
-    time.sleep(3)
-    # not awaited: WebDriver would wait for the returned promise, i.e. for the whole run
-    drv.execute_script("window.jupyterapp.commands.execute('notebook:run-all-cells'); return null;")
     deadline = time.monotonic() + RUN_TIMEOUT_S
+    _wait_kernel_idle(lab, name, deadline)
+    # not awaited: WebDriver would wait for the returned promise, i.e. for the whole run
+    run_all = "window.jupyterapp.commands.execute('notebook:run-all-cells'); return null;"
+    drv.execute_script(run_all)
+    started = time.monotonic()
     while True:
         cells = drv.execute_script(CELL_STATE_JS)
         done = cells and all(c["prompt"].strip() not in ("[ ]:", "[*]:", "") for c in cells)
@@ -177,6 +181,11 @@ def _run_all(drv, lab, name: str) -> dict:
         if done or errors:
             break
         assert time.monotonic() < deadline, f"{name}: cells still running after {RUN_TIMEOUT_S} s: {cells}"
+        if time.monotonic() - started > 60 and all(c["prompt"].strip() in ("[ ]:", "") for c in cells):
+            # nothing started: the command reached a kernel connection that was not ready yet
+            _wait_kernel_idle(lab, name, deadline)
+            drv.execute_script(run_all)
+            started = time.monotonic()
         time.sleep(2)
     drv.execute_script("return window.jupyterapp.commands.execute('docmanager:save')")
     time.sleep(2)
@@ -189,6 +198,21 @@ def _run_all(drv, lab, name: str) -> dict:
     print(f"screenshot: {shot}")
     saved = json.loads((work / "notebooks" / name).read_text())
     return {"cells": cells, "errors": errors, "nb": saved, "screenshot": shot}
+
+
+def _wait_kernel_idle(lab, name: str, deadline: float) -> None:
+    """Until the notebook's kernel reports ``idle`` (the server's sessions API): a kernel starting
+    on a loaded machine would otherwise swallow the run command."""
+    base, token, _ = lab
+    state = None
+    while time.monotonic() < deadline:
+        with urllib.request.urlopen(f"{base}/api/sessions?token={token}", timeout=10) as r:
+            sessions = json.load(r)
+        state = next((s["kernel"]["execution_state"] for s in sessions if s.get("path", "").endswith(name)), None)
+        if state == "idle":
+            return
+        time.sleep(2)
+    pytest.fail(f"{name}: its kernel never became idle (last state: {state})")
 
 
 def _saved_errors(nb: dict) -> list[str]:
