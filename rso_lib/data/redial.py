@@ -208,30 +208,3 @@ def load_redial_test_txt(data_dir: str | Path) -> tuple[list[Dialogue], list[Iss
             )
         )
     return out, issues
-
-
-def load_movies_with_mentions(data_dir: str | Path) -> tuple[dict[str, tuple[str, int]], list[Issue]]:
-    """``redial/movies_with_mentions.csv`` (ReDial website): movieId -> (title, nbMentions)."""
-    import csv
-
-    from rso_lib.data._io import require_file
-    from rso_lib.data.records import DataError
-
-    path = require_file(Path(data_dir) / "redial" / "movies_with_mentions.csv", "ReDial movies_with_mentions.csv")
-    issues: list[Issue] = []
-    out: dict[str, tuple[str, int]] = {}
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f)
-        header = [h.strip() for h in next(reader, [])]
-        for c in ("movieId", "movieName"):
-            if c not in header:
-                raise DataError(path, f"missing column {c!r}", line=1, field=c)
-        i_id, i_name = header.index("movieId"), header.index("movieName")
-        i_n = header.index("nbMentions") if "nbMentions" in header else None
-        for lineno, row in enumerate(reader, start=2):
-            try:
-                n = int(row[i_n]) if i_n is not None else 0
-                out[row[i_id].strip()] = (clean_title(row[i_name]), n)
-            except (IndexError, ValueError) as e:
-                issues.append(Issue(str(path), lineno, None, f"bad row: {e}", "skipped"))
-    return out, issues
