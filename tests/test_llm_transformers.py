@@ -109,3 +109,20 @@ def test_per_prompt_seeds_share_a_batch_and_pausing_changes_nothing(hf):
     assert pauses >= 4 and [[g.text for g in gs] for gs in paused] == [[g.text for g in gs] for gs in batched]
     with pytest.raises(ValueError, match="must agree on temperature"):
         run_steps(hf.generate_steps(ids[:2], [samplings[0], Sampling(temperature=0.5, max_tokens=10)]))
+
+
+def test_samples_of_one_prompt_share_its_prompt_pass(hf):
+    # n samples of a request are rows with the same prompt: one prompt pass, its KV cache copied.
+    # With a vanishing top_p sampling is greedy, so every sample must equal that prompt's greedy
+    # reply; a cache row copied to the wrong sample (or a stale one) gives another reply.
+    batch = convs(2)
+    greedy = [r[0] for r in hf.chat(batch, Sampling(max_tokens=10))]
+    st0 = hf.stats()
+    out = hf.chat(batch, Sampling(temperature=1.0, top_p=1e-9, max_tokens=10, n=2, seed=3))
+    st1 = hf.stats()
+    assert out == [[g, g] for g in greedy]
+    assert st1["repeated_prompt_rows_saved"] - st0["repeated_prompt_rows_saved"] == 2  # 4 rows, 2 prompt passes
+    assert st1["prefill_passes"] - st0["prefill_passes"] == 1
+    # real sampling: each sample keeps its own seed (the same call gives the same replies)
+    s = Sampling(temperature=1.0, max_tokens=10, n=3, seed=5)
+    assert hf.chat(batch[:1], s) == hf.chat(batch[:1], s)

@@ -234,6 +234,7 @@ class HFChatLLM:
             "prefill_padded_tokens": 0,
             "prefill_seconds": 0.0,
             "shared_prefix_tokens_saved": 0,
+            "repeated_prompt_rows_saved": 0,  # sample rows whose prompt pass was another row's
             "decode_steps": 0,
             "decode_seconds": 0.0,
         }
@@ -500,7 +501,20 @@ class HFChatLLM:
         active = list(range(b))  # current batch row -> chunk row
         with torch.inference_mode():
             cache = generation_cache(self.model, max(len(p) for p in prompts) + sampling.max_tokens)
-            logits, attn, pos = self._forward(prompts, 1, cache)
+            # Rows with the same prompt (the n samples of one request: the Rewarder's sampled
+            # judgements) run ONE prompt pass whose KV cache and logits are copied to each of
+            # them, as vLLM's prefix cache does; on a CPU the prompt pass is most of a short
+            # sampled judgement, so n samples then cost about one pass plus n short decodes.
+            first: dict[tuple[int, ...], int] = {}
+            src = [first.setdefault(tuple(p), len(first)) for p in prompts]
+            if len(first) < b:
+                logits, attn, pos = self._forward([list(p) for p in first], 1, cache)
+                idx = torch.tensor(src, dtype=torch.long, device=self.device)
+                cache.batch_select_indices(idx)
+                logits, attn, pos = logits[idx], attn[idx], pos[idx]
+                self._stats["repeated_prompt_rows_saved"] += b - len(first)
+            else:
+                logits, attn, pos = self._forward(prompts, 1, cache)
             logits = logits[:, -1, :]  # [b, V] next-token logits
             pos = pos[:, -1:]
         for step in range(sampling.max_tokens):
