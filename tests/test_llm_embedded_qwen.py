@@ -114,3 +114,29 @@ def test_safetensors_reload_gives_the_gguf_logits():
     # same weights, same kernels: equal up to float summation order (other thread counts)
     np.testing.assert_allclose(logits, ref["logits"], rtol=0, atol=1e-4)
     assert (logits.argmax(-1) == ref["logits"].argmax(-1)).all()
+
+
+def test_sampled_rewards_parse(qwen):
+    # The Rewarder's sampled mode (T = 1.1, top-p 0.95, 16 tokens, as the authors sample their
+    # critic) must give ratings, not text the parser rejects: with "Answer as 'Rating: N'" the
+    # Qwen models copied the placeholder (0.5B: 21 of 72 samples parsed; 1.5B: 38 of 72).
+    from rso_lib.data.records import SEEKER, Turn
+    from rso_lib.experts.prompts import rewarder_prompt
+    from rso_lib.llm.protocol import parse_rating
+
+    batch = [
+        rewarder_prompt([Turn(SEEKER, u)], r, a)
+        for u, r, a in (
+            (
+                "Hi, I want a scary movie tonight.",
+                "How about The Shining? A classic horror film.",
+                "Sounds great, I'll watch it!",
+            ),
+            ("I like comedies.", "Have you seen Titanic? It is a romance.", "No, I asked for a comedy."),
+            ("Something with space travel?", "Interstellar is a space epic by Christopher Nolan.", "Tell me more."),
+            ("Any animated film for kids?", "What genres do you like?", "I said animated, for my kids."),
+        )
+    ]
+    out = qwen.chat(batch, Sampling(temperature=1.1, top_p=0.95, max_tokens=16, n=3, seed=0))
+    parsed = [parse_rating(t) for row in out for t in row]
+    assert sum(p is not None for p in parsed) >= 0.9 * len(parsed), [t for row in out for t in row]

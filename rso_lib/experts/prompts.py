@@ -210,7 +210,10 @@ def rewarder_prompt(history: Sequence[Turn], reply: str, user_reply: str, target
         f"Conversation so far:\n{render_history(history)}\n\nRecommender: {reply}\nUser: {user_reply}{hint}\n\n"
         "On a scale of 1 (very poor) to 5 (excellent), how good is this conversation for the user: "
         "are they satisfied, and are they close to accepting a movie that suits them? "
-        "Answer as 'Rating: N'.",
+        # Not "Answer as 'Rating: N'": sampled at T = 1.1, Qwen2.5-Coder-1.5B copies the
+        # placeholder ("Rating: N"); 205 of 342 reward samples of the first cpu-profile run did
+        # not parse. The judges' wording (rso_lib.eval.judges) is used instead.
+        f'Answer with "{RATING_PREFIX}" and one digit from 1 to 5.',
     )
 
 
