@@ -12,7 +12,10 @@ best of ``--reps`` is kept:
    whole cache at every step) vs :func:`rso_lib.llm.decoding.generation_cache` (preallocated, in place);
 3. the prompt pass: every row computed whole vs the shared prefix run once
    (``HFChatLLM.min_shared_prefix``);
-4. a whole sampled ``chat`` call (temperature 0.7, top_p 0.9), all three before vs all three now.
+4. a whole sampled ``chat`` call (temperature 0.7, top_p 0.9), all three before vs all three now;
+5. ``n = 3`` samples of each of ``--batch // 4`` prompts (the Rewarder's sampled judgements, 16
+   tokens, temperature 1.1): one prompt pass per row vs one per prompt
+   (``HFChatLLM.share_repeated_prompts``).
 
 Last line: ``batch16_sampled_chat_speedup=X`` (4., before over now; named for the default batch).
 """
@@ -188,6 +191,19 @@ def main(argv=None) -> None:
 
     b, n = best_of(args.reps, chat_before, lambda: llm.chat(batch, sampled))
     speedup = report("4. whole sampled chat call, all three", b, n)
+
+    rated = Sampling(temperature=1.1, top_p=0.95, max_tokens=16, n=3, seed=2)
+    few = batch[: max(1, args.batch // 4)]
+
+    def samples_unshared():
+        llm.share_repeated_prompts = False
+        try:
+            llm.chat(few, rated)
+        finally:
+            llm.share_repeated_prompts = True
+
+    b, n = best_of(args.reps, samples_unshared, lambda: llm.chat(few, rated))
+    report(f"5. {len(few)} prompts x 3 samples, one prompt pass each", b, n)
     print(f"batch16_sampled_chat_speedup={speedup:.2f}")
 
 

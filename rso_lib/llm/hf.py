@@ -243,6 +243,8 @@ class HFChatLLM:
         self.shared_context_scoring = True
         #: run a common prefix of at least this many tokens once per batch (0: never; see _forward)
         self.min_shared_prefix = 8
+        #: rows with the same prompt (the n samples of a request) share one prompt pass (False: one each)
+        self.share_repeated_prompts = True
 
     # ------------------------------------------------------------------ rendering / truncation
     def _prep(self, messages: Messages) -> Messages:
@@ -507,7 +509,7 @@ class HFChatLLM:
             # sampled judgement, so n samples then cost about one pass plus n short decodes.
             first: dict[tuple[int, ...], int] = {}
             src = [first.setdefault(tuple(p), len(first)) for p in prompts]
-            if len(first) < b:
+            if len(first) < b and self.share_repeated_prompts:
                 logits, attn, pos = self._forward([list(p) for p in first], 1, cache)
                 idx = torch.tensor(src, dtype=torch.long, device=self.device)
                 cache.batch_select_indices(idx)
