@@ -7,7 +7,7 @@ profile's three kinds of model work. Run it from the second venv, which has both
 Workloads (prompts built from the knowledge base by the kit's own prompt functions):
 
 * ``generate``: ``--batch`` chat prompts, greedy, 40 new tokens (the cpu profile's Actor budget),
-  on ``--gen-model``: generated tokens per second;
+  on ``--gen-model``: seconds for the batch;
 * ``judge``: ``2 x --batch`` credibility judgements in score mode (one option-scoring pass each,
   how WI/PRS/Cred are judged), on ``--judge-model``: seconds per judgement;
 * ``reward``: ``--batch`` prompts x 3 sampled judgements (temperature 1.1, top-p 0.95, 16 tokens:
