@@ -231,13 +231,16 @@ class RunContext:
         if self._retriever is None:
             from rso_lib.experts.retriever import FactRetriever
             from rso_lib.llm import load_embedder
+            from rso_lib.llm.embedded import cache_root
 
             name = self.engine.get("embedder_name", "all-MiniLM-L6-v2")
             self._retriever = FactRetriever(
                 self.kb,
                 load_embedder(name),
                 embedder_name=name,
-                cache_dir=run_dir(self.profile) / "cache",
+                # the index is keyed by the embedder and every item's text: built once per
+                # machine (~100 s for MiniLM on 2 cores), shared by profiles and output roots
+                cache_dir=cache_root(),
                 top_k=self.engine.get("top_k", 5),
                 rank_n=self.engine.get("rank_n", 50),
             )

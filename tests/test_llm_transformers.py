@@ -3,11 +3,14 @@ loaded as any user's local model would be), in fp32, checked against the embedde
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from llm_fixtures import RATING_PROMPT, RATINGS, convs, embedded, scores_by_both_paths
 
 from rso_lib.llm import build_llm
+from rso_lib.llm.prompting import conversation_seed
 from rso_lib.llm.protocol import Sampling
 
 pytestmark = pytest.mark.slow
@@ -126,3 +129,15 @@ def test_samples_of_one_prompt_share_its_prompt_pass(hf):
     # real sampling: each sample keeps its own seed (the same call gives the same replies)
     s = Sampling(temperature=1.0, max_tokens=10, n=3, seed=5)
     assert hf.chat(batch[:1], s) == hf.chat(batch[:1], s)
+
+
+def test_a_seeded_batch_samples_each_conversation_with_its_own_seed(hf):
+    # the engine sends every dialogue's request in one seeded call: each conversation must draw
+    # from its own stream (one seed for the batch gave sample j of every dialogue the same one)
+    batch = convs(3)
+    s = Sampling(temperature=1.0, max_tokens=10, seed=7)
+    out = hf.chat(batch, s)
+    ids = [hf._encode(hf.render(m)) for m in batch]
+    alone = [hf.generate_ids([p], replace(s, seed=conversation_seed(7, m)))[0][0].text for p, m in zip(ids, batch)]
+    assert [r[0] for r in out] == alone
+    assert hf.chat(batch[1:2], s)[0] == out[1]  # fp32: the same reply whatever shares the batch

@@ -177,7 +177,7 @@ def build_system(
         allow_no_recommendation: the chooser may answer "none of these yet" (no item this turn).
         paraphrase: agenda simulator rewords its templates with the simulator LLM.
         embedder / embedder_name / retriever: reuse a loaded embedder or a built retriever.
-        cache_dir: retriever index cache (default ``runs/<profile>/cache``).
+        cache_dir: retriever index cache (default the user cache, ``$RSO_CACHE_DIR`` or ``~/.cache/rso``).
         profile, seed: run profile and seed.
         plm: for UNICRS / BARCOR: the trained model or its saved directory
             (:func:`rso_lib.baselines.plm_system.plm_parts`); it replaces ``retriever`` and the Actor.
@@ -203,10 +203,10 @@ def build_system(
             from rso_lib.llm import load_embedder
 
             embedder = load_embedder(embedder_name)
-        if cache_dir is None:
-            from rso_lib.paths import run_dir
+        if cache_dir is None:  # content-addressed (embedder + catalogue): shared by profiles and runs
+            from rso_lib.llm.embedded import cache_root
 
-            cache_dir = run_dir(profile) / "cache"
+            cache_dir = cache_root()
         retriever = FactRetriever(
             kb, embedder, embedder_name=embedder_name, cache_dir=cache_dir, top_k=top_k, rank_n=rank_n
         )

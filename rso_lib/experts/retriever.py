@@ -59,7 +59,9 @@ class FactRetriever:
         items: the catalogue (a ``KnowledgeBase`` or any iterable of :class:`Item`).
         embedder: a ``sentence_transformers.SentenceTransformer`` (``rso_lib.llm.load_embedder()``).
         embedder_name: stable name of the embedder, part of the cache key (default the MiniLM).
-        cache_dir: where the index is cached (``runs/<profile>/cache/``); None = no disk cache.
+        cache_dir: the index goes to ``cache_dir/retriever/<key>.faiss``, ``key`` a digest of the
+            embedder name and every item's description (the kit passes the user cache,
+            ``$RSO_CACHE_DIR`` or ``~/.cache/rso``); None = no disk cache.
         top_k: items handed to the chooser / Actor (default 5).
         rank_n: length of the recorded ranking (default 50).
         recent_turns: utterances that go into the query (default 2).

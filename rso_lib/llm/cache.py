@@ -34,6 +34,8 @@ def _canonical_sampling(s: Sampling) -> dict:
     d["stop"] = list(s.stop)
     if s.temperature == 0:  # greedy: top_p and seed do not change the output
         d.update(top_p=1.0, seed=None)
+    elif s.seed is not None:  # entries written when one seed drove the whole batch are not reused
+        d["seed_scope"] = "conversation"
     return d
 
 

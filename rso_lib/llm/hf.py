@@ -49,6 +49,7 @@ from rso_lib.llm.prompting import (  # noqa: F401  -- re-exported: older imports
     PromptTooLongError,
     derive_seed,
     normalise_logprobs,
+    per_conversation,
     truncate_messages,
 )
 from rso_lib.llm.protocol import Messages, Sampling
@@ -360,10 +361,13 @@ class HFChatLLM:
 
     # ------------------------------------------------------------------ generation
     def chat(self, batch: Sequence[Messages], sampling: Sampling = Sampling()) -> list[list[str]]:
-        """Replies for each conversation: ``[len(batch)][sampling.n]`` strings (see module doc)."""
+        """Replies for each conversation: ``[len(batch)][sampling.n]`` strings (see module doc).
+        A seeded call samples each conversation with its own seed
+        (:func:`~rso_lib.llm.prompting.per_conversation`)."""
         self._stats["chat_calls"] += 1
         prompts = [self._encode(self.render(self.fit(m, sampling.max_tokens))) for m in batch]
-        return [[g.text for g in gs] for gs in self.generate_ids(prompts, sampling)]
+        gens = run_steps(self.generate_steps(prompts, per_conversation(sampling, batch)))
+        return [[g.text for g in gs] for gs in gens]
 
     def complete(
         self, prompts: Sequence[str], sampling: Sampling = Sampling(), top_logprobs: int | None = None

@@ -43,7 +43,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rso_lib.llm.prompting import normalise_logprobs
+from rso_lib.llm.prompting import normalise_logprobs, per_conversation
 from rso_lib.llm.protocol import Messages, Sampling
 
 _RETRY_STATUS = {408, 409, 429, 500, 502, 503, 504}
@@ -183,10 +183,10 @@ class OpenAIChatLLM:
 
     # ------------------------------------------------------------------ protocol
     def chat(self, batch: Sequence[Messages], sampling: Sampling = Sampling()) -> list[list[str]]:
-        base = {"model": self.model, **sampling_to_request(sampling)}
-
-        def one(messages):
-            out = self.request("/chat/completions", {**base, "messages": self._prep(messages)})
+        def one(item):
+            messages, s = item  # each conversation with its own seed (prompting.per_conversation)
+            body = {"model": self.model, **sampling_to_request(s), "messages": self._prep(messages)}
+            out = self.request("/chat/completions", body)
             choices = sorted(out.get("choices", []), key=lambda c: c.get("index", 0))
             if len(choices) != sampling.n:
                 raise LLMServerError(
@@ -194,7 +194,7 @@ class OpenAIChatLLM:
                 )
             return [(c.get("message") or {}).get("content") or "" for c in choices]
 
-        return self._map(one, list(batch))
+        return self._map(one, list(zip(batch, per_conversation(sampling, batch))))
 
     def _tokenizer(self):
         if self._tok is None:

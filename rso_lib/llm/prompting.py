@@ -1,6 +1,17 @@
 """Backend-independent prompt handling shared by every LLM backend (no torch import): the
 truncation rule, per-request seeds and the normalisation of option log-probs.
 
+Seeds of a batched call
+    ``chat(batch, Sampling(seed=s))`` is one call for many conversations (the engine sends every
+    active dialogue's request for a role at once). Each conversation samples with its own seed,
+    :func:`conversation_seed` ``(s, messages)``, and sample ``j`` of it with ``derive_seed(that,
+    j)``. A seed shared by the whole batch would give sample ``j`` of every dialogue the same
+    random stream: dialogues run in lockstep would be drawn with correlated noise, and the
+    spread between them (the bootstrap CIs) would be understated. Derived from the content, the
+    seed does not depend on what else shares the batch or on the backend, so the disk cache
+    (keyed by messages + seed) stays exact and a conversation sent to a server
+    (:mod:`~rso_lib.llm.openai_backend`, which sends this seed) samples as it does in-process.
+
 Context limit (documented truncation rule, see :func:`truncate_messages`)
     A prompt that does not fit ``max_context - max_tokens`` tokens is shortened by: (1) keeping
     every system message and the last message whole, dropping the OLDEST non-system messages one
@@ -16,11 +27,14 @@ Option scores
 
 from __future__ import annotations
 
-from typing import Callable
+import dataclasses
+import hashlib
+import json
+from typing import Callable, Sequence
 
 import numpy as np
 
-from rso_lib.llm.protocol import Messages
+from rso_lib.llm.protocol import Messages, Sampling
 
 TRUNCATION_MARK = "[...] "
 
@@ -101,6 +115,22 @@ def truncate_messages(
 def derive_seed(*parts: int) -> int:
     """A well-mixed 63-bit seed from integer parts (request seed, sample index, ...)."""
     return int(np.random.SeedSequence([int(p) % (2**63) for p in parts]).generate_state(2, dtype=np.uint64)[0] >> 1)
+
+
+def conversation_seed(seed: int, messages: Messages) -> int:
+    """The seed of one conversation of a batched ``chat`` call with request seed ``seed``:
+    ``derive_seed(seed, first 8 bytes of sha256(canonical JSON of the messages' roles and
+    contents))`` (see the module doc)."""
+    canon = json.dumps([[m["role"], m["content"]] for m in messages], ensure_ascii=False)
+    return derive_seed(seed, int.from_bytes(hashlib.sha256(canon.encode()).digest()[:8], "big"))
+
+
+def per_conversation(sampling: Sampling, batch: Sequence[Messages]) -> list[Sampling]:
+    """One :class:`Sampling` per conversation of ``batch``: ``sampling`` with its seed replaced by
+    :func:`conversation_seed` (unchanged when it has no seed or is greedy)."""
+    if sampling.seed is None or sampling.temperature <= 0:
+        return [sampling] * len(batch)
+    return [dataclasses.replace(sampling, seed=conversation_seed(sampling.seed, m)) for m in batch]
 
 
 def normalise_logprobs(lp: np.ndarray) -> np.ndarray:

@@ -35,7 +35,7 @@ from typing import Sequence
 
 import numpy as np
 
-from rso_lib.llm.prompting import normalise_logprobs, truncate_messages
+from rso_lib.llm.prompting import normalise_logprobs, per_conversation, truncate_messages
 from rso_lib.llm.protocol import Messages, Sampling
 
 
@@ -192,7 +192,8 @@ class VLLMChatLLM:
         self._stats["chat_calls"] += 1
         self._stats["rows"] += len(batch)
         convs = [self.fit(m, sampling.max_tokens) for m in batch]
-        params = SamplingParams(**sampling_params_kwargs(sampling))
+        # one SamplingParams per conversation: each has its own seed (prompting.per_conversation)
+        params = [SamplingParams(**sampling_params_kwargs(s)) for s in per_conversation(sampling, batch)]
         outs = self.engine.chat(convs, params, use_tqdm=False)
         self._stats["prompt_tokens"] += sum(len(out.prompt_token_ids or ()) for out in outs)
         self._stats["generated_tokens"] += sum(len(o.token_ids) for out in outs for o in out.outputs)
