@@ -82,6 +82,12 @@ browser-deps:
 reproduce: setup
 	$(PY) -m rso_lib.run --profile $(PROFILE)
 
+# The notebooks' temporary output root holds ~2 GB of checkpoints a run: removed when the recipe's
+# shell exits (pass or fail) unless RSO_KEEP_NBVAL=1, so repeated runs (CI runs on the developer's
+# machine) cannot fill the disk. A disk that filled up mid-run failed CI once (torch.save:
+# "iostream error").
+KEEP_OR_REMOVE = if [ "$${RSO_KEEP_NBVAL:-0}" = 1 ]; then echo "kept (RSO_KEEP_NBVAL=1)"; else trap 'rm -rf "$$out"' EXIT; fi
+
 # Lint, unit tests (fast feedback), then every notebook under nbval-lax (executes them in order
 # with their parameters-cell defaults = the smoke profile; outputs are not compared) in a fresh
 # temporary output root, never the working tree's runs/ results/ figures/; then the results those
@@ -89,7 +95,7 @@ reproduce: setup
 test: setup setup-vllm browser-deps lint
 	$(PY) -m pytest tests -q --ignore=tests/test_llm_vllm_cpu.py
 	VLLM_CPU_KVCACHE_SPACE=1 PYTHONPATH=$(CURDIR) $(VPY) -m pytest tests/test_llm_vllm_cpu.py -q -p no:cacheprovider
-	out=$$(mktemp -d -t rso-nbval-XXXXXX) && echo "notebook outputs: $$out" && \
+	out=$$(mktemp -d -t rso-nbval-XXXXXX) && echo "notebook outputs: $$out" && $(KEEP_OR_REMOVE) && \
 	RSO_ROOT=$$out $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=5400 notebooks -q -p no:cacheprovider && \
 	RSO_CHAIN_ROOT=$$out $(PY) -m pytest tests/test_notebook_outputs.py -q -p no:cacheprovider
 
@@ -102,7 +108,8 @@ lint: setup
 	$(PY) -m rso_lib.run --strip --check
 
 nbval: setup
-	out=$$(mktemp -d -t rso-nbval-XXXXXX) && RSO_ROOT=$$out $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=5400 notebooks -q -p no:cacheprovider
+	out=$$(mktemp -d -t rso-nbval-XXXXXX) && echo "notebook outputs: $$out" && $(KEEP_OR_REMOVE) && \
+	RSO_ROOT=$$out $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=5400 notebooks -q -p no:cacheprovider
 
 bench: setup
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done

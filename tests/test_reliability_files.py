@@ -45,6 +45,25 @@ def test_truncated_checkpoint_falls_back_to_the_previous_one(planner, tmp_path, 
         latest_checkpoint(tmp_path)
 
 
+def test_a_failed_checkpoint_write_names_the_directory_and_leaves_nothing_behind(planner, tmp_path, monkeypatch):
+    # A full disk makes torch.save raise "basic_ios::clear: iostream error" (CI saw it): the error
+    # must name where and how much space is left, the partial copy must go, LATEST must not move.
+    opt = torch.optim.AdamW(planner.parameters(), lr=1e-3)
+    save_checkpoint(tmp_path, 1, model=planner, optimizer=opt)
+    real_save = torch.save
+
+    def full_disk(obj, f, *a, **k):
+        if str(f).endswith("optimizer.pt"):
+            raise RuntimeError("basic_ios::clear: iostream error")
+        return real_save(obj, f, *a, **k)
+
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(OSError, match=r"could not write checkpoint step 2 under .*iostream error.*MiB free"):
+        save_checkpoint(tmp_path, 2, model=planner, optimizer=opt)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["LATEST", "step-00000001"]
+    assert latest_checkpoint(tmp_path).name == "step-00000001"
+
+
 def test_garbage_cache_file_is_moved_aside_and_rebuilt(tmp_path, capsys):
     path = tmp_path / "llm.sqlite"
     path.write_bytes(b"this is not a database" * 100)

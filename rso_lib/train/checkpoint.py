@@ -100,6 +100,13 @@ def _write_text_atomic(path: Path, text: str) -> None:
     os.replace(tmp, path)
 
 
+def _free_bytes(path: Path) -> int:
+    try:
+        return shutil.disk_usage(path).free
+    except OSError:
+        return -1
+
+
 def save_checkpoint(
     root: str | os.PathLike,
     step: int,
@@ -123,14 +130,25 @@ def save_checkpoint(
     if tmp.exists():
         shutil.rmtree(tmp)
     tmp.mkdir()
-    model.save(tmp / "model")
-    if optimizer is not None:
-        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
-    if scheduler is not None:
-        torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
-    torch.save(capture_rng_state(generators), tmp / "rng.pt")
-    # state.json last: its presence marks a complete directory (belt and braces with the rename)
-    (tmp / "state.json").write_text(json.dumps({"step": int(step), **(state or {})}, indent=1, sort_keys=True) + "\n")
+    try:
+        model.save(tmp / "model")
+        if optimizer is not None:
+            torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+        if scheduler is not None:
+            torch.save(scheduler.state_dict(), tmp / "scheduler.pt")
+        torch.save(capture_rng_state(generators), tmp / "rng.pt")
+        # state.json last: its presence marks a complete directory (belt and braces with the rename)
+        (tmp / "state.json").write_text(
+            json.dumps({"step": int(step), **(state or {})}, indent=1, sort_keys=True) + "\n"
+        )
+    except (OSError, RuntimeError) as e:
+        # torch.save on a full disk says only "basic_ios::clear: iostream error": name the
+        # directory and the free space, and remove the partial copy so it frees what it took.
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise OSError(
+            f"could not write checkpoint step {step} under {root} ({type(e).__name__}: {e}); "
+            f"{_free_bytes(root) / 2**20:.0f} MiB free on that filesystem"
+        ) from e
     if final.exists():  # same step written again (e.g. a rerun): swap, never leave a gap
         trash = root / f".old-{final.name}-{os.getpid()}"
         os.replace(final, trash)
