@@ -313,10 +313,15 @@ def test_requests_of_a_client_that_left_are_dropped():
 @pytest.fixture(scope="module")
 def model_server():
     """``python -m rso_lib.llm.serve`` over the embedded model: ``(host, port, pid)``. Requests
-    time out after 60 s (the 512-token request of the long-request test may meet the limit)."""
+    time out after 60 s (the 512-token request of the long-request test may meet the limit).
+
+    fp32, not ``auto``: a row's logits in a batch of 16 equal its logits alone only up to rounding,
+    and in bf16 (what ``auto`` picks on CPUs with AVX512-BF16 or AMX) that rounding flips sampled
+    tokens: on an AMD EPYC with AVX512-BF16, 1 of 4 seeded replies matched alone vs batched. The
+    test checks that each row keeps its own seed, not the kernels' rounding."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TQDM_DISABLE": "1"}
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    cmd = [sys.executable, "-m", "rso_lib.llm.serve", "--backend", "embedded", "--port", "0"]
+    cmd = [sys.executable, "-m", "rso_lib.llm.serve", "--backend", "embedded", "--dtype", "fp32", "--port", "0"]
     cmd += ["--max-wait-ms", "100", "--request-timeout", "60"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env, cwd=ROOT)
     addr, lines = None, []

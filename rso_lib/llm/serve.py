@@ -656,6 +656,11 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--backend", default="embedded", help="embedded | transformers | vllm | openai")
     ap.add_argument("--model", default=None, help="model dir / hub id (not needed for embedded)")
+    ap.add_argument(
+        "--dtype",
+        default=None,
+        help="auto | bf16 | fp16 | fp32 (embedded / transformers; default auto: bf16 on GPUs and bf16-capable CPUs)",
+    )
     ap.add_argument("--spec", default=None, help="full JSON spec for rso_lib.llm.build_llm (overrides the above)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000, help="0 picks a free port")
@@ -672,6 +677,8 @@ def main(argv=None) -> None:
     from rso_lib.llm import build_llm
 
     spec = json.loads(a.spec) if a.spec else {"backend": a.backend, **({"model": a.model} if a.model else {})}
+    if a.dtype and not a.spec:
+        spec["dtype"] = a.dtype
     llm = build_llm(spec)
     srv = make_server(
         llm,
