@@ -86,6 +86,24 @@ def test_option_scores_match_the_transformers_backend(engine, reference):
         np.testing.assert_allclose(engine.score_options(batch, options, prefix=prefix).sum(1), 1.0)
 
 
+def test_single_token_options_take_one_pass_per_conversation(engine, monkeypatch):
+    """Ratings "1".."5" are one token each: one request per conversation on the shared context,
+    log-probs of exactly those tokens at the next position; multi-token titles go one prompt per
+    option. Both ways give the same scores."""
+    import rso_lib.llm.vllm_backend as vb
+
+    batch = [RATING_PROMPT, *convs(3)]
+    n0 = engine.stats()["next_token_scores"]
+    fast = engine.score_options_raw(batch, RATINGS, prefix="Rating: ")
+    assert engine.stats()["next_token_scores"] == n0 + len(batch)
+    engine.score_options_raw(batch, TITLE_OPTIONS, prefix="Title: ")
+    assert engine.stats()["next_token_scores"] == n0 + len(batch)
+    monkeypatch.setattr(vb, "next_token_params", lambda ids: None)  # a vLLM without logprob_token_ids
+    slow = engine.score_options_raw(batch, RATINGS, prefix="Rating: ")
+    assert engine.stats()["next_token_scores"] == n0 + len(batch)
+    np.testing.assert_allclose(fast, slow, rtol=0, atol=0.02)
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
