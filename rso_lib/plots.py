@@ -422,12 +422,14 @@ def plot_sft_curves(result):
 
 
 def plot_rl_curves(rows: Sequence[dict[str, Any]], title: str = "Planner RL (Eq. 7-8)"):
-    """Planner RL, per update: mean reward, Conv-SR, mean policy entropy, and the strategy shares
+    """Planner RL, per update: mean reward, Accept-SR (the simulated user accepted), mean policy entropy, and the strategy shares
     (stacked)."""
     x = [r["step"] for r in rows]
     fig, axes = plt.subplots(1, 4, figsize=(16, 3.4))
     for ax, key, lab in zip(
-        axes[:3], ("mean_reward", "conv_sr", "mean_entropy"), ("mean turn reward", "Conv-SR", "policy entropy (nats)")
+        axes[:3],
+        ("mean_reward", "accept_sr", "mean_entropy"),
+        ("mean turn reward", "Accept-SR (user accepted)", "policy entropy (nats)"),
     ):
         ax.plot(x, [r[key] for r in rows], marker="o", ms=3)
         ax.set_xlabel("update")

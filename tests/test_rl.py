@@ -94,7 +94,7 @@ def test_reinforce_update_raises_logprob_of_rewarded_strategy(tiny_dir):
     after_good, after_bad = _logp(p, S1, good)[0], _logp(p, S1, bad)[0]
     assert after_good > before_good + 0.05, (before_good, after_good)
     assert after_bad < before_bad  # probability mass moved to the rewarded strategy
-    assert row["conv_sr"] == 0.5 and row["mean_reward"] == 0.5 and row["n_turns"] == 4
+    assert row["accept_sr"] == 0.5 and row["mean_reward"] == 0.5 and row["n_turns"] == 4
     assert row["n_credibility"] == 2 and row["n_no_strategy"] == 2 and row["grad_norm"] > 0
 
 

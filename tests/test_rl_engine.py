@@ -49,7 +49,7 @@ def test_rl_with_engine_learns_logs_and_writes_transcripts(tiny_dir, tmp_path):
     assert len(res.log) == 4
     for row in res.log:
         assert row["n_episodes"] == 2 and 2 <= row["n_turns"] <= 6
-        assert 0 <= row["mean_reward"] <= 1 and 0 <= row["conv_sr"] <= 1
+        assert 0 <= row["mean_reward"] <= 1 and 0 <= row["accept_sr"] <= 1
         assert 0 < row["mean_entropy"] <= 2.64 + 1e-3
         assert (
             sum(v for k, v in row.items() if k.startswith("n_") and k not in ("n_episodes", "n_turns"))

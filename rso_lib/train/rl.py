@@ -82,7 +82,7 @@ class RLConfig:
 @dataclass
 class EpisodeData:
     """What RL needs from one dialogue: per system turn the state, the sampled strategy id and
-    the reward; plus whether the user accepted (for Conv-SR)."""
+    the reward; plus whether the simulated user accepted (the RL log's Accept-SR)."""
 
     histories: list[list[Turn]]  # s_t: dialogue history before turn t
     actions: list[int]  # h_t: index into STRATEGIES
@@ -145,7 +145,8 @@ def rl_update(
     planner: Planner, optimizer: torch.optim.Optimizer, episodes: Sequence[EpisodeData], config: RLConfig
 ) -> dict[str, Any]:
     """One REINFORCE step (Eq. 7-8) on ``episodes``. Returns the update's log row: mean reward
-    (per turn), Conv-SR (share of episodes accepted), mean entropy and mean log-prob of the
+    (per turn), Accept-SR (share of episodes whose simulated user accepted; not Conv-SR, which the
+    evaluation tables take from the evaluator's reward), mean entropy and mean log-prob of the
     policy at the visited states (before the step), loss, gradient norm, strategy histogram."""
     eps = [e for e in episodes if e.actions]
     hist = np.bincount([a for e in episodes for a in e.actions], minlength=NUM_STRATEGIES)
@@ -153,7 +154,7 @@ def rl_update(
         "n_episodes": len(episodes),
         "n_turns": int(hist.sum()),
         "mean_reward": float(np.mean([r for e in episodes for r in e.rewards])) if hist.sum() else float("nan"),
-        "conv_sr": float(np.mean([e.accepted for e in episodes])) if episodes else float("nan"),
+        "accept_sr": float(np.mean([e.accepted for e in episodes])) if episodes else float("nan"),
         "mean_episode_return": float(np.mean([discounted_returns(e.rewards, config.gamma)[0] for e in eps]))
         if eps
         else float("nan"),
@@ -274,7 +275,7 @@ def train_rl(
         step += 1
         log(
             f"[rl] epoch {epoch + 1}/{config.epochs} update {update + 1}/{config.updates_per_epoch}: "
-            f"reward {row['mean_reward']:.3f} conv_sr {row['conv_sr']:.2f} entropy {row['mean_entropy']:.3f} "
+            f"reward {row['mean_reward']:.3f} accept_sr {row['accept_sr']:.2f} entropy {row['mean_entropy']:.3f} "
             f"loss {row['loss']:.4f} ({row['n_episodes']} dialogues, {row['n_turns']} turns; "
             f"collect {t1 - t0:.1f}s, update {time.perf_counter() - t1:.2f}s)"
         )
