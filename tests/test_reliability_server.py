@@ -440,3 +440,9 @@ def test_model_server_long_request_does_not_hold_up_short_ones(model_server):
         f"8 short requests (8 tokens) sent while it ran: all 200, latency max="
         f"{max(t for _, t, _ in shorts):.1f} s p95={_p95([t for _, t, _ in shorts]):.1f} s"
     )
+
+
+def test_dtype_and_spec_together_is_a_usage_error(capsys):
+    with pytest.raises(SystemExit) as e:
+        serve.main(["--spec", '{"backend": "embedded"}', "--dtype", "fp32"])
+    assert e.value.code == 2 and "--dtype and --spec together" in capsys.readouterr().err

@@ -676,8 +676,10 @@ def main(argv=None) -> None:
     a = ap.parse_args(argv)
     from rso_lib.llm import build_llm
 
+    if a.spec and a.dtype:
+        ap.error("--dtype and --spec together: give the dtype inside --spec's JSON")
     spec = json.loads(a.spec) if a.spec else {"backend": a.backend, **({"model": a.model} if a.model else {})}
-    if a.dtype and not a.spec:
+    if a.dtype:
         spec["dtype"] = a.dtype
     llm = build_llm(spec)
     srv = make_server(
