@@ -261,3 +261,12 @@ def test_fig3_claims_known_answers():
     flipped = turns.assign(stage=turns["stage"].map({"SFT only": "after RL", "after RL": "SFT only"}))
     s2 = {r["metric"]: r for r in C.strategy_claims(flipped, "SFT only", "after RL", np.random.default_rng(0), FAST)}
     assert not s2["entropy"]["_direction"] and s2["entropy"]["p_raw"] < 0.01
+
+
+def test_settings_reject_bad_parameters():
+    with pytest.raises(ValueError, match="CORRECTION"):
+        C.Settings(correction="bonferroni")
+    with pytest.raises(ValueError, match="MIN_PAIRED_N"):
+        C.Settings(min_paired_n=1)
+    with pytest.raises(ValueError, match="MARGINS: missing \\['Cred'\\]"):
+        C.Settings(margins={k: v for k, v in C.MARGINS.items() if k != "Cred"})

@@ -189,11 +189,28 @@ class Settings:
     n_boot: int = 2000
     n_perm: int = 5000
 
+    def __post_init__(self):
+        if not (0 < self.alpha < 1 and 0 < self.power < 1):
+            raise ValueError(f"ALPHA and POWER must lie in (0, 1), got {self.alpha}, {self.power}")
+        if self.correction not in S.CORRECTIONS:
+            raise ValueError(f"CORRECTION must be one of {S.CORRECTIONS}, got {self.correction!r}")
+        if self.min_paired_n < 2:
+            raise ValueError(f"MIN_PAIRED_N must be >= 2 (a paired sd needs two users), got {self.min_paired_n}")
+        missing = sorted(set(MARGINS) - set(self.margins))
+        bad = {k: v for k, v in self.margins.items() if not (isinstance(v, (int, float)) and v >= 0)}
+        if missing or bad:
+            raise ValueError(f"MARGINS: missing {missing or 'none'}, not a number >= 0: {bad or 'none'}")
+
 
 class Runs:
     """The per-dialogue rows of one table, split once by (dataset, paper row)."""
 
     def __init__(self, df: pd.DataFrame):
+        # RSO on INSPIRED is in both 04's and 06's tables (one reused transcript): keep the first
+        keys = [c for c in ("dataset", "paper_row", "dialog_id", "seed") if c in df.columns]
+        dup = df.duplicated(keys) if len(df) else np.zeros(0, bool)
+        self.duplicates = int(dup.sum())
+        df = df[~dup]
         self.df = df
         self.groups = {k: g for k, g in df.groupby(["dataset", "paper_row"], sort=False)} if len(df) else {}
         self.keys = {k: self._key(g) for k, g in self.groups.items()}
@@ -478,6 +495,8 @@ def claims_table(
             rows += [check_claim(c, sc, ds, rng, st, validity) for c in scale_claims(labels, rso) for ds in sc_datasets]
     df = _correct(rows, st)
     df.attrs["notes"] = _notes(df, validity, st)
+    if main.duplicates:
+        df.attrs["notes"].append(f"{main.duplicates} repeated (dataset, system, dialogue) row(s) read once")
     return df
 
 
