@@ -270,3 +270,12 @@ def test_settings_reject_bad_parameters():
         C.Settings(min_paired_n=1)
     with pytest.raises(ValueError, match="MARGINS: missing \\['Cred'\\]"):
         C.Settings(margins={k: v for k, v in C.MARGINS.items() if k != "Cred"})
+
+
+def test_docs_power_table_is_the_commands_output(capsys):
+    from pathlib import Path
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "claims.md").read_text()
+    table = doc.split("<!-- power:begin -->\n")[1].split("<!-- power:end -->")[0]
+    assert W.main([]) == 0
+    assert capsys.readouterr().out == table

@@ -131,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--power", type=float, default=POWER)
     a = ap.parse_args(argv)
     df = paper_plan(a.alpha, a.power)
-    print(f"two-sided alpha = {a.alpha}, power = {a.power}; planning sd: {PLANNING_SD} (binary: Bernoulli)")
+    print(f"two-sided alpha = {a.alpha}, power = {a.power}; planning sd: {PLANNING_SD} (binary: Bernoulli)\n")
     print(df.to_markdown(index=False))
     return 0
 
