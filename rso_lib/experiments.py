@@ -392,6 +392,7 @@ def run_and_evaluate(
             )
             ev.per_dialogue.insert(2, "paper_row", spec.paper)
             ev.per_dialogue.insert(3, "preset", spec.system)
+            ev.per_dialogue.insert(4, "seed", ctx.seed)  # claims pair users by (dialog_id, seed)
             inf["judge_s"] = round(time.perf_counter() - t0, 1)
             inf["transcript"] = str(path.relative_to(run_dir(ctx.profile)))
             for n in ev.notes:
@@ -404,7 +405,7 @@ def run_and_evaluate(
 
 def per_dialogue_table(evals: Sequence[SystemEval]) -> pd.DataFrame:
     """Every evaluated dialogue of ``evals`` in one table (``system, dataset, paper_row, preset,
-    dialog_id`` + the per-dialogue metric columns): what the claims notebook reads back."""
+    seed, dialog_id`` + the per-dialogue metric columns): what the claims notebook reads back."""
     return pd.concat([e.per_dialogue for e in evals], ignore_index=True) if evals else pd.DataFrame()
 
 

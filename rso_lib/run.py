@@ -167,6 +167,10 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "REWARD_SAMPLES": (1, None),
     "JUDGE_SAMPLES": (1, None),
     "SAVE_EVERY_STEPS": (0, None),
+    "ALPHA": (0, 1),
+    "POWER": (0, 1),
+    "MIN_PAIRED_N": (2, None),
+    "N_PERM": (1, None),
 }
 SUFFIX_RANGES = {"_MAX_TOKENS": (1, None), "_TEMPERATURE": (0, 2), "_EXAMPLES": (1, None)}
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -177,6 +181,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "KB_SOURCE": ("redial", "inspired"),
     "JUDGE_MODE": ("score", "sample"),
     "BASELINE": ("none", "mean", "normalise"),
+    "CORRECTION": ("holm", "bh"),
 }
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 

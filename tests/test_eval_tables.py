@@ -74,6 +74,7 @@ def test_compare_systems_verdicts(evals):
     rso, prompt = evals[0], evals[1]
     c = compare_systems(rso, prompt, metrics=("Conv-SR", "Cred"), seed=0).set_index("metric")
     assert c.loc["Conv-SR", "diff"] == pytest.approx(0.75)
+    assert c.loc["Conv-SR", "n_paired"] == 4  # the same four users on both sides, paired
     assert c.loc["Conv-SR", "verdict"] == "RSO better"
     assert c.loc["Cred", "verdict"] == "no clear difference"  # both judged 3.0
 

@@ -71,15 +71,19 @@ def test_fig3_shares_sum_to_one_per_bin(res):
     assert (sums.loc[sums["count"] > 0, "share"] - 1).abs().max() < 1e-3
 
 
-def test_fig5_by_module_and_claims(res):
+def test_fig5_by_module_and_claims(res, params):
     f5 = pd.read_csv(res / "fig5_ablations.csv")
     assert set(f5["module"]) == {"Fact Retriever", "Planner", "Preference Reasoner"}
     assert f5["paper:with"].notna().all()
     c = pd.read_csv(res / "claims.csv")
     from rso_lib.eval import claims as C
 
-    assert set(c["verdict"]) <= {C.SUPPORTED, C.CONTRADICTED, C.INCONCLUSIVE, C.NOT_RUN, C.NOT_MEASURABLE}
+    assert set(c["verdict"]) <= set(C.VERDICTS)
     assert (c["effect_lo"].isna() | (c["effect_lo"] <= c["effect"] + 1e-9)).all()
+    # no supported / contradicted verdict from fewer paired users than the minimum
+    decided = c[c["verdict"].isin([C.SUPPORTED, C.CONTRADICTED])]
+    assert (decided["n_paired"] >= params["09_claims"]["MIN_PAIRED_N"]).all()
+    assert decided["p_adj"].notna().all() and (c["p_adj"].isna() | (c["p_adj"] >= c["p_claim"] - 1e-9)).all()
 
 
 def test_every_table_records_its_provenance(res):

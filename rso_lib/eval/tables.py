@@ -15,6 +15,7 @@ import pandas as pd
 
 from rso_lib.eval import paper_numbers as P
 from rso_lib.eval.evaluate import METRICS, SystemEval
+from rso_lib.eval.paired import pair, paired_bootstrap_ci
 from rso_lib.strategies import STRATEGIES
 
 # Baselines of Tables IV-V that a run may leave out, and why (shown in the table's status column).
@@ -177,7 +178,7 @@ def fig5_table(
     evals: Mapping[tuple[str, str], SystemEval], full: str = "RSO", seed: int = 0, n_boot: int = 2000
 ) -> pd.DataFrame:
     """Fig. 5 by module: for each dataset and module, the paper's metric without and with the
-    module (95% CIs), the difference with a bootstrap CI, and Sec. V-C's numbers beside.
+    module (95% CIs), the paired difference (same users) with a bootstrap CI, and Sec. V-C's numbers beside.
 
     Args:
         evals: ``(dataset, system preset) -> SystemEval`` holding ``full`` and the ablations of
@@ -211,6 +212,7 @@ def fig5_table(
                     "diff_hi": c["diff_hi"],
                     "n_without": int(without.row["n"]),
                     "n_with": int(with_.row["n"]),
+                    "n_paired": int(c["n_paired"]),
                     "paper:without": P.fig5_value(ds, module, False),
                     "paper:with": P.fig5_value(ds, module, True),
                 }
@@ -235,58 +237,31 @@ PER_DIALOGUE = {
 }
 
 
-def bootstrap_diff(
-    x: np.ndarray, y: np.ndarray, rng: np.random.Generator, n_boot: int = 2000
-) -> tuple[float, float, float]:
-    """Mean difference ``mean(x) - mean(y)`` and its 95% percentile-bootstrap CI, the two samples
-    resampled independently (dialogues of different systems are different users' runs)."""
-    bx = x[rng.integers(0, len(x), (n_boot, len(x)))].mean(1)
-    by = y[rng.integers(0, len(y), (n_boot, len(y)))].mean(1)
-    lo, hi = np.quantile(bx - by, [0.025, 0.975])
-    return float(x.mean() - y.mean()), float(lo), float(hi)
+def _by_dialogue(e: SystemEval, metric: str) -> pd.Series:
+    d = e.per_dialogue
+    return pd.Series(d[PER_DIALOGUE[metric]].to_numpy(), index=d["dialog_id"].astype(str).to_numpy())
 
 
 def compare_systems(
     a: SystemEval, b: SystemEval, metrics: Sequence[str] = ("Conv-SR", "Cred"), seed: int = 0, n_boot: int = 2000
 ) -> pd.DataFrame:
-    """Is ``a`` better than ``b``? Mean difference per metric with a 95% bootstrap CI of the
-    difference (dialogues resampled independently in each system) and a plain verdict:
-    ``"a better"`` / ``"b better"`` when the CI excludes 0, else ``"no clear difference"``."""
+    """Is ``a`` better than ``b``? Per metric, on the users both were evaluated on (paired by
+    dialogue id; a user without a value on either side is left out of both, ``n_dropped``): the
+    mean difference with a 95% paired-bootstrap CI (:mod:`rso_lib.eval.paired`) and a plain
+    verdict, ``"a better"`` / ``"b better"`` when the CI excludes 0, else ``"no clear difference"``.
+    A descriptive comparison: the claims table (:mod:`rso_lib.eval.claims`) makes the tests."""
     rows = []
     rng = np.random.default_rng(seed)
     for m in metrics:
-        x = pd.to_numeric(a.per_dialogue[PER_DIALOGUE[m]], errors="coerce").dropna().to_numpy()
-        y = pd.to_numeric(b.per_dialogue[PER_DIALOGUE[m]], errors="coerce").dropna().to_numpy()
-        if len(x) == 0 or len(y) == 0:
-            rows.append(
-                {
-                    "metric": m,
-                    a.system: np.nan,
-                    b.system: np.nan,
-                    "diff": np.nan,
-                    "diff_lo": np.nan,
-                    "diff_hi": np.nan,
-                    "n_a": len(x),
-                    "n_b": len(y),
-                    "verdict": "not measurable",
-                }
-            )
-            continue
-        d, lo, hi = bootstrap_diff(x, y, rng, n_boot)
-        verdict = f"{a.system} better" if lo > 0 else f"{b.system} better" if hi < 0 else "no clear difference"
-        rows.append(
-            {
-                "metric": m,
-                a.system: float(x.mean()),
-                b.system: float(y.mean()),
-                "diff": d,
-                "diff_lo": lo,
-                "diff_hi": hi,
-                "n_a": len(x),
-                "n_b": len(y),
-                "verdict": verdict,
-            }
-        )
+        p = pair(_by_dialogue(a, m), _by_dialogue(b, m))
+        r = {"metric": m, a.system: np.nan, b.system: np.nan, "diff": np.nan, "diff_lo": np.nan, "diff_hi": np.nan}
+        r.update(n_paired=p.n, n_dropped=p.dropped_x + p.dropped_y, verdict="not measurable")
+        if p.n:
+            lo, hi = paired_bootstrap_ci(p.d, rng, n_boot)
+            r.update({a.system: float(p.x.mean()), b.system: float(p.y.mean()), "diff": float(p.d.mean())})
+            r.update(diff_lo=lo, diff_hi=hi)
+            r["verdict"] = f"{a.system} better" if lo > 0 else f"{b.system} better" if hi < 0 else "no clear difference"
+        rows.append(r)
     df = pd.DataFrame(rows)
     num = df.select_dtypes(include=[np.floating]).columns
     df[num] = df[num].round(4)
