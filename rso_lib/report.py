@@ -20,9 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from rso_lib.paths import repo_root
+from rso_lib.paths import PROFILE_NAME, repo_root
 from rso_lib.results import git_commit
-from rso_lib.run import PROFILE_NAME
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ import argparse
 import ast
 import json
 import os
-import re
 import sys
 import time
 from contextlib import contextmanager
@@ -36,7 +35,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from rso_lib.paths import repo_root, results_dir, run_dir
+from rso_lib.paths import PROFILE_NAME, repo_root, results_dir, run_dir
 
 
 class ParamsError(ValueError):
@@ -178,7 +177,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "JUDGE_MODE": ("score", "sample"),
     "BASELINE": ("none", "mean", "normalise"),
 }
-PROFILE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def _type_name(v: Any) -> str:
