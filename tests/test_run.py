@@ -204,9 +204,11 @@ def test_a_second_chain_of_the_same_profile_is_refused(tmp_repo):
 
     with run.profile_lock("p") as lock:
         assert lock.read_text().split()[0] == str(os.getpid())
-        with pytest.raises(run.ParamsError, match=rf"another chain of profile 'p' is running \(pid {os.getpid()}"):
-            with run.profile_lock("p"):
-                pass
+        with (
+            pytest.raises(run.ParamsError, match=rf"another chain of profile 'p' is running \(pid {os.getpid()}"),
+            run.profile_lock("p"),
+        ):
+            pass
     assert not lock.exists()
     # a lock left by a process that is gone is taken over
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

@@ -37,7 +37,7 @@ six roles should share that one spec (``role_llms`` then builds a single engine)
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
