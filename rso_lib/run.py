@@ -346,7 +346,15 @@ def _report(profile: str) -> None:
     """Regenerate ``docs/results/<profile>.md`` from the finished chain's files."""
     from rso_lib.report import render
 
-    page = render(profile, repo_root(), repo_root() / "docs" / "results")
+    try:
+        page = render(profile, repo_root(), repo_root() / "docs" / "results")
+    except (OSError, ValueError) as exc:  # the run's results stand; only their page is missing
+        print(
+            f"[rso] results page NOT written ({exc}): rerun `python -m rso_lib.report --profile {profile}`",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
     print(f"[rso] results page: {page}", flush=True)
 
 
