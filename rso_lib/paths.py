@@ -9,9 +9,14 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 _PKG_ROOT = Path(__file__).resolve().parent.parent
+
+
+#: A profile names folders (runs/<profile>/, results/<profile>/): plain names only, no paths.
+PROFILE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 class MissingDataDirError(FileNotFoundError):

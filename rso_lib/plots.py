@@ -12,7 +12,8 @@ Each function takes a DataFrame and returns a matplotlib Figure; save it with
 from __future__ import annotations
 
 import math
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import matplotlib.pyplot as plt
 import numpy as np

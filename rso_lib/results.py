@@ -52,6 +52,32 @@ def git_commit() -> str | None:
         return None
 
 
+#: CPU flags that decide which precision the embedded models run in (bf16 needs avx512_bf16 or
+#: amx_bf16; without them the kit runs fp32) and how fast the matrix kernels are.
+PRECISION_FLAGS = ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni", "amx_bf16", "amx_tile")
+
+
+def machine(cpuinfo: str | os.PathLike = "/proc/cpuinfo") -> dict[str, Any]:
+    """The CPU a result was computed on: model name, the precision-relevant flags it has, core
+    count. Fields that cannot be read (no /proc/cpuinfo) are left out, never guessed."""
+    out: dict[str, Any] = {"machine": platform.machine(), "cpu_count": os.cpu_count()}
+    try:
+        text = Path(cpuinfo).read_text(errors="replace")
+    except OSError:
+        return out
+    fields: dict[str, str] = {}
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key.strip() not in fields:
+            fields[key.strip()] = value.strip()
+    if "model name" in fields:
+        out["cpu_model"] = fields["model name"]
+    if "flags" in fields:
+        have = set(fields["flags"].split())
+        out["cpu_flags"] = [f for f in PRECISION_FLAGS if f in have]
+    return out
+
+
 def provenance(seed: int | None, **extra: Any) -> dict[str, Any]:
     """What produced a result: seed, versions, platform, plus whatever the caller adds
     (profile, backends, model ids, data files...). No timestamps in tables: same seed, same file."""
@@ -62,6 +88,7 @@ def provenance(seed: int | None, **extra: Any) -> dict[str, Any]:
         "packages": package_versions(),
         "git_commit": git_commit(),
         "threads": chosen_threads() or choose_threads(),  # torch threads (a choice made from the free cores)
+        "host": machine(),
         **extra,
     }
 

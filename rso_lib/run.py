@@ -26,7 +26,6 @@ import argparse
 import ast
 import json
 import os
-import re
 import sys
 import time
 from contextlib import contextmanager
@@ -36,7 +35,7 @@ from typing import Any
 import nbformat
 import yaml
 
-from rso_lib.paths import repo_root, run_dir
+from rso_lib.paths import PROFILE_NAME, repo_root, results_dir, run_dir
 
 
 class ParamsError(ValueError):
@@ -183,7 +182,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "BASELINE": ("none", "mean", "normalise"),
     "CORRECTION": ("holm", "bh"),
 }
-PROFILE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 
 
 def _type_name(v: Any) -> str:
@@ -324,7 +322,45 @@ def run_chain(profile: str, extra: list[Path] = (), only: list[str] | None = Non
     log["total_seconds"] = round(sum(n["seconds"] for n in log["notebooks"]), 1)
     (run_dir(name) / "chain.json").write_text(json.dumps(log, indent=2, default=str) + "\n")
     print(f"[rso] chain finished in {log['total_seconds']} s", flush=True)
+    from rso_lib.results import write_json  # pandas: not needed by --check / --strip
+
+    write_json(merge_chain_log(results_dir(name) / "chain.json", log), results_dir(name) / "chain.json")
+    _report(name)
     return log
+
+
+def merge_chain_log(path: Path, log: dict) -> dict:
+    """The chain log kept beside the results: this run's notebooks, plus the notebooks of earlier
+    runs that this one did not redo (``--only`` / ``--from``), marked ``earlier_run``, so that the
+    results page's wall time covers every notebook whose output it shows."""
+    from rso_lib.results import git_commit
+
+    commit = git_commit()
+    done = [{**n, "git_commit": commit} for n in log["notebooks"]]
+    try:
+        earlier = json.loads(path.read_text()).get("notebooks", []) if path.is_file() else []
+    except ValueError:
+        earlier = []  # a damaged log is replaced by this run's
+    names = {n["notebook"] for n in done}
+    kept = [{**n, "earlier_run": True} for n in earlier if isinstance(n, dict) and n.get("notebook") not in names]
+    merged = sorted(kept + done, key=lambda n: str(n.get("notebook")))
+    return {**log, "notebooks": merged, "total_seconds": round(sum(float(n["seconds"]) for n in merged), 1)}
+
+
+def _report(profile: str) -> None:
+    """Regenerate ``docs/results/<profile>.md`` from the finished chain's files."""
+    from rso_lib.report import render
+
+    try:
+        page = render(profile, repo_root(), repo_root() / "docs" / "results")
+    except (OSError, ValueError) as exc:  # the run's results stand; only their page is missing
+        print(
+            f"[rso] results page NOT written ({exc}): rerun `python -m rso_lib.report --profile {profile}`",
+            file=sys.stderr,
+            flush=True,
+        )
+        return
+    print(f"[rso] results page: {page}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:

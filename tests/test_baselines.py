@@ -170,7 +170,7 @@ def test_barcor_resume_is_exact(world, tmp_path):
 
 
 def test_save_load_round_trip(world, trained_barcor, tmp_path):
-    from rso_lib.baselines.common import load_plm
+    from rso_lib.baselines.registry import load_plm
 
     m, _ = trained_barcor
     m.save(tmp_path / "m")
@@ -325,3 +325,14 @@ def test_backbones_by_directory_gpt2_roberta_bart(world, tmp_path):
         m.eval()
         assert m.item_scores(hs).shape == (3, len(world["kb"]))
         assert len(m.generate(hs, max_new_tokens=5)) == 3
+
+
+def test_registry_names_the_known_kinds(world, tmp_path):
+    from rso_lib.baselines.registry import MODELS, load_plm, make_model
+
+    assert set(MODELS) == {"unicrs", "barcor"}
+    with pytest.raises(ValueError, match=r"make_model: unknown PLM baseline 'bart' \(unicrs \| barcor\)"):
+        make_model("bart", None, world["kb"], {})
+    (tmp_path / "plm.json").write_text('{"kind": "gpt"}')
+    with pytest.raises(ValueError, match=r"plm.json: unknown PLM baseline 'gpt'"):
+        load_plm(tmp_path, world["kb"])

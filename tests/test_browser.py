@@ -89,7 +89,7 @@ def lab(tmp_path_factory):
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ, RSO_ROOT=str(out_root), HF_HUB_OFFLINE="1", JUPYTER_CONFIG_DIR=str(work / "jupyter"))
     env.setdefault("RSO_DATA_DIR", str(ROOT.parent / "shared" / "data"))
-    log = open(work / "jupyterlab.log", "w")
+    log = open(work / "jupyterlab.log", "w")  # noqa: SIM115 -- the server writes to it until the finally below
     proc = subprocess.Popen(
         [
             sys.executable,

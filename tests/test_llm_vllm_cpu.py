@@ -133,7 +133,7 @@ def server(model_dir):
         "2048",
         "--enforce-eager",
     ]
-    log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"rso-vllm-server-{port}.log"), "w")
+    log = open(os.path.join(os.environ.get("TMPDIR", "/tmp"), f"rso-vllm-server-{port}.log"), "w")  # noqa: SIM115 -- the server writes to it for its lifetime
     proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env={**os.environ})
     url = f"http://127.0.0.1:{port}"
     try:

@@ -67,7 +67,7 @@ def test_table_ii_and_sec_vc_numbers_are_in_the_text(paper_text):
     assert "Inspired [2] 1,001 35,811 1,783" in flat and "ReDial [34] 10,006 182,150 51,699" in flat
     assert P.TABLE_II["inspired"]["utterances"] == 35811 and P.TABLE_II["redial"]["unique_items"] == 51699
     for ds, name in (("inspired", "Inspired"), ("redial", "ReDial")):
-        for module, (metric, without, with_) in P.FIG5[ds].items():
+        for module, (_metric, without, with_) in P.FIG5[ds].items():
             # the text quotes "from <without> to <with>" or, for a drop, "falls from <with> to <without>"
             assert (
                 f"from {without:.2f} to {with_:.2f} on {name}" in flat

@@ -93,6 +93,23 @@ def test_chain_executes_in_order_with_parameters(tmp_repo):
     executed = nbformat.read(tmp_repo / "runs" / "t" / "notebooks" / "01_a.ipynb", as_version=4)
     assert any("N = 7" in c.source for c in executed.cells)  # papermill's injected-parameters cell
     assert json.loads((tmp_repo / "runs" / "t" / "chain.json").read_text())["profile"] == "t"
+    # the chain ends by writing its results page, with the wall time of each notebook it ran
+    page = (tmp_repo / "docs" / "results" / "t.md").read_text()
+    assert "over 2 notebooks" in page and "01_a.ipynb" in page and "02_b.ipynb" in page
+
+
+def test_a_partial_rerun_keeps_the_other_notebooks_times(tmp_path):
+    log_path = tmp_path / "chain.json"
+    log_path.write_text(
+        json.dumps(
+            {"notebooks": [{"notebook": "01_a.ipynb", "seconds": 10.0}, {"notebook": "02_b.ipynb", "seconds": 5.0}]}
+        )
+    )
+    merged = run.merge_chain_log(log_path, {"profile": "t", "notebooks": [{"notebook": "02_b.ipynb", "seconds": 7.0}]})
+    by_name = {n["notebook"]: n for n in merged["notebooks"]}
+    assert by_name["01_a.ipynb"]["earlier_run"] and by_name["01_a.ipynb"]["seconds"] == 10.0
+    assert by_name["02_b.ipynb"]["seconds"] == 7.0 and "earlier_run" not in by_name["02_b.ipynb"]
+    assert merged["total_seconds"] == 17.0
 
 
 def test_strip_outputs(tmp_path):
@@ -187,9 +204,11 @@ def test_a_second_chain_of_the_same_profile_is_refused(tmp_repo):
 
     with run.profile_lock("p") as lock:
         assert lock.read_text().split()[0] == str(os.getpid())
-        with pytest.raises(run.ParamsError, match=rf"another chain of profile 'p' is running \(pid {os.getpid()}"):
-            with run.profile_lock("p"):
-                pass
+        with (
+            pytest.raises(run.ParamsError, match=rf"another chain of profile 'p' is running \(pid {os.getpid()}"),
+            run.profile_lock("p"),
+        ):
+            pass
     assert not lock.exists()
     # a lock left by a process that is gone is taken over
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)

@@ -17,8 +17,8 @@ SmolLM2 tokenizer: it is NOT pre-trained, and tables must say so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F

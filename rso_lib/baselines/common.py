@@ -12,13 +12,13 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
 
 import torch
 from torch import nn
 
-from rso_lib.baselines.kg import KG, EntityLinker, build_kg
+from rso_lib.baselines.kg import KG, EntityLinker
 from rso_lib.data.records import Turn
 from rso_lib.threads import configure_torch_threads
 
@@ -124,35 +124,3 @@ class PLMBase(nn.Module):
             "items": len(self.item_ids),
         }
         (path / "plm.json").write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n")
-
-
-def load_plm(path: str | os.PathLike, items, data_dir: str | os.PathLike | None = None):
-    """Load a saved UniCRS / BARCOR (``save`` output) for the catalogue ``items``; the graph is
-    rebuilt from ``cfg.kg_source`` and must match the saved summary."""
-    from safetensors.torch import load_file
-
-    from rso_lib.baselines.barcor import BARCOR, BARCORConfig
-    from rso_lib.baselines.unicrs import UniCRS, UniCRSConfig
-
-    path = Path(path)
-    meta_p = path / "plm.json"
-    if not meta_p.is_file():
-        raise FileNotFoundError(f"{path}: no plm.json (not a saved UniCRS/BARCOR model)")
-    meta = json.loads(meta_p.read_text())
-    classes: dict[str, Any] = {"unicrs": (UniCRS, UniCRSConfig), "barcor": (BARCOR, BARCORConfig)}
-    if meta.get("kind") not in classes:
-        raise ValueError(f"{meta_p}: unknown kind {meta.get('kind')!r} (unicrs | barcor)")
-    cls, cfg_cls = classes[meta["kind"]]
-    cfg = cfg_cls(**meta["config"])
-    items = list(items)
-    kg = build_kg(cfg.kg_source, items, data_dir)
-    if kg.summary() != meta["kg"]:
-        raise ValueError(f"{meta_p}: knowledge graph differs from the one trained on: {kg.summary()} vs {meta['kg']}")
-    model = cls(cfg, kg, items)
-    weights = load_file(str(path / "model.safetensors"))
-    missing, unexpected = model.load_state_dict(weights, strict=False)
-    params = dict(model.named_parameters())
-    missing = [k for k in missing if k in params]  # tied aliases are not stored
-    if missing or unexpected:
-        raise ValueError(f"{path}: weights do not match the model: missing {missing[:5]}, unexpected {unexpected[:5]}")
-    return model.eval()

@@ -13,8 +13,8 @@ otherwise (INSPIRED's strategy split carries no movie annotations).
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
 
 import numpy as np
 

@@ -25,6 +25,7 @@ import torch
 from rso_lib.baselines.examples import build_examples, subsample
 from rso_lib.baselines.kg import EntityLinker, build_kg
 from rso_lib.baselines.plm_system import plm_dir
+from rso_lib.baselines.registry import make_model
 from rso_lib.baselines.train import PLMTrainConfig, train_plm
 
 
@@ -93,17 +94,6 @@ def _enough(dialogues: list, n: int | None, seed: int, kb, linker) -> list:
         if turns >= 2 * n:
             break
     return out
-
-
-def make_model(kind: str, kg, kb, model_cfg: dict):
-    from rso_lib.baselines.barcor import BARCOR, BARCORConfig
-    from rso_lib.baselines.unicrs import UniCRS, UniCRSConfig
-
-    if kind == "unicrs":
-        return UniCRS(UniCRSConfig(**model_cfg), kg, kb)
-    if kind == "barcor":
-        return BARCOR(BARCORConfig(**model_cfg), kg, kb)
-    raise ValueError(f"unknown PLM baseline {kind!r} (unicrs | barcor)")
 
 
 def train_baseline(

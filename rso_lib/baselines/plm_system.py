@@ -15,8 +15,8 @@ runs them unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
@@ -108,7 +108,7 @@ class PLMGenerator:
             replies.append(text or FALLBACK_REPLY)
         return replies, empty
 
-    def timed(self, engine) -> "_TimedReply":
+    def timed(self, engine) -> _TimedReply:
         """This generator with its calls timed by ``engine`` (what ``build_system`` installs)."""
         return _TimedReply(self, engine)
 
@@ -122,7 +122,7 @@ def fill_slots(template: str, name: str | None) -> str:
 class _TimedReply:
     """The generator's ``reply`` through the engine's timer (its time counts as the actor role's)."""
 
-    def __init__(self, gen: "PLMGenerator", engine):
+    def __init__(self, gen: PLMGenerator, engine):
         self.gen, self.engine = gen, engine
         self.sampling = None  # no LLM sampling (the engine reads it only for PC-CRS self-checks)
 
@@ -163,7 +163,7 @@ def plm_parts(
             f"(train it with rso_lib.baselines.train.train_plm; saved under {plm_dir('<profile>', kind, '<dataset>')})"
         )
     if isinstance(plm, (str, Path)):
-        from rso_lib.baselines.common import load_plm
+        from rso_lib.baselines.registry import load_plm
         from rso_lib.paths import data_dir as default_data_dir
 
         plm = load_plm(plm, kb, data_dir or default_data_dir())

@@ -24,8 +24,8 @@ encoder (initialised, as in the paper, from the pre-trained one) with the R-GCN 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F

@@ -10,7 +10,7 @@ Type ``/accept`` to accept the movie the system just named, ``/quit`` to stop. `
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from rso_lib.data.records import Persona, SimTarget, Turn
 from rso_lib.dialogue.simulators import SimResponse, SimState, TitleMatcher, covers

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import queue
 import threading
-from typing import Sequence
+from collections.abc import Sequence
 
 from rso_lib.dialogue.chat import chat
 

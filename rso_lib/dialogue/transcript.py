@@ -49,9 +49,10 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
 from rso_lib.data.records import RECOMMENDER, SEEKER, Persona, SimTarget, Turn
 from rso_lib.paths import temp_sibling
@@ -165,43 +166,61 @@ class TranscriptError(ValueError):
 
 
 def validate_row(row: Any) -> list[str]:
-    """Problems with one transcript line (empty list = valid)."""
+    """Problems with one transcript line (empty list = valid): its shape first (fields and their
+    types), then, only on a well-shaped row, the rules between its values."""
     if not isinstance(row, dict):
         return ["not a JSON object"]
+    return _shape_errors(row) or _value_errors(row)
+
+
+def _shape_errors(row: dict) -> list[str]:
     errs = [f"missing field {k!r}" for k in FIELDS if k not in row]
     errs += [f"unknown field {k!r}" for k in row if k not in _TYPES]
     for k, types in _TYPES.items():
         if k in row and not isinstance(row[k], types) or (k in row and types[0] is int and isinstance(row[k], bool)):
             errs.append(f"field {k!r}: {type(row[k]).__name__} is not {'/'.join(t.__name__ for t in types)}")
-    if errs:
-        return errs
-    if row["schema"] != SCHEMA:
-        errs.append(f"schema {row['schema']!r} != {SCHEMA!r}")
-    if row["turn"] < 0:
-        errs.append("turn < 0")
-    if (row["turn"] == 0) != (row["user_open"] is not None):
-        errs.append("user_open must be set on turn 0 only")
-    if row["reward"] is not None and not 0.0 <= row["reward"] <= 1.0:
-        errs.append(f"reward {row['reward']} outside [0, 1]")
-    if row["rating"] is not None and not 1.0 <= row["rating"] <= 5.0:
-        errs.append(f"rating {row['rating']} outside [1, 5]")
-    if row["strategy_prob"] is not None and not 0.0 <= row["strategy_prob"] <= 1.0:
-        errs.append("strategy_prob outside [0, 1]")
-    if row["done"] != (row["stop_reason"] is not None):
-        errs.append("stop_reason must be set exactly when done")
-    if row["stop_reason"] is not None and row["stop_reason"] not in STOP_REASONS:
-        errs.append(f"stop_reason {row['stop_reason']!r} not in {STOP_REASONS}")
-    if row["accepted"] and row["mentioned_item"] is None:
-        errs.append("accepted without a mentioned_item")
-    if row["chosen_item"] is not None and row["retrieved"] and row["chosen_item"] not in row["retrieved"]:
-        errs.append("chosen_item not among retrieved")
-    if len(row["retrieval_scores"]) != len(row["retrieved"]):
-        errs.append("retrieval_scores and retrieved differ in length")
-    if row["retrieved"] and row["ranking"][: len(row["retrieved"])] != row["retrieved"]:
-        errs.append("retrieved is not the head of ranking")
-    if not all(isinstance(v, int) and v >= 0 for v in row["parse_failures"].values()):
-        errs.append("parse_failures values must be counts >= 0")
     return errs
+
+
+def _outside(value: float | None, lo: float, hi: float) -> bool:
+    return value is not None and not lo <= value <= hi
+
+
+#: (rule broken?, message) over a row whose fields and types are valid, in reporting order
+_VALUE_RULES: tuple[tuple[Callable[[dict], bool], Callable[[dict], str]], ...] = (
+    (lambda r: r["schema"] != SCHEMA, lambda r: f"schema {r['schema']!r} != {SCHEMA!r}"),
+    (lambda r: r["turn"] < 0, lambda r: "turn < 0"),
+    (lambda r: (r["turn"] == 0) != (r["user_open"] is not None), lambda r: "user_open must be set on turn 0 only"),
+    (lambda r: _outside(r["reward"], 0.0, 1.0), lambda r: f"reward {r['reward']} outside [0, 1]"),
+    (lambda r: _outside(r["rating"], 1.0, 5.0), lambda r: f"rating {r['rating']} outside [1, 5]"),
+    (lambda r: _outside(r["strategy_prob"], 0.0, 1.0), lambda r: "strategy_prob outside [0, 1]"),
+    (lambda r: r["done"] != (r["stop_reason"] is not None), lambda r: "stop_reason must be set exactly when done"),
+    (
+        lambda r: r["stop_reason"] is not None and r["stop_reason"] not in STOP_REASONS,
+        lambda r: f"stop_reason {r['stop_reason']!r} not in {STOP_REASONS}",
+    ),
+    (lambda r: r["accepted"] and r["mentioned_item"] is None, lambda r: "accepted without a mentioned_item"),
+    (
+        lambda r: r["chosen_item"] is not None and bool(r["retrieved"]) and r["chosen_item"] not in r["retrieved"],
+        lambda r: "chosen_item not among retrieved",
+    ),
+    (
+        lambda r: len(r["retrieval_scores"]) != len(r["retrieved"]),
+        lambda r: "retrieval_scores and retrieved differ in length",
+    ),
+    (
+        lambda r: bool(r["retrieved"]) and r["ranking"][: len(r["retrieved"])] != r["retrieved"],
+        lambda r: "retrieved is not the head of ranking",
+    ),
+    (
+        lambda r: not all(isinstance(v, int) and v >= 0 for v in r["parse_failures"].values()),
+        lambda r: "parse_failures values must be counts >= 0",
+    ),
+)
+
+
+def _value_errors(row: dict) -> list[str]:
+    return [message(row) for broken, message in _VALUE_RULES if broken(row)]
 
 
 def read_rows(path: str | os.PathLike) -> list[dict]:

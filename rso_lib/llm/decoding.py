@@ -7,13 +7,14 @@ torch and transformers are imported inside the functions, so importing this modu
 from __future__ import annotations
 
 import functools
-from typing import TYPE_CHECKING, Sequence
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     import torch
 
 
-def sample_nucleus(logits, temperature: float, top_p: float, generators: Sequence) -> "torch.Tensor":
+def sample_nucleus(logits, temperature: float, top_p: float, generators: Sequence) -> torch.Tensor:
     """One token per row from ``softmax(logits / temperature)`` restricted to the nucleus ``top_p``.
 
     Same distribution as :func:`apply_top_p` + ``torch.multinomial``, computed without sorting the
@@ -68,7 +69,7 @@ def apply_top_p(probs, top_p: float):
     return out / out.sum(-1, keepdim=True)
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _preallocated_layer_class():
     """A transformers ``DynamicLayer`` that writes new keys/values into preallocated storage.
 

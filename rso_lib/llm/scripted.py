@@ -7,7 +7,7 @@ can assert what the engine sent.
 
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 

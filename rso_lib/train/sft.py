@@ -20,9 +20,10 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -66,7 +67,7 @@ class SFTConfig:
     device: str = "auto"  # where a Planner built here lives: "auto" (cuda when available) | "cpu" | "cuda"
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "SFTConfig":
+    def from_dict(cls, d: dict[str, Any]) -> SFTConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -225,6 +226,62 @@ class SFTResult:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: SFTConfig fields that may change between a run and its resume (logging and checkpoint cadence,
+#: evaluation batch, device): they do not change the weights a run ends with
+_CADENCE = ("log_every", "keep_last", "save_every_steps", "eval_batch_size", "device")
+
+
+def _resume_state(ckpt_root: Path, resume: bool, identity: dict, planner, optimizer, scheduler, log) -> dict:
+    """The training state to start from: the latest checkpoint of this same run (loaded into
+    ``planner``, ``optimizer`` and ``scheduler``), else a fresh start (with ``resume=False``, old
+    checkpoints are removed so they cannot be mixed in later)."""
+    fresh = {"step": 0, "epoch": 0, "batch": 0, "history": [], "step_losses": [], "resumed": False}
+    fresh["best"] = {"epoch": None, "macro_f1": -1.0}
+    ckpt = latest_checkpoint(ckpt_root) if resume else None
+    if ckpt is None:
+        if not resume and ckpt_root.exists():
+            shutil.rmtree(ckpt_root)
+        return fresh
+    saved = json.loads((ckpt / "state.json").read_text()).get("identity", {})
+
+    def drop(ident):
+        return {**ident, "config": {k: v for k, v in ident.get("config", {}).items() if k not in _CADENCE}}
+
+    check_resumable(drop(saved), drop(identity), ckpt)  # before anything is loaded into the planner
+    st = load_checkpoint(ckpt, model=planner, optimizer=optimizer, scheduler=scheduler)
+    log(f"[sft] resumed from {ckpt} (step {st['step']}, epoch {st['epoch']}, batch {st['batch']})")
+    return {**st, "resumed": True}
+
+
+def _sft_step(planner, optimizer, scheduler, texts: list[str], labels: torch.Tensor, config: SFTConfig) -> float:
+    """One optimizer step of Eq. 6 on one batch; returns its loss."""
+    dev = planner.head.weight.device
+    with _autocast(config.bf16, dev):
+        logits = planner(texts)  # [B, 14]
+    loss = sft_loss(logits, labels.to(dev))
+    optimizer.zero_grad(set_to_none=True)
+    loss.backward()
+    if config.max_grad_norm is not None:
+        torch.nn.utils.clip_grad_norm_(planner.parameters(), config.max_grad_norm)
+    optimizer.step()
+    scheduler.step()
+    return float(loss.detach())
+
+
+def _validate_epoch(planner, valid: Sequence, config: SFTConfig, row: dict, best: dict, planner_dir: Path) -> dict:
+    """Add the validation metrics to the epoch's ``row``; when macro-F1 beats ``best``, keep this
+    epoch's Planner (``select_best``). Returns the new best."""
+    if not valid:
+        return best
+    ev = evaluate(planner, valid, config.eval_batch_size, config.bf16)
+    row.update({"val_loss": ev["loss"], "val_accuracy": ev["accuracy"], "val_macro_f1": ev["macro_f1"]})
+    if ev["macro_f1"] <= best["macro_f1"]:
+        return best
+    if config.select_best:
+        save_planner_atomic(planner, planner_dir)
+    return {"epoch": row["epoch"], "macro_f1": ev["macro_f1"]}
+
+
 def train_sft(
     config: SFTConfig,
     train_examples: Sequence,
@@ -263,7 +320,6 @@ def train_sft(
         planner = Planner.from_config(
             config.encoder, config.max_length, config.seed, config.pooling, device=config.device
         )
-    dev = planner.head.weight.device
     bs = int(config.batch_size)
     steps_per_epoch = math.ceil(len(train) / bs)
     total_steps = steps_per_epoch * int(config.epochs)
@@ -279,29 +335,13 @@ def train_sft(
         "config": asdict(config),
         "start_weights": weights_fingerprint(planner),
     }
-    _cadence = ("log_every", "keep_last", "save_every_steps", "eval_batch_size", "device")
 
-    # ---- resume
-    step, start_epoch, start_batch = 0, 0, 0
-    history: list[dict[str, Any]] = []
-    step_losses: list[float] = []
-    best = {"epoch": None, "macro_f1": -1.0}
-    resumed_from = None
-    ckpt = latest_checkpoint(ckpt_root) if resume else None
-    if ckpt is not None:
-        saved = json.loads((ckpt / "state.json").read_text()).get("identity", {})
-
-        def drop(ident):
-            return {**ident, "config": {k: v for k, v in ident.get("config", {}).items() if k not in _cadence}}
-
-        check_resumable(drop(saved), drop(identity), ckpt)  # before anything is loaded into the planner
-        st = load_checkpoint(ckpt, model=planner, optimizer=optimizer, scheduler=scheduler)
-        step, start_epoch, start_batch = st["step"], st["epoch"], st["batch"]
-        history, step_losses, best = st["history"], st["step_losses"], st["best"]
-        resumed_from = step
-        log(f"[sft] resumed from {ckpt} (step {step}, epoch {start_epoch}, batch {start_batch})")
-    elif not resume and ckpt_root.exists():
-        shutil.rmtree(ckpt_root)
+    st = _resume_state(ckpt_root, resume, identity, planner, optimizer, scheduler, log)
+    step, start_epoch, start_batch = st["step"], st["epoch"], st["batch"]
+    history: list[dict[str, Any]] = st["history"]
+    step_losses: list[float] = st["step_losses"]
+    best = st["best"]
+    resumed_from = step if st["resumed"] else None
 
     def state(epoch: int, batch: int) -> dict[str, Any]:
         return {
@@ -321,19 +361,10 @@ def train_sft(
         for b in range(first, steps_per_epoch):
             t0 = time.perf_counter()
             idx = order[b * bs : (b + 1) * bs]
-            with _autocast(config.bf16, dev):
-                logits = planner([texts[i] for i in idx])  # [B, 14]
-            loss = sft_loss(logits, labels[idx].to(dev))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if config.max_grad_norm is not None:
-                torch.nn.utils.clip_grad_norm_(planner.parameters(), config.max_grad_norm)
-            optimizer.step()
-            scheduler.step()
+            step_losses.append(_sft_step(planner, optimizer, scheduler, [texts[i] for i in idx], labels[idx], config))
             step += 1
             t_steps += time.perf_counter() - t0
             n_timed += 1
-            step_losses.append(float(loss.detach()))
             if config.log_every and step % config.log_every == 0:
                 recent = step_losses[-config.log_every :]
                 log(
@@ -358,13 +389,7 @@ def train_sft(
             "step": step,
             "train_loss": float(np.mean(step_losses[-steps_per_epoch:])),
         }
-        if valid:
-            ev = evaluate(planner, valid, config.eval_batch_size, config.bf16)
-            row.update({"val_loss": ev["loss"], "val_accuracy": ev["accuracy"], "val_macro_f1": ev["macro_f1"]})
-            if ev["macro_f1"] > best["macro_f1"]:
-                best = {"epoch": epoch + 1, "macro_f1": ev["macro_f1"]}
-                if config.select_best:
-                    save_planner_atomic(planner, out_dir / "planner")
+        best = _validate_epoch(planner, valid, config, row, best, out_dir / "planner")
         history.append(row)
         log("[sft] " + ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()))
         save_checkpoint(
