@@ -20,9 +20,9 @@ Only numpy and the standard library: nothing here runs a model.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from statistics import NormalDist
-from typing import Sequence
 
 import numpy as np
 import pandas as pd
