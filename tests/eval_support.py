@@ -100,7 +100,7 @@ def _judge():
             want = 3
         elif "its title" in text:
             want = 2
-        elif "conversation" in text:
+        elif "recommender said" in text:
             want = 4
         else:
             want = 5
