@@ -167,6 +167,7 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "REWARD_SAMPLES": (1, None),
     "JUDGE_SAMPLES": (1, None),
     "SAVE_EVERY_STEPS": (0, None),
+    "PRS_MIN_GAP": (0, 4),
 }
 SUFFIX_RANGES = {"_MAX_TOKENS": (1, None), "_TEMPERATURE": (0, 2), "_EXAMPLES": (1, None)}
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -175,7 +176,12 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "REWARD_MODE": ("expected", "sampled"),
     "GENRE_RULE": ("all", "first"),
     "KB_SOURCE": ("redial", "inspired"),
-    "JUDGE_MODE": ("score", "sample"),
+    "JUDGE_MODE": ("score", "sample", "reasoned"),
+    "JUDGE_ITEM": ("most_similar", "presented"),
+    "CRED_NO_ITEM": ("zero", "exclude"),
+    "POST_EVIDENCE": ("recommender", "dialogue"),
+    "RECALL_RANKING": ("catalogue", "named"),
+    "DIST2": ("per_response", "corpus"),
     "BASELINE": ("none", "mean", "normalise"),
 }
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
