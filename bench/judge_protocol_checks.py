@@ -38,10 +38,12 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
-from judge_discrimination import _first_sentence, claim_pairs, pairwise_accuracy, parse_model  # noqa: E402
+from judge_discrimination import parse_model  # noqa: E402
 
 from rso_lib.data.kb import load_kb  # noqa: E402
 from rso_lib.eval import judges as J  # noqa: E402
+from rso_lib.eval.known_answers import claim_pairs, pairwise_accuracy  # noqa: E402
+from rso_lib.eval.known_answers import first_sentence as _first_sentence  # noqa: E402
 
 #: the credibility rubric of rso_lib/eval/judges.py before issue 20 (kept here to measure the change)
 OLD_CRED_RUBRIC = (
@@ -62,7 +64,9 @@ def cred_check(llm, pairs, mode: str, rubric: str | None) -> dict:
         J._CRED_RUBRIC = rubric
     try:
         cases = [
-            J.CredCase(r, p["item"]) for p in pairs for r in (p["true"], p["false"], VAGUE.format(p["item"].title))
+            J.CredCase(r, p["item"])
+            for p in pairs
+            for r in (p["true"].text, p["false"].text, VAGUE.format(p["item"].title))
         ]
         t0 = time.perf_counter()
         out = J.judge_cred(llm, cases, mode=mode, cfg=J.JudgeConfig(batch_size=6, reasoned_max_tokens=160))

@@ -4,6 +4,7 @@ recommendation, a user who accepts anything or names its target)."""
 
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -97,6 +98,29 @@ def test_an_oracle_judge_passes_and_an_order_sensitive_one_fails_the_order_check
     assert by["cred_true_vs_false"]["passed"] and by["cred_length_flip_rate"]["passed"]
 
 
+def test_agreement_with_the_reference_procedure():
+    cases = V.cred_cases(ITEMS, 8, 0)
+    truth = {r.text for r in cases["true"]}
+
+    def judge(agree: bool) -> ScriptedLLM:
+        def reasoned(m):
+            good = (_reply_in(m) in truth) == agree
+            return json.dumps({"Evidence": "checked", "Truthfulness": 5 if good else 1})
+
+        probs = _judge(lambda m: 5 if _reply_in(m) in truth else 1)._option_probs
+        return ScriptedLLM(replies=reasoned, option_probs=probs)
+
+    for agree, passed in ((True, True), (False, False)):
+        llm = judge(agree)
+        _, judged = V.cred_checks(llm, CFG, ITEMS, 8, 0, TH)
+        row = V.reference_agreement_rows(llm, CFG, judged, 4, TH)[0]
+        assert row["passed"] is passed and row["n"] == 16 and row["value"] == (1.0 if agree else -1.0)
+    llm = ScriptedLLM(replies=["no idea"], option_probs=judge(True)._option_probs)
+    _, judged = V.cred_checks(llm, CFG, ITEMS, 8, 0, TH)
+    row = V.reference_agreement_rows(llm, CFG, judged, 4, TH)[0]
+    assert not row["passed"] and row["parse_failures"] == 16 and "16 unreadable" in row["detail"]
+
+
 def test_sample_mode_counts_parse_failures():
     judge = ScriptedLLM(replies=["I cannot rate this.", "Rating: 4"])
     cfg = JudgeConfig(mode="sample", samples=2, batch_size=64)
@@ -115,7 +139,7 @@ def test_wi_and_prs_judges_on_personas():
     by = _by_check(V.wi_checks(_judge(wi), CFG, ITEMS, 6, 0, TH) + V.prs_checks(_judge(wi), CFG, ITEMS, 6, 0, TH))
     assert by["wi_lover_vs_hater"]["value"] == 1.0 and by["wi_lover_vs_hater"]["passed"]
     prs = by["prs_explanation_vs_title_only"]
-    assert prs["value"] == 1.0 and "PRS explanation 1.00" in prs["detail"] and "PRS title 0.00" in prs["detail"]
+    assert prs["value"] == 1.0 and "PRS explanation 1.00" in prs["detail"] and "PRS title-only 0.00" in prs["detail"]
     flat = _by_check(V.prs_checks(_judge(lambda m: 3), CFG, ITEMS, 6, 0, TH))["prs_explanation_vs_title_only"]
     assert not flat["passed"] and "not measurable" in flat["detail"]
 

@@ -94,6 +94,13 @@ def _nan(v) -> bool:
     return v is None or (isinstance(v, float) and math.isnan(v))
 
 
+def _mean(x) -> float:
+    """Mean of the values that are not NaN; NaN (no warning) when there is none."""
+    x = np.asarray(x, float)
+    x = x[~np.isnan(x)]
+    return float(x.mean()) if x.size else float("nan")
+
+
 def rows(
     check: str,
     role: str,
@@ -147,24 +154,25 @@ def model_name(llm: Any) -> str:
 
 @dataclass
 class Rated:
-    """Ratings of one group of judge requests."""
+    """Scores of one group of judge requests (from :class:`rso_lib.eval.judges.Judged`)."""
 
-    values: np.ndarray  # float, NaN = no parsable judgement
+    values: np.ndarray  # float, NaN = no readable judgement
     parse_failures: int
     outputs: int  # judge outputs behind them (requests x samples in sample mode)
 
+    @classmethod
+    def of(cls, j: J.Judged, cfg: J.JudgeConfig) -> "Rated":
+        per = cfg.samples if j.mode == "sample" else 1
+        vals = np.asarray([np.nan if v is None else v for v in j.scores], dtype=float)
+        return cls(vals, int(j.parse_failures), int(j.requests) * per)
 
-def rate_group(judge, msgs: Sequence, cfg: J.JudgeConfig) -> Rated:
-    r = J.rate(judge, list(msgs), cfg)
-    vals = np.asarray([np.nan if v is None else v for v in r.values], dtype=float)
-    per = cfg.samples if cfg.mode == "sample" else 1
-    return Rated(vals, int(r.parse_failures), len(msgs) * per)
 
-
-def _cred(judge, cfg, replies: Sequence[K.Reply], items: Sequence[Item]) -> Rated:
-    return rate_group(
-        judge, [J.credibility_messages(r.text, it, cfg.max_facts_chars) for r, it in zip(replies, items)], cfg
-    )
+def _cred(
+    judge, cfg: J.JudgeConfig, replies: Sequence[K.Reply], items: Sequence[Item], mode: str | None = None
+) -> Rated:
+    cases = [J.CredCase(r.text, it) for r, it in zip(replies, items)]
+    j = J.judge_cred(judge, cases, mode=mode, cfg=cfg)
+    return Rated.of(j, cfg)
 
 
 def _missing(*rated: Rated) -> int:
@@ -175,22 +183,12 @@ def _pair_rows(check, metrics, model, a: Rated, b: Rated, th: Thresholds, what: 
     acc = K.pairwise_accuracy(a.values, b.values)
     ok = ~(np.isnan(a.values) | np.isnan(b.values))
     detail = (
-        f"{what}: mean {np.nanmean(a.values):.2f} vs {np.nanmean(b.values):.2f}; {_missing(a, b)} judgement(s) unparsed"
+        f"{what}: mean {_mean(a.values[ok]):.2f} vs {_mean(b.values[ok]):.2f}; {_missing(a, b)} judgement(s) unreadable"
         if ok.any()
-        else f"{what}: no pair judged"
+        else f"{what}: no pair judged ({_missing(a, b)} judgement(s) unreadable)"
     )
-    return rows(
-        check,
-        "judge",
-        metrics,
-        model,
-        acc,
-        th.min_pair_accuracy,
-        True,
-        int(ok.sum()),
-        a.parse_failures + b.parse_failures,
-        detail,
-    )
+    pf = a.parse_failures + b.parse_failures
+    return rows(check, "judge", metrics, model, acc, th.min_pair_accuracy, True, int(ok.sum()), pf, detail)
 
 
 def cred_cases(items: Sequence[Item], n: int, seed: int) -> dict[str, Any]:
@@ -214,20 +212,37 @@ def cred_cases(items: Sequence[Item], n: int, seed: int) -> dict[str, Any]:
 
 def _flip_rows(check, model, base: tuple[Rated, Rated], var: tuple[Rated, Rated], th, what) -> list[dict]:
     rate, n = K.flip_rate(base[0].values, base[1].values, var[0].values, var[1].values)
-    shift = np.nanmean(np.r_[var[0].values - base[0].values, var[1].values - base[1].values])
-    detail = f"{what}; verdict true-vs-false flips in {rate:.2f} of pairs; mean rating shift {shift:+.2f}"
+    shift = _mean(np.r_[var[0].values - base[0].values, var[1].values - base[1].values])
+    detail = f"{what}; the true-vs-false verdict flips in {rate:.2f} of pairs; mean rating shift {shift:+.2f}"
     pf = var[0].parse_failures + var[1].parse_failures
     return rows(check, "judge", ["Cred"], model, rate, th.max_flip_rate, False, n, pf, detail)
+
+
+def _parse_rows(metric: str, model: str, rated: Sequence[Rated], th: Thresholds, role: str = "judge") -> list[dict]:
+    pf, outs = sum(x.parse_failures for x in rated), sum(x.outputs for x in rated)
+    rate = pf / outs if outs else float("nan")
+    return rows(
+        f"{role}_parse_failures:{metric}" if metric else f"{role}_parse_failures",
+        role,
+        [metric] if metric else [],
+        model,
+        rate,
+        th.max_parse_failure_rate,
+        False,
+        outs,
+        pf,
+        f"{pf} of {outs} outputs unreadable",
+    )
 
 
 def cred_checks(
     judge, cfg: J.JudgeConfig, items: Sequence[Item], n: int, seed: int, th: Thresholds
 ) -> tuple[list[dict], dict]:
     """Cred judge rows: true vs false (all claim types, then each type), true vs vague, true vs
-    invented fact, order and length flip rates, parse failures. Also returns the ratings."""
+    invented fact, order and length flip rates, parse failures. Also returns the cases and their
+    ratings (the reference-agreement check re-judges them)."""
     c = cred_cases(items, n, seed)
-    kinds = [k for k in c if k not in ("types", "items")]
-    r = {k: _cred(judge, cfg, c[k], c["items"]) for k in kinds}
+    r = {k: _cred(judge, cfg, c[k], c["items"]) for k in c if k not in ("types", "items")}
     model = model_name(judge)
     out = _pair_rows("cred_true_vs_false", ["Cred"], model, r["true"], r["false"], th, "true vs one changed attribute")
     types = np.asarray(c["types"])
@@ -235,7 +250,7 @@ def cred_checks(
         m = types == t
         if m.any():
             sub = [Rated(x.values[m], 0, int(m.sum())) for x in (r["true"], r["false"])]
-            out += _pair_rows(f"cred_true_vs_false:{t}", [], model, *sub, th, f"claim type {t} (per-type breakdown)")
+            out += _pair_rows(f"cred_true_vs_false:{t}", [], model, *sub, th, f"claim type {t} (breakdown)")
     out += _pair_rows(
         "cred_true_vs_vague",
         ["Cred"],
@@ -252,7 +267,7 @@ def cred_checks(
         r["true"],
         r["invented"],
         th,
-        "true vs true + one invented fact (award, sequel, box office)",
+        "true vs the same plus one invented fact (award, sequel, box office)",
     )
     out += _flip_rows(
         "cred_order_flip_rate",
@@ -268,43 +283,35 @@ def cred_checks(
         (r["true"], r["false"]),
         (r["true_padded"], r["false_padded"]),
         th,
-        "replies padded to twice their length with claim-free sentences",
+        "both replies padded to twice their length with sentences that claim nothing",
     )
     out += _parse_rows("Cred", model, list(r.values()), th)
     return out, {"cases": c, "ratings": r}
 
 
-def _parse_rows(metric: str, model: str, rated: Sequence[Rated], th: Thresholds, role: str = "judge") -> list[dict]:
-    pf, outs = sum(x.parse_failures for x in rated), sum(x.outputs for x in rated)
-    rate = pf / outs if outs else float("nan")
-    return rows(
-        f"{role}_parse_failures:{metric}",
-        role,
-        [metric] if metric else [],
-        model,
-        rate,
-        th.max_parse_failure_rate,
-        False,
-        outs,
-        pf,
-        f"{pf} of {outs} outputs unparsable",
+def post_case(persona: str, genres: Sequence[str], item: Item, reply: K.Reply, cfg: J.JudgeConfig) -> J.IntentionCase:
+    """The persona told about ``item`` by one recommender turn (the evidence the evaluation's
+    post-dialogue judge reads: the recommender's lines)."""
+    return J.IntentionCase(
+        persona, tuple(genres), item, J.dialogue_text([EvalTurn(reply=reply.text)], cfg.max_dialogue_chars)
     )
-
-
-def _post(judge, cfg, persona: str, genres, item: Item, reply: K.Reply):
-    text = J.dialogue_text([EvalTurn(reply=reply.text)], cfg.max_dialogue_chars)
-    return J.intention_messages("post", persona, genres, item, text, cfg.max_facts_chars)
 
 
 def wi_checks(judge, cfg: J.JudgeConfig, items: Sequence[Item], n: int, seed: int, th: Thresholds) -> list[dict]:
     """WI judge rows: the post-dialogue intention after one truthful recommendation, for a persona
     who loves the movie's main genre vs one who hates it."""
     pairs = K.intention_pairs(items, n, seed)
-    love = rate_group(
-        judge, [_post(judge, cfg, *p["love"], p["item"], K.explanation_reply(p["item"])) for p in pairs], cfg
-    )
-    hate = rate_group(
-        judge, [_post(judge, cfg, *p["hate"], p["item"], K.explanation_reply(p["item"])) for p in pairs], cfg
+    love, hate = (
+        Rated.of(
+            J.judge_wi(
+                judge,
+                [post_case(*p[k], p["item"], K.explanation_reply(p["item"]), cfg) for p in pairs],
+                "post",
+                cfg=cfg,
+            ),
+            cfg,
+        )
+        for k in ("love", "hate")
     )
     model = model_name(judge)
     out = _pair_rows(
@@ -313,37 +320,34 @@ def wi_checks(judge, cfg: J.JudgeConfig, items: Sequence[Item], n: int, seed: in
     return out + _parse_rows("WI", model, [love, hate], th)
 
 
-def prs_checks(judge, cfg: J.JudgeConfig, items: Sequence[Item], n: int, seed: int, th: Thresholds) -> list[dict]:
-    """PRS judge rows: for a persona who wants the movie's genre, the post-dialogue intention after
-    a truthful explanation vs after a title-only reply (pre and true intentions shared), and the
-    PRS each gives."""
-    from rso_lib.eval.metrics import PRS_OK, persuasiveness
+def _prs_note(name: str, cases) -> str:
+    from rso_lib.eval.metrics import PRS_OK
 
-    rng = random.Random(seed + 2)
-    pool = rng.sample(K.usable_pool(items), min(n, len(K.usable_pool(items))))
-    persona = [(f"I enjoy {it.genres[0]} movies.", [it.genres[0]]) for it in pool]
-    pre = rate_group(judge, [J.intention_messages("pre", *p, it) for p, it in zip(persona, pool)], cfg)
-    true = rate_group(
-        judge,
-        [J.intention_messages("true", *p, it, max_facts_chars=cfg.max_facts_chars) for p, it in zip(persona, pool)],
-        cfg,
+    ok = [c.value for c in cases if c.status == PRS_OK]
+    return f"PRS {name} {np.mean(ok):.2f} (n={len(ok)})" if ok else f"PRS {name} not measurable (n=0)"
+
+
+def prs_checks(
+    judge, cfg: J.JudgeConfig, items: Sequence[Item], n: int, seed: int, th: Thresholds, min_gap: float = 0.5
+) -> list[dict]:
+    """PRS judge rows: for a persona who wants the movie's genre, the post-dialogue intention after
+    a truthful explanation vs after a title-only reply (the same pre and true intentions), and the
+    PRS each gives (:func:`rso_lib.eval.judges.judge_prs`)."""
+    pool = K.usable_pool(items)
+    pool = random.Random(seed + 2).sample(pool, min(n, len(pool)))
+    who = [(f"I enjoy {it.genres[0]} movies.", [it.genres[0]]) for it in pool]
+    expl = J.judge_prs(
+        judge, [post_case(*w, it, K.explanation_reply(it), cfg) for w, it in zip(who, pool)], cfg=cfg, min_gap=min_gap
     )
-    expl = rate_group(judge, [_post(judge, cfg, *p, it, K.explanation_reply(it)) for p, it in zip(persona, pool)], cfg)
-    title = rate_group(judge, [_post(judge, cfg, *p, it, K.title_only_reply(it)) for p, it in zip(persona, pool)], cfg)
-    prs = {
-        k: [
-            persuasiveness(*(None if np.isnan(v) else v for v in (a, b, c)))
-            for a, b, c in zip(pre.values, x.values, true.values)
-        ]
-        for k, x in (("explanation", expl), ("title", title))
-    }
-    means = {k: [c.value for c in v if c.status == PRS_OK] for k, v in prs.items()}
-    note = ", ".join(
-        f"PRS {k} {np.mean(m):.2f} (n={len(m)})" if m else f"PRS {k} not measurable (n=0)" for k, m in means.items()
+    title = J.judge_prs(
+        judge, [post_case(*w, it, K.title_only_reply(it), cfg) for w, it in zip(who, pool)], cfg=cfg, min_gap=min_gap
     )
     model = model_name(judge)
-    out = _pair_rows("prs_explanation_vs_title_only", ["PRS"], model, expl, title, th, f"post intention; {note}")
-    return out + _parse_rows("PRS", model, [pre, true, expl, title], th)
+    note = f"post intention; {_prs_note('explanation', expl.cases)}, {_prs_note('title-only', title.cases)}"
+    a, b = Rated.of(expl.post, cfg), Rated.of(title.post, cfg)
+    out = _pair_rows("prs_explanation_vs_title_only", ["PRS"], model, a, b, th, note)
+    rated = [Rated.of(j, cfg) for j in (expl.pre, expl.true, title.pre, title.true)] + [a, b]
+    return out + _parse_rows("PRS", model, rated, th)
 
 
 def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
@@ -361,19 +365,30 @@ def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
     return s / denom if denom else float("nan")
 
 
-def reference_agreement_rows(
-    judge, cfg: J.JudgeConfig, ref_cfg: J.JudgeConfig, cases: dict, n: int, th: Thresholds, base: dict
-) -> list[dict]:
-    """Agreement of the profile's judging mode with the reference procedure on the same Cred
-    judgements (the first ``n`` true, false, vague and invented replies): Kendall tau-b."""
+REFERENCE_MODE = "reasoned"  # rso_lib.eval.judges: the authors' / PC-CRS's procedure
+
+
+def reference_agreement_rows(judge, cfg: J.JudgeConfig, judged: dict, n: int, th: Thresholds) -> list[dict]:
+    """Agreement of the profile's judging mode with the reference procedure (reasoning, then a
+    score: ``mode="reasoned"``) on the same Cred judgements: the first ``n`` true, false, vague and
+    invented replies of :func:`cred_checks` (``judged`` is its second return value). Value:
+    Kendall tau-b over the replies both procedures scored."""
     kinds = ("true", "false", "vague", "invented")
+    cases, base = judged["cases"], judged["ratings"]
     k = min(n, len(cases["items"]))
     items = [it for _ in kinds for it in cases["items"][:k]]
     replies = [r for kind in kinds for r in cases[kind][:k]]
-    ref = _cred(judge, ref_cfg, replies, items)
+    ref = _cred(judge, cfg, replies, items, mode=REFERENCE_MODE)
     mine = np.concatenate([base[kind].values[:k] for kind in kinds])
     tau = kendall_tau_b(mine, ref.values)
-    detail = f"Kendall tau-b of '{cfg.mode}' vs '{ref_cfg.mode}' ratings of {len(replies)} Cred replies (true, false, vague, invented)"
+    both = ~(np.isnan(mine) | np.isnan(ref.values))
+    rho = J.spearman(mine[both], ref.values[both])
+    detail = (
+        f"'{cfg.mode}' vs '{REFERENCE_MODE}' ratings of {len(replies)} Cred replies (true, false, vague, invented): "
+        f"Kendall tau-b {tau:.2f}, Spearman {rho:.2f}; reference means true {_mean(ref.values[:k]):.2f}, "
+        f"false {_mean(ref.values[k : 2 * k]):.2f}, vague {_mean(ref.values[2 * k : 3 * k]):.2f}, "
+        f"invented {_mean(ref.values[3 * k :]):.2f}; {int(np.isnan(ref.values).sum())} unreadable"
+    )
     return rows(
         "judge_agrees_with_reference:Cred",
         "judge",
@@ -382,7 +397,7 @@ def reference_agreement_rows(
         tau,
         th.min_reference_agreement,
         True,
-        int((~np.isnan(ref.values)).sum()),
+        int(both.sum()),
         ref.parse_failures,
         detail,
     )
@@ -479,9 +494,9 @@ def rewarder_checks(
     stop = np.asarray([bool(r.stop) for r in res])
     by = {k: reward[kinds == k] for k in STATES}
     order = [K.pairwise_accuracy(by[a], by[b]) for i, a in enumerate(STATES) for b in STATES[i + 1 :]]
-    value = float(np.nanmean(order)) if not all(map(math.isnan, order)) else float("nan")
+    value = float(_mean(order)) if not all(map(math.isnan, order)) else float("nan")
     full = int(sum(all(by[a][c] > by[b][c] for a, b in zip(STATES, STATES[1:])) for c in range(len(by["acceptance"]))))
-    means = ", ".join(f"{k} {np.nanmean(v):.2f}" for k, v in by.items())
+    means = ", ".join(f"{k} {_mean(v):.2f}" for k, v in by.items())
     pass_rate = {k: float(stop[kinds == k].mean()) for k in STATES}
     model = label or model_name(getattr(rewarder, "llm", rewarder))
     n_case = int((kinds == "acceptance").sum())
@@ -515,7 +530,7 @@ def rewarder_checks(
             at_least,
             n_case,
             0,
-            f"share of {kind} states whose reward passes tau={tau:g} (mean reward {np.nanmean(by[kind]):.2f})",
+            f"share of {kind} states whose reward passes tau={tau:g} (mean reward {_mean(by[kind]):.2f})",
         )
     samples = getattr(rewarder, "samples", 1) if getattr(rewarder, "mode", "") == "sampled" else 1
     outs = len(states) * samples
