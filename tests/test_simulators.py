@@ -104,18 +104,31 @@ def test_llm_simulator_acceptance(require, item, p_acc, want):
     assert ("decided to watch" in prompt) is want  # the verbalisation follows the decision
 
 
-def test_simulator_reward():
-    rw = SimulatorReward(stop_threshold=0.75)
-    items = {i.item_id: i for i in ITEMS}
+def test_simulator_reward_is_on_the_acceptance_scale():
+    rw = SimulatorReward(stop_threshold=0.7)
     res = rw.score_from_sim(
         [
             SimResponse("ok", "accept", "1", accepted=True, covers_target=True),
             SimResponse("?", "inquire", "1", covers_target=True),
             SimResponse("no", "reject", "4", covers_target=False),
             SimResponse("hm", "request"),
+            SimResponse("hm", "request"),
         ],
-        [T] * 4,
-        items,
+        [True, True, True, False, True],
     )
-    assert [r.reward for r in res] == [1.0, 0.625, 0.25, 0.0]
-    assert [r.stop for r in res] == [True, False, False, False]
+    assert [r.reward for r in res] == [1.0, 0.8, 0.2, 0.6, 0.4]
+    assert [next(iter(r.levels)) for r in res] == [
+        "accepted",
+        "interested",
+        "rejected",
+        "no_recommendation",
+        "not_interested",
+    ]
+    # the authors' tau lets "interested" (0.8) pass; a rejection or no recommendation never does
+    assert [r.stop for r in res] == [True, True, False, False, False]
+    assert [
+        r.stop
+        for r in SimulatorReward(stop_threshold=0.8).score_from_sim(
+            res and [SimResponse("ok", "accept", "1", accepted=True), SimResponse("?", "inquire", "1")], [True, True]
+        )
+    ] == [True, False]

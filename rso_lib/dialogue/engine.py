@@ -421,13 +421,16 @@ class DialogueEngine:
             if r.parse_failures:
                 c["simulator"] += r.parse_failures
 
-        # 7. Rewarder (Eq. 9)
+        # 7. Rewarder (Eq. 9) on the state s_{t+1} (through the user's answer). A state in which
+        #    no movie has been named yet never passes tau (rso_lib.experts.rewarder.should_stop).
+        named = [r.item_id is not None or any(t.mentioned_item for t in d.turns) for d, r in zip(active, resp)]
         if self.rewarder is None:
             rr = [RewardResult(None, None, False)] * n
         elif getattr(self.rewarder, "uses_simulator", False):
-            rr = self.rewarder.score_from_sim(resp, [d.target for d in active], self.simulator.items)
+            rr = self.rewarder.score_from_sim(resp, named)
         else:
-            rr = self.rewarder.score(H, replies, [r.text for r in resp], seed=self._seed(step, "rewarder"))
+            states = [h + [Turn(SEEKER, r.text)] for h, r in zip(H_after, resp)]
+            rr = self.rewarder.score(states, recommended=named, seed=self._seed(step, "rewarder"))
         for c, r in zip(pf, rr):
             if r.parse_failures:
                 c["rewarder"] += r.parse_failures

@@ -40,7 +40,7 @@ from rso_lib.experts.prompts import (
     simulator_reply_prompt,
 )
 from rso_lib.experts.reasoner import clean_reply
-from rso_lib.experts.rewarder import RewardResult, should_stop
+from rso_lib.experts.rewarder import RewardResult, acceptance_values, should_stop
 from rso_lib.llm.protocol import ChatLLM, Sampling
 
 
@@ -401,28 +401,36 @@ class LLMSimulator:
 
 @dataclass
 class SimulatorReward:
-    """``REWARD: simulator``: the turn reward from the grounded simulator outcome instead of an LLM
-    judge. Accepting = 1.0; asking about a fitting movie = 0.625; naming a movie that does not fit
-    = 0.5 x the share of target genres it covers; no movie named = 0.0. (A documented shaping
-    choice: it rewards progress towards a fitting movie, which a 135M judge cannot see.)"""
+    """``REWARD: simulator``: the turn reward read off the simulated user's own action, on the
+    same acceptance scale as the LLM Rewarder (:data:`rso_lib.experts.rewarder.ACCEPTANCE_LEVELS`),
+    instead of asking a judge (a 135M judge cannot tell the levels apart): accept -> accepted,
+    asking about the named movie -> interested, turning it down -> rejected; a turn that names no
+    movie -> no recommendation if none has been named in the dialogue yet, else not interested
+    (the user is being steered elsewhere). The stop rule is the Rewarder's
+    (:func:`rso_lib.experts.rewarder.should_stop`: no recommendation never passes tau)."""
 
     stop_threshold: float = 0.7
+    values: dict | None = None
     uses_simulator = True
 
-    def score_from_sim(
-        self, responses: Sequence[SimResponse], targets: Sequence[SimTarget], items: dict[str, Item]
-    ) -> list[RewardResult]:
+    def __post_init__(self):
+        self.values = acceptance_values(self.values)
+
+    @staticmethod
+    def level(response: SimResponse, recommended: bool) -> str:
+        if response.accepted:
+            return "accepted"
+        if response.item_id is not None and response.action == "reject":
+            return "rejected"
+        if response.item_id is not None:
+            return "interested"
+        return "not_interested" if recommended else "no_recommendation"
+
+    def score_from_sim(self, responses: Sequence[SimResponse], recommended: Sequence[bool]) -> list[RewardResult]:
+        """``recommended[i]``: a movie has been named in dialogue i (this turn or before)."""
         out = []
-        for r, t in zip(responses, targets):
-            if r.accepted:
-                rew = 1.0
-            elif r.item_id is not None and r.covers_target:
-                rew = 0.625  # below tau = 0.7: only an acceptance passes the stop rule (Conv-SR)
-            elif r.item_id is not None:
-                have = {g.lower() for g in items[r.item_id].genres}
-                share = sum(g in have for g in t.target_genres) / max(1, len(t.target_genres))
-                rew = 0.5 * share
-            else:
-                rew = 0.0
-            out.append(RewardResult(rew, 1 + 4 * rew, should_stop(rew, self.stop_threshold)))
+        for r, rec in zip(responses, recommended):
+            lv = self.level(r, rec)
+            rew = self.values[lv]
+            out.append(RewardResult(rew, None, should_stop(rew, self.stop_threshold, rec), levels={lv: 1}))
         return out

@@ -15,8 +15,8 @@ Per-dialogue metrics
   averaged; both counts are reported.
 * **Cred** -- credibility 1-5: mean truthfulness rating of the system turns that present an item,
   judged against that item's knowledge-base facts, :func:`credibility`.
-* **Conv-SR** -- the paper's: 1 if the evaluator's turn reward passed the threshold tau at some
-  turn (Eq. 9's stop rule; "based on the reward score assigned by the LLM-based evaluator"),
+* **Conv-SR** -- the paper's: 1 if the evaluator's acceptance reward of the final state passed
+  tau (Eq. 9's stop rule; "based on the reward score assigned by the LLM-based evaluator"),
   :func:`conversion_success`. **Accept-SR** -- the same function on the simulator's acceptance
   (ours, reported apart).
 * **Rec-SR** -- 1 if the recommended item's genres cover the target genres, :func:`rec_success`.

@@ -196,24 +196,38 @@ def refine_prompt(history: Sequence[Turn], reply: str, facts: Sequence[str], ite
 # Rewarder (Eq. 9)
 # --------------------------------------------------------------------------------------------
 
-RATING_PREFIX = "Rating: "
+#: What the acceptance judge's answer starts with (the option-scoring prefix).
+ACCEPTANCE_PREFIX = "Answer: "
+
+#: The five answers of the acceptance judge, in the authors' option order 1-5 (our wording).
+#: The keys are the level names of :data:`rso_lib.experts.rewarder.ACCEPTANCE_LEVELS`.
+ACCEPTANCE_ANSWERS: dict[str, str] = {
+    "no_recommendation": "The recommender has not recommended a specific movie yet.",
+    "not_interested": "The seeker does not seem interested in the recommended movie.",
+    "rejected": "The seeker has turned the recommended movie down.",
+    "interested": "The seeker is interested in the recommended movie but has not decided yet.",
+    "accepted": "The seeker has accepted the recommended movie.",
+}
 
 
-def rewarder_prompt(history: Sequence[Turn], reply: str, user_reply: str, target_hint: str = "") -> Messages:
-    """Eq. 9's ``prompt_rwd``: rate, 1-5, the quality of the conversation so far as the user
-    experiences it (paper Sec. IV-D: "scores on a scale from 1 to 5, designed for the quality of
-    the conversation"; Eq. 9: "reflecting user satisfaction and task success"), judged on the state
-    after the system's reply and the user's answer to it."""
-    hint = f"\n(The user is looking for: {target_hint}.)" if target_hint else ""
+def acceptance_prompt(state: Sequence[Turn]) -> Messages:
+    """Eq. 9's ``prompt_rwd`` as the authors' critic asks it: has the seeker accepted the
+    recommendation? Five ordered answers (:data:`ACCEPTANCE_ANSWERS`), judged on the whole state
+    ``s_{t+1}`` (the dialogue up to and including the seeker's answer to the system's reply). The
+    judge sees only the conversation: no target, no knowledge-base facts."""
+    options = "\n".join(f"{k}. {a}" for k, a in enumerate(ACCEPTANCE_ANSWERS.values(), start=1))
     return _msgs(
-        "You judge conversations between a movie recommender and a user, from the user's side.",
-        f"Conversation so far:\n{render_history(history)}\n\nRecommender: {reply}\nUser: {user_reply}{hint}\n\n"
-        "On a scale of 1 (very poor) to 5 (excellent), how good is this conversation for the user: "
-        "are they satisfied, and are they close to accepting a movie that suits them? "
-        # Not "Answer as 'Rating: N'": sampled at T = 1.1, Qwen2.5-Coder-1.5B copies the
-        # placeholder ("Rating: N"); 205 of 342 reward samples of the first cpu-profile run did
-        # not parse. The judges' wording (rso_lib.eval.judges) is used instead.
-        f'Answer with "{RATING_PREFIX}" and one digit from 1 to 5.',
+        "You read conversations between a movie Recommender and a Seeker and decide where the "
+        "Seeker stands on the Recommender's suggestion.",
+        f"Conversation:\n{render_history(state, user='Seeker', system='Recommender')}\n\n"
+        "First check whether the Recommender has suggested a specific movie by name; if not, the "
+        "answer is 1. Otherwise: the Seeker asking about the movie (plot, cast, details) without "
+        "deciding is 4; the Seeker clearly saying they will watch it is 5; the Seeker refusing it "
+        "or asking for something else instead is 3; the Seeker sounding unenthusiastic without "
+        "refusing is 2. Count a movie as accepted only on an explicit yes.\n\n"
+        f"Options:\n{options}\n\n"
+        f'Has the Seeker accepted the recommendation? Answer with "{ACCEPTANCE_PREFIX}" and the '
+        "option's number (1-5).",
     )
 
 
