@@ -32,7 +32,8 @@ def hist(reply: str) -> list[Turn]:
 
 
 def test_covers():
-    assert covers(ITEMS[0], ["horror", "sci-fi"]) and covers(ITEMS[0], []) and not covers(ITEMS[1], ["horror"])
+    assert covers(ITEMS[0], ["horror", "sci-fi"]) and not covers(ITEMS[1], ["horror"])
+    assert not covers(ITEMS[0], [])  # an empty target is never "covered"
 
 
 def test_title_matcher():

@@ -56,9 +56,10 @@ def _pick(options: Sequence[str], *key) -> str:
 
 
 def covers(item: Item, genres: Sequence[str]) -> bool:
-    """An item is a valid target iff its genres include every target genre (PC-CRS, RSO)."""
+    """An item is a valid target iff its genres include every target genre (PC-CRS, RSO); an
+    empty target is covered by nothing (it would make every movie a hit)."""
     have = {g.lower() for g in item.genres}
-    return all(g.lower() in have for g in genres)
+    return bool(genres) and all(g.lower() in have for g in genres)
 
 
 class TitleMatcher:

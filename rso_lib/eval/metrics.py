@@ -184,8 +184,8 @@ def conversion_success(success: bool) -> float:
 
 def rec_success(item_genres: Sequence[str] | None, target_genres: Sequence[str]) -> float:
     """Rec-SR of one dialogue: 1.0 iff the recommended item's genres cover every target genre
-    (case-insensitive). No recommended item (``None``) -> 0.0."""
-    if item_genres is None:
+    (case-insensitive). No recommended item (``None``) or an empty target -> 0.0."""
+    if item_genres is None or not target_genres:
         return 0.0
     have = {g.strip().lower() for g in item_genres}
     return 1.0 if all(g.strip().lower() in have for g in target_genres) else 0.0
