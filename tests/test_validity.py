@@ -155,30 +155,47 @@ def _states():
     return V.reward_states(cases)
 
 
+class CarelessRewarder(Rewarder):
+    """A Rewarder that ignores whether a movie was named (what the stop rule guards against)."""
+
+    def score(self, states, recommended=None, seed=None):
+        return super().score(states, None, seed)
+
+
 def test_a_rewarder_that_passes_tau_with_no_recommendation_fails():
-    always5 = Rewarder(_judge(lambda m: 5), mode="expected", stop_threshold=0.7)
-    by = _by_check(V.rewarder_checks(always5, _states(), {i.item_id: i for i in ITEMS}, ["Conv-SR"], TH))
-    assert by["rewarder_no_recommendation_passes_tau"]["value"] == 1.0
-    assert not by["rewarder_no_recommendation_passes_tau"]["passed"]
+    careless = CarelessRewarder(_judge(lambda m: 5), mode="expected", stop_threshold=0.8)
+    by = _by_check(V.rewarder_checks(careless, _states(), ["Conv-SR"], TH))
+    r = by["rewarder_no_recommendation_passes_tau"]
+    assert r["value"] == 1.0 and not r["passed"] and r["metric"] == "Conv-SR"
     assert not by["rewarder_rejection_passes_tau"]["passed"] and not by["rewarder_state_order"]["passed"]
-    assert all(r["metric"] == "Conv-SR" for r in by.values())
+    # the kit's Rewarder never stops without a movie, but a judge that always says "accepted" still
+    # fails the ordering and lets rejections end the dialogue
+    by = _by_check(V.rewarder_checks(Rewarder(_judge(lambda m: 5), stop_threshold=0.8), _states(), [], TH))
+    assert by["rewarder_no_recommendation_passes_tau"]["passed"] and not by["rewarder_rejection_passes_tau"]["passed"]
+    assert "no_recommendation 1.00" in by["rewarder_state_order"]["detail"]  # the judge's own answer
 
 
-def test_a_rewarder_with_the_authors_mapping_passes():
-    def rating(m):  # the authors' 1.0 / 0.8 / 0.6 / 0.2 as 1-5 ratings (reward = (r - 1) / 4)
+def _authors_judge():
+    def option(m):  # the critic's options: 1 no recommendation, 2 not interested, 3 rejected, 4 interested, 5 accepted
         u = m[-1]["content"]
-        return 5 if "I will watch" in u else 4 if "Tell me more" in u else 3 if "I like" in u else 1
+        return 5 if "I will watch" in u else 4 if "Tell me more" in u else 1 if "I like" in u else 3
 
-    rew = Rewarder(_judge(rating), mode="expected", stop_threshold=0.7)
-    rows = V.rewarder_checks(rew, _states(), {i.item_id: i for i in ITEMS}, [], TH)
+    return _judge(option)
+
+
+def test_a_rewarder_on_the_authors_scale_passes():
+    rows = V.rewarder_checks(Rewarder(_authors_judge(), stop_threshold=0.8), _states(), [], TH)
     assert all(r["passed"] for r in rows), [r for r in rows if not r["passed"]]
     assert rows[0]["metric"] == "" and "full order in 6 of 6" in rows[0]["detail"]
+    # under the authors' tau = 0.7, "interested" (0.8) may pass; at 0.8 it may not
+    by = _by_check(V.rewarder_checks(Rewarder(_authors_judge(), stop_threshold=0.7), _states(), [], TH))
+    assert by["rewarder_interest_passes_tau"]["value"] == 1.0 and by["rewarder_interest_passes_tau"]["passed"]
 
 
 def test_the_grounded_simulator_reward_never_passes_tau_without_acceptance():
-    by = _by_check(V.rewarder_checks(SimulatorReward(0.7), _states(), {i.item_id: i for i in ITEMS}, ["Conv-SR"], TH))
-    assert by["rewarder_no_recommendation_passes_tau"]["passed"] and by["rewarder_acceptance_passes_tau"]["value"] == 1
-    assert "rewarder_parse_failures" not in by
+    rows = V.rewarder_checks(SimulatorReward(0.8), _states(), ["Conv-SR"], TH)
+    assert all(r["passed"] for r in rows), [r for r in rows if not r["passed"]]
+    assert "rewarder_parse_failures" not in _by_check(rows)
 
 
 def test_the_agenda_user_discriminates_and_a_yes_man_does_not():
@@ -189,7 +206,7 @@ def test_the_agenda_user_discriminates_and_a_yes_man_does_not():
     )
     # the agenda user opens with its first genre: one target genre each, so it reveals all of them
     assert by["user_opening_reveals_all_genres"]["value"] == 1.0
-    yes = ScriptedLLM(replies=["Sure, sounds good!"], option_probs=lambda m, o: [1.0, 0.0])
+    yes = ScriptedLLM(replies=["Sure, sounds good!"], option_probs=lambda m, o: [float(x == "accept") for x in o])
     by = _by_check(V.user_checks(LLMSimulator(yes, ITEMS, require_kb_cover=False), cases, ITEMS, TH, exchanges=2))
     r = by["user_accepts_target_over_offtarget"]
     assert r["value"] == 0.0 and not r["passed"] and "accepts 1.00 of on-target vs 1.00" in r["detail"]

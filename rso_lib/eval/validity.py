@@ -430,79 +430,85 @@ def _opening(t: SimTarget) -> str:
 
 
 def reward_states(cases: Sequence[tuple[SimTarget, Item, Item]]) -> list[dict]:
-    """The four states of each case: the conversation, the system's reply, the user's answer, and
-    the simulator outcome that stands for it (for the grounded simulator reward)."""
+    """The four states of each case: the conversation through the user's answer (``state``), and
+    the simulator outcome that stands for it (``sim``, for the grounded simulator reward)."""
     out = []
     for t, on, off in cases:
-        h = [Turn(SEEKER, _opening(t))]
         g = " and ".join(t.target_genres)
         pitch, bad = K.explanation_reply(on).text, K.explanation_reply(off).text
         spec = {
-            "acceptance": (
-                pitch,
-                f"Great, I will watch {on.title} tonight. Thank you!",
-                SimResponse("", "accept", on.item_id, True, True, covers_target=True),
-            ),
-            "interest": (
-                pitch,
-                f"That sounds interesting. Tell me more about {on.title}.",
-                SimResponse("", "inquire", on.item_id, covers_target=True),
-            ),
+            "acceptance": (pitch, f"Great, I will watch {on.title} tonight. Thank you!", "accept", on, True),
+            "interest": (pitch, f"That sounds interesting. Tell me more about {on.title}.", "inquire", on, False),
             "no_recommendation": (
                 f"What kind of {g} movies do you usually enjoy?",
                 f"I like {g} movies with a good story.",
-                SimResponse("", "disclose"),
+                "disclose",
+                None,
+                False,
             ),
             "rejection": (
                 bad,
                 f"No, I don't want to watch {off.title}. It is not what I am looking for.",
-                SimResponse("", "reject", off.item_id, covers_target=False),
+                "reject",
+                off,
+                False,
             ),
         }
         for kind in STATES:
-            reply, user, sim = spec[kind]
-            sim.text = user
-            out.append({"kind": kind, "target": t, "history": h, "reply": reply, "user_reply": user, "sim": sim})
+            reply, user, action, item, acc = spec[kind]
+            iid = item.item_id if item is not None else None
+            sim = SimResponse(
+                user, action, iid, accepted=acc, end=acc, covers_target=None if item is None else item is on
+            )
+            state = [Turn(SEEKER, _opening(t)), Turn(RECOMMENDER, reply), Turn(SEEKER, user)]
+            out.append({"kind": kind, "target": t, "state": state, "sim": sim, "recommended": item is not None})
     return out
 
 
-def score_states(rewarder, states: Sequence[dict], items: dict[str, Item], seed: int = 0) -> list:
-    """The rewarder's RewardResult per state (the LLM Rewarder reads the text; the grounded
-    simulator reward reads the simulator outcome)."""
+def score_states(rewarder, states: Sequence[dict], recommended: Sequence[bool] | None, seed: int = 0) -> list:
+    """The rewarder's RewardResult per state, called as the dialogue engine calls it
+    (``recommended``: a movie has been named in the state; None asks the LLM judge on every state).
+    The grounded simulator reward reads the simulator outcome instead of the text."""
     if getattr(rewarder, "uses_simulator", False):
-        return rewarder.score_from_sim([s["sim"] for s in states], [s["target"] for s in states], items)
-    return rewarder.score(
-        [s["history"] for s in states], [s["reply"] for s in states], [s["user_reply"] for s in states], seed=seed
-    )
+        flags = [s["recommended"] for s in states] if recommended is None else list(recommended)
+        return rewarder.score_from_sim([s["sim"] for s in states], flags)
+    return rewarder.score([s["state"] for s in states], recommended=recommended, seed=seed)
+
+
+def _rewards(res) -> np.ndarray:
+    return np.asarray([np.nan if r.reward is None else r.reward for r in res], float)
+
+
+def _state_order(by: dict[str, np.ndarray]) -> tuple[float, int]:
+    """Share of state pairs in the expected order (ties 1/2) and cases in the full order."""
+    order = [K.pairwise_accuracy(by[a], by[b]) for i, a in enumerate(STATES) for b in STATES[i + 1 :]]
+    value = _mean(order)
+    full = sum(all(by[a][c] > by[b][c] for a, b in zip(STATES, STATES[1:])) for c in range(len(by[STATES[0]])))
+    return value, int(full)
 
 
 def rewarder_checks(
-    rewarder,
-    states: Sequence[dict],
-    items: dict[str, Item],
-    metrics: Sequence[str],
-    th: Thresholds,
-    seed: int = 0,
-    label: str = "",
+    rewarder, states: Sequence[dict], metrics: Sequence[str], th: Thresholds, seed: int = 0, label: str = ""
 ) -> list[dict]:
-    """Rewarder rows: state ordering, no-recommendation / rejection / acceptance pass rates of tau,
-    parse failures. ``metrics``: what this rewarder decides in this profile (``["Conv-SR"]`` for
-    the evaluator of Conv-SR, ``[]`` for the RL reward only)."""
-    res = score_states(rewarder, states, items, seed)
+    """Rewarder rows: the judge's ordering of the four states, the share of no-recommendation,
+    rejection, interest and acceptance states whose reward passes tau as the engine calls the
+    rewarder, and parse failures. ``metrics``: what this rewarder decides in this profile
+    (``["Conv-SR"]`` for the evaluator of Conv-SR, ``[]`` for the RL reward only)."""
     kinds = np.asarray([s["kind"] for s in states])
-    reward = np.asarray([np.nan if r.reward is None else r.reward for r in res], float)
-    stop = np.asarray([bool(r.stop) for r in res])
-    by = {k: reward[kinds == k] for k in STATES}
-    order = [K.pairwise_accuracy(by[a], by[b]) for i, a in enumerate(STATES) for b in STATES[i + 1 :]]
-    value = float(_mean(order)) if not all(map(math.isnan, order)) else float("nan")
-    full = int(sum(all(by[a][c] > by[b][c] for a, b in zip(STATES, STATES[1:])) for c in range(len(by["acceptance"]))))
-    means = ", ".join(f"{k} {_mean(v):.2f}" for k, v in by.items())
-    pass_rate = {k: float(stop[kinds == k].mean()) for k in STATES}
+    used = score_states(rewarder, states, [s["recommended"] for s in states], seed)
+    reward, stop = _rewards(used), np.asarray([bool(r.stop) for r in used])
+    judge = not getattr(rewarder, "uses_simulator", False)
+    raw = reward.copy()
+    if judge:  # the engine never asks the judge about a state without a movie: ask it here
+        norec = [s for s in states if s["kind"] == "no_recommendation"]
+        raw[kinds == "no_recommendation"] = _rewards(score_states(rewarder, norec, None, seed))
+    by = {k: raw[kinds == k] for k in STATES}
+    value, full = _state_order(by)
     model = label or model_name(getattr(rewarder, "llm", rewarder))
     n_case = int((kinds == "acceptance").sum())
-    pf = sum(int(getattr(r, "parse_failures", 0) or 0) for r in res)
-    tau = getattr(rewarder, "stop_threshold", float("nan"))
-    passes = ", ".join(f"{k} {v:.2f}" for k, v in pass_rate.items())
+    pf = sum(int(getattr(r, "parse_failures", 0) or 0) for r in used)
+    tau = float(getattr(rewarder, "stop_threshold", float("nan")))
+    means = ", ".join(f"{k} {_mean(v):.2f}" for k, v in by.items())
     out = rows(
         "rewarder_state_order",
         "rewarder",
@@ -513,28 +519,33 @@ def rewarder_checks(
         True,
         n_case,
         pf,
-        f"mean reward {means}; full order in {full} of {n_case} cases; pass tau={tau:g}: {passes}",
+        f"mean reward {means} (the judge's own answers); full order in {full} of {n_case} cases",
     )
+    interested = (getattr(rewarder, "values", None) or {}).get("interested", float("nan"))
     for kind, thr, at_least in (
         ("no_recommendation", th.max_no_recommendation_pass_rate, False),
         ("rejection", th.max_rejection_pass_rate, False),
+        # interest may pass only where its scale value is above tau (the authors' 0.8 > 0.7)
+        ("interest", 1.0 if interested > tau else th.max_rejection_pass_rate, False),
         ("acceptance", th.min_acceptance_pass_rate, True),
     ):
+        m = kinds == kind
         out += rows(
             f"rewarder_{kind}_passes_tau",
             "rewarder",
             metrics,
             model,
-            pass_rate[kind],
+            float(stop[m].mean()) if m.any() else float("nan"),
             thr,
             at_least,
-            n_case,
+            int(m.sum()),
             0,
-            f"share of {kind} states whose reward passes tau={tau:g} (mean reward {_mean(by[kind]):.2f})",
+            f"share of {kind} states whose reward passes tau={tau:g}, as the engine calls the rewarder "
+            f"(mean reward {_mean(reward[m]):.2f})",
         )
-    samples = getattr(rewarder, "samples", 1) if getattr(rewarder, "mode", "") == "sampled" else 1
-    outs = len(states) * samples
-    if not getattr(rewarder, "uses_simulator", False):
+    if judge:
+        samples = getattr(rewarder, "samples", 1) if getattr(rewarder, "mode", "") == "sampled" else 1
+        outs = len(states) * samples
         out += rows(
             "rewarder_parse_failures",
             "rewarder",
@@ -545,7 +556,7 @@ def rewarder_checks(
             False,
             outs,
             pf,
-            f"{pf} of {outs} judgements unparsable",
+            f"{pf} of {outs} judgements unreadable",
         )
     return out
 
