@@ -456,8 +456,13 @@ def fig_validity(card: pd.DataFrame):
     several metrics is drawn once), its measured value as a dot -- green when it passes, red when
     it fails -- and its threshold as a black bar. Values the card could not measure are listed as
     "n/a" at the left edge."""
-    df = card.drop_duplicates("check").reset_index(drop=True)
-    labels = [f"{r} | {c}" + (f" [{m}]" if m else "") for r, c, m in zip(df["role"], df["check"], df["metric"])]
+    key = ["check", "role", "model"]
+    metrics = card.groupby(key, sort=False)["metric"].agg(lambda m: ", ".join(x for x in m if x))
+    df = card.drop_duplicates(key).reset_index(drop=True)
+    labels = [
+        f"{r} | {c}" + (f" [{metrics[(c, r, mo)]}]" if metrics[(c, r, mo)] else "")
+        for c, r, mo in zip(df["check"], df["role"], df["model"])
+    ]
     vals = pd.to_numeric(df["value"], errors="coerce")
     lo = -1.05 if (vals < 0).any() or (df["threshold"] < 0).any() else -0.05
     fig, ax = plt.subplots(figsize=(8, 0.32 * len(df) + 1.2))

@@ -168,6 +168,24 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "JUDGE_SAMPLES": (1, None),
     "SAVE_EVERY_STEPS": (0, None),
     "PRS_MIN_GAP": (0, 4),
+    # validity card (notebooks 03_validity, 04_validity_transcripts)
+    "CARD_ITEMS": (1, None),
+    "CARD_USERS": (1, None),
+    "USER_EXCHANGES": (1, None),
+    "REFERENCE_ITEMS": (0, None),
+    "MIN_PAIR_ACCURACY": (0, 1),
+    "MAX_FLIP_RATE": (0, 1),
+    "MAX_PARSE_FAILURE_RATE": (0, 1),
+    "MIN_REFERENCE_AGREEMENT": (-1, 1),
+    "MIN_REWARD_ORDER": (0, 1),
+    "MAX_NO_RECOMMENDATION_PASS_RATE": (0, 1),
+    "MAX_REJECTION_PASS_RATE": (0, 1),
+    "MIN_ACCEPTANCE_PASS_RATE": (0, 1),
+    "MIN_ACCEPT_GAP": (-1, 1),
+    "MAX_GENRE_REVEAL_RATE": (0, 1),
+    "MAX_OPENING_LEAK_RATE": (0, 1),
+    "MAX_LEAK_RATE": (0, 1),
+    "MIN_SWAP_TAU": (-1, 1),
 }
 SUFFIX_RANGES = {"_MAX_TOKENS": (1, None), "_TEMPERATURE": (0, 2), "_EXAMPLES": (1, None)}
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -183,6 +201,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "RECALL_RANKING": ("catalogue", "named"),
     "DIST2": ("per_response", "corpus"),
     "BASELINE": ("none", "mean", "normalise"),
+    "CARD_DATASET": ("inspired", "redial"),
 }
 PROFILE_NAME = re.compile(r"^[A-Za-z0-9_-]+$")
 

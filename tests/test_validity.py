@@ -196,6 +196,8 @@ def test_the_grounded_simulator_reward_never_passes_tau_without_acceptance():
     rows = V.rewarder_checks(SimulatorReward(0.8), _states(), ["Conv-SR"], TH)
     assert all(r["passed"] for r in rows), [r for r in rows if not r["passed"]]
     assert "rewarder_parse_failures" not in _by_check(rows)
+    named = V.rewarder_checks(SimulatorReward(0.8), _states(), ["Conv-SR"], TH, prefix="simulator_reward")
+    assert all(r["check"].startswith("simulator_reward_") for r in named)
 
 
 def test_the_agenda_user_discriminates_and_a_yes_man_does_not():
@@ -312,3 +314,27 @@ def test_known_answer_variants_change_no_fact():
     assert len(pad.text) >= 2 * len(r.text) and pad.sentences[: len(r.sentences)] == r.sentences
     inv = K.invented_reply(r, p["item"], 0)
     assert inv.text.startswith(r.text.rsplit(" I think", 1)[0]) and "Academy Award" in inv.text
+
+
+def test_instruments_are_built_as_the_runs_build_them_and_thresholds_come_from_params():
+    llms = {r: _authors_judge() for r in ("actor", "reasoner", "chooser", "rewarder", "simulator", "judge")}
+    inst = V.instruments(ITEMS, llms, {"simulator": "agenda", "reward": "simulator", "stop_threshold": 0.8})
+    assert isinstance(inst["simulator"], AgendaSimulator) and isinstance(inst["eval_rewarder"], SimulatorReward)
+    assert isinstance(inst["llm_rewarder"], Rewarder) and inst["llm_rewarder"].stop_threshold == 0.8
+    rows = V.rewarder_checks(inst["llm_rewarder"], _states(), ["Conv-SR"], TH)
+    assert all(r["passed"] for r in rows)
+    th = V.thresholds_from_params({"MIN_PAIR_ACCURACY": 0.75, "MAX_LEAK_RATE": 0, "OTHER": 1})
+    assert th.min_pair_accuracy == 0.75 and th.max_leak_rate == 0.0 and th.max_flip_rate == TH.max_flip_rate
+
+
+def test_the_card_figure_draws_every_check_once():
+    from rso_lib import plots
+
+    card = V.card_frame(
+        V.rows("a", "judge", ["WI", "PRS"], "m", 0.95, 0.9, True, 5)
+        + V.rows("b", "user", [], "m", float("nan"), 0.5, False, 0)
+        + V.rows("c", "judge", ["Cred"], "m", -0.5, 0.6, True, 4)
+    )
+    fig = plots.fig_validity(card)
+    labels = [t.get_text() for t in fig.axes[0].get_yticklabels()]
+    assert labels == ["judge | a [WI, PRS]", "user | b", "judge | c [Cred]"]

@@ -223,3 +223,19 @@ def evaluated_runs(results: Path, runs_root: Path, table: str = "table_iv") -> l
         label = (meta.get("runs") or {}).get(name, {}).get("label", name)
         out.append({"dataset": ds, "name": name, "system": label, "transcript": Path(runs_root) / info["transcript"]})
     return out
+
+
+def rejudge(runs: Sequence[dict], kb, judge, eval_cfg, ranker=None, seed: int = 0) -> pd.DataFrame:
+    """WI / PRS / Cred of every run's transcript judged again by ``judge`` under the evaluation's
+    rules (``eval_cfg``: :class:`rso_lib.eval.evaluate.EvalConfig`): ``dataset, system`` + metrics."""
+    from rso_lib.eval.evaluate import evaluate_system
+    from rso_lib.eval.transcripts import read_transcript
+
+    out = []
+    for r in runs:
+        dls = read_transcript(r["transcript"], system=r["system"], dataset=r["dataset"])
+        ev = evaluate_system(
+            dls, kb, judge, eval_cfg, seed=seed, n_boot=1, system=r["system"], dataset=r["dataset"], ranker=ranker
+        )
+        out.append({"dataset": r["dataset"], "system": r["system"], **{m: ev.row.get(m) for m in SWAP_METRICS}})
+    return pd.DataFrame(out, columns=["dataset", "system", *SWAP_METRICS])

@@ -488,12 +488,19 @@ def _state_order(by: dict[str, np.ndarray]) -> tuple[float, int]:
 
 
 def rewarder_checks(
-    rewarder, states: Sequence[dict], metrics: Sequence[str], th: Thresholds, seed: int = 0, label: str = ""
+    rewarder,
+    states: Sequence[dict],
+    metrics: Sequence[str],
+    th: Thresholds,
+    seed: int = 0,
+    label: str = "",
+    prefix: str = "rewarder",
 ) -> list[dict]:
     """Rewarder rows: the judge's ordering of the four states, the share of no-recommendation,
     rejection, interest and acceptance states whose reward passes tau as the engine calls the
     rewarder, and parse failures. ``metrics``: what this rewarder decides in this profile
-    (``["Conv-SR"]`` for the evaluator of Conv-SR, ``[]`` for the RL reward only)."""
+    (``["Conv-SR"]`` for the evaluator of Conv-SR, ``[]`` for the RL reward only); ``prefix``
+    names its checks (``rewarder_*``; ``simulator_reward_*`` for the grounded reward)."""
     kinds = np.asarray([s["kind"] for s in states])
     used = score_states(rewarder, states, [s["recommended"] for s in states], seed)
     reward, stop = _rewards(used), np.asarray([bool(r.stop) for r in used])
@@ -510,7 +517,7 @@ def rewarder_checks(
     tau = float(getattr(rewarder, "stop_threshold", float("nan")))
     means = ", ".join(f"{k} {_mean(v):.2f}" for k, v in by.items())
     out = rows(
-        "rewarder_state_order",
+        f"{prefix}_state_order",
         "rewarder",
         metrics,
         model,
@@ -531,7 +538,7 @@ def rewarder_checks(
     ):
         m = kinds == kind
         out += rows(
-            f"rewarder_{kind}_passes_tau",
+            f"{prefix}_{kind}_passes_tau",
             "rewarder",
             metrics,
             model,
@@ -547,7 +554,7 @@ def rewarder_checks(
         samples = getattr(rewarder, "samples", 1) if getattr(rewarder, "mode", "") == "sampled" else 1
         outs = len(states) * samples
         out += rows(
-            "rewarder_parse_failures",
+            f"{prefix}_parse_failures",
             "rewarder",
             metrics,
             model,
@@ -666,6 +673,25 @@ def user_checks(
         "first messages naming a catalogue movie that covers the user's targets",
     )
     return out
+
+
+# --------------------------------------------------------------------------------------------
+# The instruments as the run builds them
+# --------------------------------------------------------------------------------------------
+
+
+def instruments(kb, llms: dict, engine: dict) -> dict:
+    """The simulated user, the LLM Rewarder (the RL reward; the Conv-SR evaluator when
+    ``REWARD: judge``) and the evaluation's turn reward, built by the very function the runs use
+    (:func:`rso_lib.dialogue.systems.build_system`, on the PROMPT_ONLY system: no retriever, no
+    Planner) from the same engine parameters, so that the card checks what the tables used."""
+    from rso_lib.dialogue.systems import build_system
+
+    kw = {k: v for k, v in engine.items() if k != "reward"}
+    judged = build_system("PROMPT_ONLY", kb=kb, llms=llms, reward="judge", **kw)
+    reward = engine.get("reward", "judge")
+    ev = judged if reward == "judge" else build_system("PROMPT_ONLY", kb=kb, llms=llms, reward=reward, **kw)
+    return {"simulator": judged.simulator, "llm_rewarder": judged.rewarder, "eval_rewarder": ev.rewarder}
 
 
 # --------------------------------------------------------------------------------------------
