@@ -282,9 +282,11 @@ def test_kendall_tau_b_against_scipy_and_judge_swap_rows():
         assert np.isnan(ref) and np.isnan(V.kendall_tau_b(x, y)) or np.isclose(V.kendall_tau_b(x, y), ref)
     main = pd.DataFrame({"dataset": "inspired", "system": list("ABCD"), "WI": [1, 2, 3, 4], "Cred": [1, 2, 3, 4]})
     swap = main.assign(WI=[4, 3, 2, 1], Cred=[1, 2, 4, 3])
-    by = {r["metric"]: r for r in T.judge_swap_rows(main, swap, "other", TH)}
+    rows, notes = T.judge_swap_rows(main.assign(PRS=np.nan), swap.assign(PRS=[0.5, np.nan, np.nan, np.nan]), "o", TH)
+    by = {r["metric"]: r for r in rows}
     assert by["WI"]["value"] == -1.0 and not by["WI"]["passed"]
-    assert np.isclose(by["Cred"]["value"], 4 / 6) and by["Cred"]["passed"] and "PRS" not in by
+    assert np.isclose(by["Cred"]["value"], 4 / 6) and by["Cred"]["passed"]
+    assert "PRS" not in by and notes == ["judge swap (o), inspired: PRS measured for 0 system(s): no ranking"]
 
 
 def test_independence_warns_when_one_model_plays_every_role():

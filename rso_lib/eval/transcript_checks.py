@@ -151,7 +151,7 @@ def leak_rows(leaks: pd.DataFrame, th: Thresholds, model: str) -> list[dict]:
 
 
 def dynamics(runs: Sequence[dict]) -> pd.DataFrame:
-    """Per run: dialogues, turns per dialogue (mean, max), the share of one-turn dialogues and the
+    """Per run: dialogues, turns per dialogue (mean, longest), the share of one-turn dialogues and the
     share ended by each stop reason (accepted, Eq. 9 reward, max_turns, user_quit)."""
     out = []
     for r in runs:
@@ -163,7 +163,7 @@ def dynamics(runs: Sequence[dict]) -> pd.DataFrame:
             "system": r["system"],
             "dialogues": len(eps),
             "mean_turns": float(turns.mean()) if len(eps) else float("nan"),
-            "max_turns": int(turns.max()) if len(eps) else 0,
+            "longest": int(turns.max()) if len(eps) else 0,
             "one_turn": float((turns == 1).mean()) if len(eps) else float("nan"),
         }
         for k in list(STOP_REASONS) + sorted(set(reasons) - set(STOP_REASONS) - {None}):
@@ -179,11 +179,15 @@ def dynamics(runs: Sequence[dict]) -> pd.DataFrame:
 SWAP_METRICS = ("WI", "PRS", "Cred")
 
 
-def judge_swap_rows(main: pd.DataFrame, swapped: pd.DataFrame, model: str, th: Thresholds) -> list[dict]:
+def judge_swap_rows(
+    main: pd.DataFrame, swapped: pd.DataFrame, model: str, th: Thresholds
+) -> tuple[list[dict], list[str]]:
     """Kendall tau-b, per dataset and judged metric, between the system ranking under the main
     judge (``main``: ``dataset, system`` + metric columns, e.g. Table IV) and under the swapped
-    judge (``swapped``, same columns). A system missing on one side is left out."""
-    out = []
+    judge (``swapped``, same columns). A system missing on one side is left out; a metric that
+    fewer than two systems have on both sides (PRS not measurable, say) has no ranking to compare:
+    no row, a note instead. Returns (rows, notes)."""
+    out, notes = [], []
     m = main.merge(swapped, on=["dataset", "system"], suffixes=("", "@swap"))
     for ds, g in m.groupby("dataset", sort=False):
         for metric in SWAP_METRICS:
@@ -191,6 +195,9 @@ def judge_swap_rows(main: pd.DataFrame, swapped: pd.DataFrame, model: str, th: T
                 continue
             a, b = g[metric].astype(float).to_numpy(), g[f"{metric}@swap"].astype(float).to_numpy()
             ok = ~(np.isnan(a) | np.isnan(b))
+            if ok.sum() < 2:
+                notes.append(f"judge swap ({model}), {ds}: {metric} measured for {int(ok.sum())} system(s): no ranking")
+                continue
             tau = kendall_tau_b(a, b)
             pairs = ", ".join(f"{s} {x:.2f}->{y:.2f}" for s, x, y in zip(g["system"][ok], a[ok], b[ok]))
             out += rows(
@@ -205,7 +212,7 @@ def judge_swap_rows(main: pd.DataFrame, swapped: pd.DataFrame, model: str, th: T
                 0,
                 f"system ranking by {metric}, main judge vs {model}: {pairs}",
             )
-    return out
+    return out, notes
 
 
 def evaluated_runs(results: Path, runs_root: Path, table: str = "table_iv") -> list[dict]:
