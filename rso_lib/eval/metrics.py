@@ -15,8 +15,8 @@ Per-dialogue metrics
   averaged; both counts are reported.
 * **Cred** -- credibility 1-5: mean truthfulness rating of the system turns that present an item,
   judged against that item's knowledge-base facts, :func:`credibility`.
-* **Conv-SR** -- the paper's: 1 if the evaluator's turn reward passed the threshold tau at some
-  turn (Eq. 9's stop rule; "based on the reward score assigned by the LLM-based evaluator"),
+* **Conv-SR** -- the paper's: 1 if the evaluator's acceptance reward of the final state passed
+  tau (Eq. 9's stop rule; "based on the reward score assigned by the LLM-based evaluator"),
   :func:`conversion_success`. **Accept-SR** -- the same function on the simulator's acceptance
   (ours, reported apart).
 * **Rec-SR** -- 1 if the recommended item's genres cover the target genres, :func:`rec_success`.
@@ -245,8 +245,8 @@ def conversion_success(success: bool) -> float:
 
 def rec_success(item_genres: Sequence[str] | None, target_genres: Sequence[str]) -> float:
     """Rec-SR of one dialogue: 1.0 iff the recommended item's genres cover every target genre
-    (case-insensitive). No recommended item (``None``) -> 0.0."""
-    if item_genres is None:
+    (case-insensitive). No recommended item (``None``) or an empty target -> 0.0."""
+    if item_genres is None or not target_genres:
         return 0.0
     have = {g.strip().lower() for g in item_genres}
     return 1.0 if all(g.strip().lower() in have for g in target_genres) else 0.0

@@ -11,9 +11,10 @@ Fields read (others are ignored; objects or dicts both work):
   ``target_genres``), ``accepted``, ``accepted_item``, ``turns``, ``parse_failures``,
   ``user_open``;
 * turn: ``strategy``, ``reply``, ``user_reply``, ``ranking`` (else ``retrieved``: item ids, best
-  first), ``retrieved`` (the top-K candidates offered to the system), ``chosen_item`` (the item whose facts the Actor got), ``mentioned_item`` (the item the
-  user saw named), ``reward`` / ``stop`` (the evaluator's Eq. 9 reward and stop rule: the paper's
-  Conv-SR), ``parse_failures`` (dict of counts by role, or an int).
+  first), ``retrieved`` (the top-K candidates offered to the system), ``chosen_item`` (the item
+  whose facts the Actor got), ``mentioned_item`` (the item the user saw named), ``reward`` /
+  ``stop`` (the evaluator's Eq. 9 acceptance reward and stop rule; the final turn's ``stop`` is the
+  paper's Conv-SR), ``parse_failures`` (dict of counts by role, or an int).
 
 The item a turn *presents* is ``mentioned_item`` if the simulator found one named in the reply,
 else ``chosen_item``; the dialogue's recommended item is the accepted item, else the last
@@ -72,9 +73,11 @@ class EvalDialogue:
 
     @property
     def reward_success(self) -> bool:
-        """The paper's Conv-SR for this dialogue: the evaluator's turn reward passed the threshold
-        (Eq. 9's stop rule fired) at some turn."""
-        return any(t.stop for t in self.turns)
+        """The paper's Conv-SR for this dialogue ("the user ultimately accepts", judged by the
+        evaluator): the acceptance reward of the *final* state passed tau (Eq. 9's stop rule,
+        which never fires before a movie is named; rso_lib.experts.rewarder.should_stop). A
+        dialogue whose user accepted and then turned the movie down again is not a success."""
+        return bool(self.turns) and self.turns[-1].stop
 
     @property
     def own_ranking(self) -> list[str]:
