@@ -232,3 +232,40 @@ def test_eval_config_rejects_unknown_rules():
     for kw in ({"judge_item": "first"}, {"cred_no_item": "drop"}, {"post_evidence": "user"}, {"dist2": "x"}):
         with pytest.raises(ValueError, match=re.escape(next(iter(kw)))):
             EvalConfig(**kw)
+
+
+# ------------------------------------------------------------------ RetrieverRanker -----------
+
+
+class _HashEmbedder:
+    """Bag-of-words vectors (64 hashed dims, unit norm): enough for the retriever's faiss index."""
+
+    def encode(self, texts, **kw):
+        import zlib
+
+        out = np.zeros((len(texts), 64), dtype=np.float32)
+        for k, t in enumerate(texts):
+            for w in re.findall(r"[a-z]+", t.lower()):
+                out[k, zlib.crc32(w.encode()) % 64] += 1.0
+        return out / np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-9)
+
+
+def test_retriever_ranker_on_a_real_index():
+    """The ranker the notebooks use, over a FactRetriever index: built only on first use, the most
+    similar candidate and the catalogue ranking follow the item texts."""
+    from rso_lib.eval.similarity import RetrieverRanker
+    from rso_lib.experts.retriever import FactRetriever
+
+    built = []
+
+    def make():
+        built.append(1)
+        return FactRetriever(KB.items.values(), _HashEmbedder(), embedder_name="hash", rank_n=3)
+
+    r = RetrieverRanker(make)
+    assert not built  # lazy
+    got = r.most_similar(["a creature meets a crew, horror", "a pilot panics"], [["m2", "m1"], ["m1", "m2"]])
+    assert got == ["m1", "m2"] and built == [1]
+    assert r.most_similar(["x"], [["m3"]]) == ["m3"]  # one candidate: no similarity needed
+    (ranking,) = r.rank_catalogue(["a heist, crime drama"])
+    assert ranking[0] == "m3" and sorted(ranking) == ["m1", "m2", "m3"]
