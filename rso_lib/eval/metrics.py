@@ -13,8 +13,9 @@ Per-dialogue metrics
   (the system oversold the item) and dialogues with ``i_pre == i_true`` (PRS undefined; with
   expected ratings: closer than ``min_gap``) are not
   averaged; both counts are reported.
-* **Cred** -- credibility 1-5: mean truthfulness rating of the system turns that present an item,
-  judged against that item's knowledge-base facts, :func:`credibility`.
+* **Cred** -- credibility 1-5: mean consistency rating of the system turns that present an item,
+  judged against that item's knowledge-base facts, :func:`credibility`; a dialogue without a judged
+  turn counts 0 (the authors' scripts) or is left out, :func:`dialogue_credibility`.
 * **Conv-SR** -- the paper's: 1 if the evaluator's acceptance reward of the final state passed
   tau (Eq. 9's stop rule; "based on the reward score assigned by the LLM-based evaluator"),
   :func:`conversion_success`. **Accept-SR** -- the same function on the simulator's acceptance

@@ -13,8 +13,8 @@ Fields read (others are ignored; objects or dicts both work):
 * turn: ``strategy``, ``reply``, ``user_reply``, ``ranking`` (else ``retrieved``: item ids, best
   first), ``retrieved`` (the top-K candidates offered to the system), ``chosen_item`` (the item
   whose facts the Actor got), ``mentioned_item`` (the item the user saw named), ``reward`` /
-  ``stop`` (the evaluator's Eq. 9 acceptance reward and stop rule; the final turn's ``stop`` is
-  the paper's Conv-SR), ``parse_failures`` (dict of counts by role, or an int).
+  ``stop`` (the evaluator's Eq. 9 acceptance reward and stop rule; the final turn's ``stop`` is the
+  paper's Conv-SR), ``parse_failures`` (dict of counts by role, or an int).
 
 The item a turn *presents* is ``mentioned_item`` if the simulator found one named in the reply,
 else ``chosen_item``; the dialogue's recommended item is the accepted item, else the last
