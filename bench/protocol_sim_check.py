@@ -32,6 +32,7 @@ def main() -> None:
     ap.add_argument("--reward-samples", type=int, default=3)
     ap.add_argument("--tau", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--opening", default="Hello.", help='the user\'s first message ("" -> written by the LLM)')
     args = ap.parse_args()
 
     kb = load_kb(data_dir(""))
@@ -66,6 +67,7 @@ def main() -> None:
         actor_temperature=0.0,
         user_temperature=0.0,
         require_kb_cover=False,
+        user_opening=args.opening,
         seed=args.seed,
     )
     t0 = time.perf_counter()
