@@ -247,8 +247,12 @@ def _persona_block(persona: str, genres: Sequence[str]) -> str:
     knowledge-base fact: what the user learns about a movie comes from the recommender only."""
     return (
         f"You are a movie seeker chatting with a movie recommender. {persona}\n"
-        f"The movie you are looking for must be {_genre_list(genres)}, all at once.\n"
-        "Rules:\n"
+        + (
+            f"You want a {genres[0]} movie.\n"
+            if len(genres) == 1
+            else f"You want a movie that is {_genre_list(genres)} at once.\n"
+        )
+        + "Rules:\n"
         "- You know little about movies: the recommender is your only source of information.\n"
         "- When a movie is recommended, ask about it (story, genre, cast) before you decide.\n"
         "- Accept a movie only once you are sure it has the genres you want; turn it down only "
@@ -281,7 +285,7 @@ def simulator_reply_prompt(
     elif decision == "ask" and item_name:
         task = f"You have not decided about {item_name} yet. Ask the recommender something about it."
     else:
-        task = "Answer the recommender's last message."
+        task = "Reply to the recommender's last message, as the seeker, in one or two sentences."
     return _msgs(
         _persona_block(persona, genres),
         f"Conversation:\n{render_history(history, user='You', system='Recommender')}\n\n{task}",

@@ -3,9 +3,9 @@
 Eq. 8 (discounted return of turn t):   R_t = sum_{i>=0} gamma^i r_{t+i}
 Eq. 7 (loss of one dialogue):          L = - sum_t log pi(h_t | s_t) * R_t  -  beta * mean_t H(pi(.|s_t))
 
-r_t is the Rewarder's score of turn t in [0, 1] (paper: the mean of 10 sampled 1-5 judgements,
-rescaled). Read top to bottom: :class:`RLConfig`, :func:`discounted_returns` (Eq. 8),
-:func:`apply_baseline`, :func:`reinforce_loss` (Eq. 7), :func:`rl_update` (one policy-gradient
+r_t is the Rewarder's score of turn t in [0, 1] (the mean value of 10 sampled acceptance
+judgements on the authors' scale, :mod:`rso_lib.experts.rewarder`). Read top to bottom:
+:class:`RLConfig`, :func:`discounted_returns` (Eq. 8), :func:`apply_baseline`, :func:`reinforce_loss` (Eq. 7), :func:`rl_update` (one policy-gradient
 step on a batch of episodes -- plain data, no engine needed), :func:`train_rl` (epochs x updates
 with checkpoints and resume), :func:`engine_collector` (the thin glue that gets episodes from the
 dialogue engine); its training curves are drawn by :func:`rso_lib.plots.plot_rl_curves`.
