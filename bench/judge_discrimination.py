@@ -3,8 +3,8 @@
     HF_HUB_OFFLINE=1 OMP_NUM_THREADS=1 .venv/bin/python bench/judge_discrimination.py \
         [--pairs 200] [--wi-pairs 40] [--models embedded:qwen2.5-1.5b,embedded:qwen2.5-0.5b,embedded:smollm2]
 
-Credibility (Cred): true/false claim pairs built from the knowledge base (``redial/id2info.json``).
-Each pair is one movie and one recommender sentence naming two of its attributes; the false one
+Credibility (Cred): true/false claim pairs built from the knowledge base (``redial/id2info.json``)
+by :func:`rso_lib.eval.known_answers.claim_pairs` (the validity card uses the same pairs). Each pair is one movie and one recommender sentence naming two of its attributes; the false one
 changes exactly ONE attribute (the hard case: the rest of the sentence is still true):
 
 * ``director``: another movie's director;        * ``genre``: a genre the movie does not have;
@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import sys
 import time
 from pathlib import Path
@@ -44,122 +43,17 @@ sys.path.insert(0, str(ROOT))
 import numpy as np  # noqa: E402
 
 from rso_lib.data.kb import load_kb  # noqa: E402
-from rso_lib.data.records import Item  # noqa: E402
 from rso_lib.eval.judges import JudgeConfig, credibility_messages, intention_messages, rate  # noqa: E402
-
-CLAIM_TYPES = ("director", "genre", "year", "cast", "plot")
-
+from rso_lib.eval.known_answers import CLAIM_TYPES, claim_pairs, intention_pairs, pairwise_accuracy  # noqa: E402
 
 # ----------------------------------------------------------------------------------------------
-# Claim pairs
+# Judging (the pairs come from rso_lib.eval.known_answers, shared with the validity card)
 # ----------------------------------------------------------------------------------------------
-
-
-def _usable(it: Item) -> bool:
-    return bool(it.year and it.genres and it.director and len(it.stars) >= 2 and len(it.plot) >= 40)
-
-
-def _genre_phrase(genres) -> str:
-    g = " and ".join(genres[:2])
-    return ("an " if g[:1] in "aeiou" else "a ") + g
-
-
-def _first_sentence(plot: str, min_chars: int = 60) -> str:
-    """The plot up to the first ". " after ``min_chars`` characters (so "C.D. Bales ..." is not cut
-    at the initials), or the whole plot."""
-    plot = plot.strip()
-    cut = plot.find(". ", min_chars)
-    return (plot[:cut] if cut >= 0 else plot).rstrip(".") + "."
-
-
-def claim_pairs(items: list[Item], n: int, seed: int = 0) -> list[dict]:
-    """``n`` claim pairs ``{"type", "item", "true", "false"}``, claim types in turn (see module doc).
-
-    Args:
-        items: the knowledge base's movies (only those with year, genres, director, two stars and a
-            plot are used).
-        n: number of pairs.
-        seed: sampling seed.
-    """
-    rng = random.Random(seed)
-    pool = [it for it in items if _usable(it)]
-    if len(pool) < 10:
-        raise ValueError(f"only {len(pool)} knowledge-base movies have year, genres, director, stars and plot")
-    all_genres = sorted({g for it in pool for g in it.genres})
-    by_genre: dict[str, list[Item]] = {}
-    for it in pool:
-        for g in it.genres:
-            by_genre.setdefault(g, []).append(it)
-    chosen = rng.sample(pool, min(n, len(pool)))
-    pairs = []
-    for i, it in enumerate(chosen):
-        kind = CLAIM_TYPES[i % len(CLAIM_TYPES)]
-        d, title = it.director[0], it.title
-        if kind == "director":
-            other = rng.choice([o for o in pool if not set(o.director) & set(it.director)]).director[0]
-            tpl, t, f = f"{title} is {_genre_phrase(it.genres)} movie directed by {{}}.", d, other
-        elif kind == "genre":
-            wrong = rng.choice([g for g in all_genres if g not in it.genres])
-            tpl = f"{title}, directed by {d}, is {{}} movie."
-            t, f = _genre_phrase([it.genres[0]]), _genre_phrase([wrong])
-        elif kind == "year":
-            shift = rng.choice([-1, 1]) * rng.randint(3, 15)
-            wrong = it.year + shift if 1915 <= it.year + shift <= 2019 else it.year - shift
-            tpl, t, f = f"{title} came out in {{}} and was directed by {d}.", it.year, wrong
-        elif kind == "cast":
-            s1, s2 = it.stars[0], it.stars[1]
-            wrong = rng.choice([s for o in pool for s in o.stars[:2] if s not in it.stars][:5000])
-            tpl, t, f = f"{title} stars {s1} and {{}}.", s2, wrong
-        else:  # plot: another movie of the same genre, so the genre words still fit
-            same = [o for o in by_genre[it.genres[0]] if o.item_id != it.item_id and o.plot[:40] != it.plot[:40]]
-            other = rng.choice(same)
-            tpl, t, f = (
-                f"{title} ({it.year}) is about this: {{}}",
-                _first_sentence(it.plot),
-                _first_sentence(other.plot),
-            )
-        wrap = "You should watch {}! {} I think you will enjoy it."
-        pairs.append(
-            {
-                "type": kind,
-                "item": it,
-                "true": wrap.format(title, tpl.format(t)),
-                "false": wrap.format(title, tpl.format(f)),
-            }
-        )
-    return pairs
-
-
-def intention_pairs(items: list[Item], n: int, seed: int = 0) -> list[dict]:
-    """``n`` WI pairs ``{"item", "love": (persona, genres), "hate": (persona, genres)}``: the same
-    movie for a persona who loves its main genre vs one who hates it and wants another genre."""
-    rng = random.Random(seed + 1)
-    pool = [it for it in items if _usable(it)]
-    all_genres = sorted({g for it in pool for g in it.genres})
-    out = []
-    for it in rng.sample(pool, min(n, len(pool))):
-        g = it.genres[0]
-        h = rng.choice([x for x in all_genres if x not in it.genres])
-        love = (f"I love {g} movies more than anything; I watch every {g} movie I can find.", [g])
-        hate = (f"I hate {g} movies and never watch them. I only enjoy {h} movies.", [h])
-        out.append({"item": it, "love": love, "hate": hate})
-    return out
-
-
-# ----------------------------------------------------------------------------------------------
-# Judging
-# ----------------------------------------------------------------------------------------------
-
-
-def pairwise_accuracy(a: np.ndarray, b: np.ndarray) -> float:
-    """Share of pairs with ``a > b`` (ties count 1/2)."""
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    return float(np.mean((a > b) + 0.5 * (a == b))) if len(a) else float("nan")
 
 
 def judge_model(llm, pairs: list[dict], wi: list[dict], cfg: JudgeConfig) -> dict:
     """Scores of every claim and persona with one model: the numbers the bench prints."""
-    msgs = [credibility_messages(p[k], p["item"], cfg.max_facts_chars) for p in pairs for k in ("true", "false")]
+    msgs = [credibility_messages(p[k].text, p["item"], cfg.max_facts_chars) for p in pairs for k in ("true", "false")]
     t0 = time.perf_counter()
     vals = np.asarray(rate(llm, msgs, cfg).values, dtype=float)
     cred_s = time.perf_counter() - t0
@@ -246,7 +140,7 @@ def main(argv=None) -> None:
         f"{len(pairs)} claim pairs ({', '.join(CLAIM_TYPES)} in turn; the false claim changes one attribute), "
         f"{len(wi)} WI persona pairs, {len(kb)} movies in the KB; judge prompt: rso_lib.eval.judges, score mode"
     )
-    print("example:", pairs[0]["type"], "| TRUE:", pairs[0]["true"], "| FALSE:", pairs[0]["false"])
+    print("example:", pairs[0]["type"], "| TRUE:", pairs[0]["true"].text, "| FALSE:", pairs[0]["false"].text)
     results = {}
     for spec in specs:
         t0 = time.perf_counter()

@@ -27,8 +27,9 @@ from typing import Any
 
 import pandas as pd
 
-from rso_lib.eval.evaluate import SystemEval, evaluate_system
+from rso_lib.eval.evaluate import EvalConfig, SystemEval, evaluate_system
 from rso_lib.eval.judges import JudgeConfig
+from rso_lib.eval.similarity import RetrieverRanker
 from rso_lib.eval.transcripts import EvalDialogue, to_eval_dialogue
 from rso_lib.paths import run_dir
 
@@ -358,7 +359,7 @@ def run_and_evaluate(
     specs: Sequence[RunSpec],
     datasets: Sequence[str],
     n_dialogues: int,
-    judge_cfg: JudgeConfig = JudgeConfig(),
+    eval_cfg: EvalConfig = EvalConfig(),
     judge: Any = "role",
     n_boot: int = 1000,
     log=print,
@@ -370,7 +371,7 @@ def run_and_evaluate(
         specs: the systems (rows).
         datasets: ``"inspired"`` and/or ``"redial"``.
         n_dialogues: dialogues per system and dataset.
-        judge_cfg: how to judge WI/PRS/Cred.
+        eval_cfg: the evaluation rules and how to judge WI/PRS/Cred (:func:`eval_config_from_params`).
         judge: a ChatLLM, ``"role"`` (the ``judge`` role of ``ctx.llm_cfg``) or None (no judge).
         n_boot: bootstrap resamples for the CIs.
 
@@ -383,13 +384,24 @@ def run_and_evaluate(
 
         judge = role_llms(ctx.llm_cfg)["judge"]
     evals, dialogues, info = [], {}, {}
+    # the judged item and the catalogue ranking of prompt-only systems use the retriever's index
+    # (built on first use only)
+    ranker = RetrieverRanker(ctx.retriever)
     for ds in datasets:
         for spec in specs:
             eps, path, inf = run_one(ctx, spec, ds, n_dialogues, log=log)
             dls = [to_eval_dialogue(e, system=spec.display, dataset=ds) for e in eps]
             t0 = time.perf_counter()
             ev = evaluate_system(
-                dls, ctx.kb, judge, judge_cfg, seed=ctx.seed, n_boot=n_boot, system=spec.display, dataset=ds
+                dls,
+                ctx.kb,
+                judge,
+                eval_cfg,
+                seed=ctx.seed,
+                n_boot=n_boot,
+                system=spec.display,
+                dataset=ds,
+                ranker=ranker,
             )
             ev.per_dialogue.insert(2, "paper_row", spec.paper)
             ev.per_dialogue.insert(3, "preset", spec.system)
@@ -422,9 +434,9 @@ def strategy_turns(dialogues: Sequence[EvalDialogue], stage: str) -> pd.DataFram
     return pd.DataFrame(rows, columns=["stage", "dialog_id", "turn_index", "strategy"])
 
 
-def run_provenance(ctx: RunContext, specs: Sequence[RunSpec], judge_cfg: JudgeConfig, info: dict, **extra) -> dict:
+def run_provenance(ctx: RunContext, specs: Sequence[RunSpec], eval_cfg: EvalConfig, info: dict, **extra) -> dict:
     """The ``provenance`` extras of a table: profile, data, backends and model ids per role and
-    per run, planner weights, judge settings, engine settings, per-run timing."""
+    per run, planner weights, evaluation rules and judge settings, engine settings, per-run timing."""
     from rso_lib.llm import describe, role_llms
     from rso_lib.results import provenance
 
@@ -449,7 +461,7 @@ def run_provenance(ctx: RunContext, specs: Sequence[RunSpec], judge_cfg: JudgeCo
         runs=runs,
         engine=ctx.engine,
         planner=ctx.planner,
-        judge=asdict(judge_cfg),
+        evaluation=asdict(eval_cfg),
         run_info=info,
         targets_left_out=dict(ctx.left_out),
         **extra,
@@ -537,6 +549,30 @@ def scale_specs(backbones: Sequence[dict], default_llm: dict, rso_label: str) ->
             RunSpec(name=name, system="PROMPT_ONLY", label=label, paper_row=label, llm=None if same else dict(b["llm"]))
         )
     return parse_specs([asdict(s) for s in specs])
+
+
+#: evaluation notebook parameter -> EvalConfig field (the judge's own settings are JUDGE_*)
+EVAL_PARAMS = {
+    "JUDGE_ITEM": "judge_item",
+    "CRED_NO_ITEM": "cred_no_item",
+    "POST_EVIDENCE": "post_evidence",
+    "PRS_MIN_GAP": "prs_min_gap",
+    "RECALL_RANKING": "recall_ranking",
+    "DIST2": "dist2",
+}
+
+
+def eval_config_from_params(params: dict) -> EvalConfig:
+    """The :class:`EvalConfig` of an evaluation notebook (pass ``globals()``): ``JUDGE_MODE``,
+    ``JUDGE_SAMPLES``, ``JUDGE_MAX_TOKENS`` (reasoned mode) and ``SEED`` make the judge's
+    settings; :data:`EVAL_PARAMS` the rules. A parameter the notebook does not declare keeps the
+    default."""
+    p = {k: v for k, v in params.items() if k.isupper()}
+    jkw = {"seed": p.get("SEED", 0)}
+    for key, fld in (("JUDGE_MODE", "mode"), ("JUDGE_SAMPLES", "samples"), ("JUDGE_MAX_TOKENS", "reasoned_max_tokens")):
+        if key in p:
+            jkw[fld] = p[key]
+    return EvalConfig(judge=JudgeConfig(**jkw), **{f: p[k] for k, f in EVAL_PARAMS.items() if k in p})
 
 
 #: Engine parameters an evaluation notebook may declare (names of

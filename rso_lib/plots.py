@@ -450,3 +450,38 @@ def plot_rl_curves(rows: Sequence[dict[str, Any]], title: str = "Planner RL (Eq.
     fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def fig_validity(card: pd.DataFrame):
+    """The validity card (:mod:`rso_lib.eval.validity`): one line per check (a check guarding
+    several metrics is drawn once), its measured value as a dot -- green when it passes, red when
+    it fails -- and its threshold as a black bar. Values the card could not measure are listed as
+    "n/a" at the left edge."""
+    key = ["check", "role", "model"]
+    metrics = card.groupby(key, sort=False)["metric"].agg(lambda m: ", ".join(x for x in m if x))
+    df = card.drop_duplicates(key).reset_index(drop=True)
+    labels = [
+        f"{r} | {c}" + (f" [{metrics[(c, r, mo)]}]" if metrics[(c, r, mo)] else "")
+        for c, r, mo in zip(df["check"], df["role"], df["model"])
+    ]
+    vals = pd.to_numeric(df["value"], errors="coerce")
+    lo = -1.05 if (vals < 0).any() or (df["threshold"] < 0).any() else -0.05
+    fig, ax = plt.subplots(figsize=(8, 0.32 * len(df) + 1.2))
+    y = np.arange(len(df))[::-1]
+    colors = ["#2ca02c" if p else "#d62728" for p in df["passed"]]
+    ax.scatter(vals.fillna(lo).clip(lo, 1.05), y, c=colors, s=36, zorder=3)
+    ax.scatter(df["threshold"].clip(lo, 1.05), y, marker="|", c="black", s=160, zorder=2)
+    for yi, v in zip(y, vals):
+        ax.annotate(
+            "n/a" if np.isnan(v) else f"{v:.2f}",
+            (max(lo, min(v if not np.isnan(v) else lo, 1.05)), yi),
+            textcoords="offset points",
+            xytext=(6, -3),
+            fontsize=7,
+        )
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_xlim(lo, 1.25)
+    ax.set_xlabel("measured value (dot: green pass, red fail) | threshold (black bar)")
+    ax.set_title("Validity card: each LLM role on cases whose answer is known")
+    fig.tight_layout()
+    return fig

@@ -170,6 +170,25 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "POWER": (0, 1),
     "MIN_PAIRED_N": (2, None),
     "N_PERM": (1, None),
+    "PRS_MIN_GAP": (0, 4),
+    # validity card (notebooks 03_validity, 04_validity_transcripts)
+    "CARD_ITEMS": (1, None),
+    "CARD_USERS": (1, None),
+    "USER_EXCHANGES": (1, None),
+    "REFERENCE_ITEMS": (0, None),
+    "MIN_PAIR_ACCURACY": (0, 1),
+    "MAX_FLIP_RATE": (0, 1),
+    "MAX_PARSE_FAILURE_RATE": (0, 1),
+    "MIN_REFERENCE_AGREEMENT": (-1, 1),
+    "MIN_REWARD_ORDER": (0, 1),
+    "MAX_NO_RECOMMENDATION_PASS_RATE": (0, 1),
+    "MAX_REJECTION_PASS_RATE": (0, 1),
+    "MIN_ACCEPTANCE_PASS_RATE": (0, 1),
+    "MIN_ACCEPT_GAP": (-1, 1),
+    "MAX_GENRE_REVEAL_RATE": (0, 1),
+    "MAX_OPENING_LEAK_RATE": (0, 1),
+    "MAX_LEAK_RATE": (0, 1),
+    "MIN_SWAP_TAU": (-1, 1),
 }
 SUFFIX_RANGES = {"_MAX_TOKENS": (1, None), "_TEMPERATURE": (0, 2), "_EXAMPLES": (1, None)}
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -178,9 +197,15 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "REWARD_MODE": ("expected", "sampled"),
     "GENRE_RULE": ("all", "first"),
     "KB_SOURCE": ("redial", "inspired"),
-    "JUDGE_MODE": ("score", "sample"),
+    "JUDGE_MODE": ("score", "sample", "reasoned"),
+    "JUDGE_ITEM": ("most_similar", "presented"),
+    "CRED_NO_ITEM": ("zero", "exclude"),
+    "POST_EVIDENCE": ("recommender", "dialogue"),
+    "RECALL_RANKING": ("catalogue", "named"),
+    "DIST2": ("per_response", "corpus"),
     "BASELINE": ("none", "mean", "normalise"),
     "CORRECTION": ("holm", "bh"),
+    "CARD_DATASET": ("inspired", "redial"),
 }
 
 

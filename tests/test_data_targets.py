@@ -10,7 +10,7 @@ import pytest
 from rso_lib.data.kb import load_kb
 from rso_lib.data.personas import load_pccrs_personas, load_seeker_personas
 from rso_lib.data.records import DataError
-from rso_lib.data.targets import load_sim_targets, load_sim_targets_with_issues
+from rso_lib.data.targets import apply_genre_rule, load_sim_targets, load_sim_targets_with_issues, split_reachable
 
 
 def test_seeker_personas(data_dir):
@@ -73,8 +73,14 @@ def test_sim_targets_vs_kb(data_dir):
     red = load_sim_targets(data_dir, "redial")
     assert min(len(kb.valid_targets(t.target_genres)) for t in red) >= 50
     ins = load_sim_targets(data_dir, "inspired")
-    assert sum(not kb.valid_targets(t.target_genres) for t in ins) == 20
-    assert sum(not t.target_genres for t in ins) == 8
+    assert sum(not t.target_genres for t in ins) == 8  # an empty target has no valid item at all
+    assert sum(not kb.valid_targets(t.target_genres) for t in ins) == 20 + 8
+    # the genre rule gives the 8 the authors' substitute ("Action"), so none stays empty or drops out
+    for rule, unreachable in (("all", 20), ("first", 0)):
+        ruled = apply_genre_rule(ins, rule)
+        assert not any(not t.target_genres for t in ruled)
+        assert [t.target_genres for t, o in zip(ruled, ins) if not o.target_genres] == [["action"]] * 8
+        assert len(split_reachable(ruled, kb)[1]) == unreachable
 
 
 def test_sim_targets_train_and_valid(data_dir):

@@ -97,7 +97,8 @@ def make_engine(
         "reasoner": ScriptedLLM(["The user wants a horror sci-fi film about aliens."]),
         "chooser": ScriptedLLM(list(chooser_replies), option_probs=lambda m, o: [1.0] + [0.0] * (len(o) - 1)),
         "rewarder": ScriptedLLM(["Rating: 3"], option_probs=lambda m, o: rp),
-        "simulator": ScriptedLLM(["I like horror."], option_probs=lambda m, o: [0.9, 0.1]),
+        # the LLM user's decision options are ask / accept / reject: it accepts once it has asked
+        "simulator": ScriptedLLM(["I like horror."], option_probs=lambda m, o: [0.05, 0.9, 0.05]),
     }
     log = log if log is not None else []
     llms = {r: Counting(l, log, r) for r, l in base.items()}
@@ -119,15 +120,20 @@ def make_engine(
 
 # ------------------------------------------------------------------ control flow (fast)
 def test_lockstep_one_call_per_role_per_step(tmp_path):
-    eng, log = make_engine(sim="llm", max_turns=3, tmp_path=tmp_path)
-    # two users accept the first horror movie at step 0, two want a western (none in the
-    # catalogue) and stay to max_turns: active dialogues per step = 4, 2, 2
+    eng, log = make_engine(sim="llm", max_turns=4, tmp_path=tmp_path)
+    # two users want horror (the LLM user asks about the first movie named, then accepts it), two
+    # want a western (none in the catalogue: the coverage gate turns every accept into a reject)
     eps = eng.run(targets(2) + targets(4, ("western",))[2:], tmp_path / "t.jsonl")
-    assert [len(e.turns) for e in eps] == [1, 1, 3, 3]
+    lens = [len(e.turns) for e in eps]
+    assert all(e.accepted and 2 <= len(e.turns) < 4 for e in eps[:2]) and lens[2:] == [4, 4]
+    assert not any(e.accepted for e in eps[2:])
+    for e in eps:  # never decided at the first mention: the user asks about it first
+        first = next(t for t in e.turns if t.mentioned_item)
+        assert first.user_action == "inquire" and not first.accepted
     # the engine's own log: per step, exactly one backend call per (role, method)
     assert max(eng.stats.calls.values()) == 1
-    assert {s for s, _, _ in eng.stats.calls} == {-1, 0, 1, 2}  # -1: the users' opening messages
-    for s in (0, 1, 2):
+    assert {s for s, _, _ in eng.stats.calls} == {0, 1, 2, 3}  # the users open with a fixed "Hello."
+    for s in range(4):
         roles = {(r, m) for st, r, m in eng.stats.calls if st == s}
         assert {
             ("planner", "act"),
@@ -136,21 +142,59 @@ def test_lockstep_one_call_per_role_per_step(tmp_path):
             ("chooser", "score_options"),
             ("actor", "chat"),
             ("simulator", "chat"),
-            ("rewarder", "score_options"),
         } <= roles
     # the test's own counting wrapper: one batch per role per step holding every active dialogue
-    for role in ("reasoner", "actor", "rewarder"):
-        assert [b for r, m, b in log if r == role] == [4, 2, 2], role
-    # a preference-elicitation strategy (Table I) asks instead of recommending: no chooser call,
-    # no item for that dialogue's turn
-    asking = [[e.turns[st].strategy in INQUIRY_STRATEGIES for e in eps if len(e.turns) > st] for st in range(3)]
-    assert [b for r, m, b in log if r == "chooser"] == [len(a) - sum(a) for a in asking if len(a) > sum(a)]
-    assert any(map(any, asking))  # the seed exercises it
+    active = [sum(n > s for n in lens) for s in range(4)]
+    for role in ("reasoner", "actor", "chooser"):
+        assert [b for r, m, b in log if r == role] == active, role
+    assert [b for r, m, b in log if r == "simulator" and m == "chat"] == active
+    # the judge is asked only about states in which a movie has been named
+    named = [sum(any(t.mentioned_item for t in e.turns[: s + 1]) for e in eps if len(e.turns) > s) for s in range(4)]
+    assert [b for r, m, b in log if r == "rewarder"] == [n for n in named if n]
+    # a preference-elicitation strategy (Table I) is offered the chosen item (the authors' env.py)
+    # but not told to name it: the scripted Actor then asks instead of recommending
+    asking = [t for e in eps for t in e.turns if t.strategy in INQUIRY_STRATEGIES]
+    assert asking and all(t.chosen_item is not None and t.facts for t in asking)
+    assert all(t.reply == "What kind of movies do you like?" for t in asking)
+
+
+def honest_judge(messages, options):
+    """Acceptance judge for tests: reads the seeker's last line like the rubric says."""
+    last = messages[-1]["content"].split("Conversation:\n")[1].split("\n\n")[0].splitlines()[-1].lower()
+    level = (
+        4
+        if "?" in last or "tell me more" in last
+        else 5
+        if any(w in last for w in ("watch", "it is", "go with"))
+        else 1
+    )
+    return [1.0 if o == str(level) else 0.0 for o in options]
+
+
+@pytest.mark.parametrize("tau,past_first", [(0.8, True), (0.7, False)])
+def test_dialogue_runs_past_the_users_question_unless_tau_lets_interest_pass(tmp_path, tau, past_first):
+    """The agenda user asks about a fitting movie before accepting it. Under the authors' values
+    "interested" is worth 0.8: it passes the authors' tau 0.7 (the dialogue ends, a success, on
+    the user's question) but not tau 0.8, where the dialogue runs on to the acceptance."""
+    eng, _ = make_engine(max_turns=5, tmp_path=tmp_path)
+    eng.rewarder = Rewarder(ScriptedLLM(option_probs=honest_judge), stop_threshold=tau)
+    eps = eng.run(targets(3), tmp_path / "t.jsonl")
     for e in eps:
-        for t in e.turns:
-            if t.strategy in INQUIRY_STRATEGIES:
-                assert t.chosen_item is None and not t.facts
-    assert [b for r, m, b in log if r == "simulator" and m == "chat"] == [4, 4, 2, 2]  # open + 3 steps
+        first = next(k for k, t in enumerate(e.turns) if t.mentioned_item)
+        assert e.turns[first].user_action == "inquire" and e.turns[first].reward == pytest.approx(0.8)
+        if past_first:
+            assert len(e.turns) > first + 1 and e.accepted and e.stop_reason == "accepted"
+            assert e.turns[-1].reward == 1.0 and e.turns[-1].stop  # Conv-SR: the final state passes tau
+        else:
+            assert len(e.turns) == first + 1 and e.stop_reason == "reward" and not e.accepted
+
+
+def test_inquiry_item_off_keeps_inquiry_turns_item_free(tmp_path):
+    eng, log = make_engine(max_turns=3, tmp_path=tmp_path)
+    eng.inquiry_item = False
+    eps = eng.run(targets(4), tmp_path / "t.jsonl")
+    asking = [t for e in eps for t in e.turns if t.strategy in INQUIRY_STRATEGIES]
+    assert asking and all(t.chosen_item is None and not t.facts for t in asking)
 
 
 def test_transcript_schema_rerun_skips_finished(tmp_path):
@@ -195,17 +239,30 @@ def test_agenda_dialogue_accepts_fitting_item_and_same_seed_same_transcript(tmp_
     assert all(t.strategy in STRATEGIES and 0 < t.strategy_prob <= 1 for t in e.turns)
 
 
-def test_reward_stop_rule_and_parse_failures_counted(tmp_path):
-    eng, _ = make_engine(
+def test_no_movie_named_never_stops_even_if_the_judge_says_accepted(tmp_path):
+    # the judge is certain the user accepted, but the chooser's answer names no candidate and the
+    # scripted Actor then asks instead of recommending: no movie named, so no turn passes tau
+    eng, log = make_engine(
         rating_probs=[0, 0, 0, 0, 1], chooser_mode="generate", chooser_replies=("Titanic",), tmp_path=tmp_path
     )
     eps = eng.run(targets(2), tmp_path / "t.jsonl")
     for e in eps:
-        assert len(e.turns) == 1 and e.stop_reason == "reward" and e.turns[0].reward == 1.0
+        assert len(e.turns) == 3 and e.stop_reason == "max_turns"
+        assert all(t.reward == 0.6 and not t.stop and t.mentioned_item is None for t in e.turns)
         assert e.turns[0].chosen_item is None  # not replaced by the top candidate
-        assert e.turns[0].parse_failures == {"chooser": 1} and e.parse_failures == {"chooser": 1}
+        assert e.turns[0].parse_failures == {"chooser": 1} and e.parse_failures == {"chooser": 3}
+    assert not any(r == "rewarder" for r, _, _ in log)  # the judge is not even asked
     rows = [json.loads(l) for l in (tmp_path / "t.jsonl").read_text().splitlines()]
-    assert [r["parse_failures"] for r in rows] == [{"chooser": 1}] * 2
+    assert [r["parse_failures"] for r in rows] == [{"chooser": 1}] * 6
+
+
+def test_reward_stop_rule_fires_on_the_first_state_with_a_named_movie(tmp_path):
+    eng, _ = make_engine(rating_probs=[0, 0, 0, 0, 1], max_turns=4, tmp_path=tmp_path)
+    eps = eng.run(targets(4), tmp_path / "t.jsonl")
+    for e in eps:
+        named = [k for k, t in enumerate(e.turns) if t.mentioned_item]
+        assert named and e.stop_reason == "reward" and len(e.turns) == named[0] + 1
+        assert e.turns[-1].reward == 1.0 and not any(t.stop for t in e.turns[:-1])
 
 
 @pytest.mark.parametrize(

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from rso_lib.data.kb import KnowledgeBase, load_kb
+from rso_lib.eval.evaluate import EvalConfig
 from rso_lib.eval.judges import JudgeConfig
 from rso_lib.eval.tables import metrics_table
 from rso_lib.experiments import RunContext, parse_specs, run_and_evaluate, run_provenance, strategy_turns
@@ -37,7 +38,7 @@ def _once(root, data_dir, kb):
     )
     ctx._kb = kb
     specs = parse_specs(["RSO"])
-    judge = JudgeConfig(mode="score")
+    judge = EvalConfig(judge=JudgeConfig(mode="score"))
     evals, dialogues, info = run_and_evaluate(ctx, specs, ["inspired"], 2, judge, n_boot=200, log=lambda *_: None)
     table = metrics_table(evals)
     paths = write_table(table, "table_det", "det", run_provenance(ctx, specs, judge, info))

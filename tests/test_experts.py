@@ -10,10 +10,17 @@ import pytest
 
 from rso_lib.data.records import RECOMMENDER, SEEKER, Item, Turn
 from rso_lib.experts.actor import Actor, ItemChooser, self_check_and_refine
-from rso_lib.experts.prompts import actor_prompt, render_history
+from rso_lib.experts.prompts import ACCEPTANCE_ANSWERS, acceptance_prompt, actor_prompt, render_history
 from rso_lib.experts.reasoner import PreferenceReasoner
 from rso_lib.experts.retriever import FactRetriever, item_description
-from rso_lib.experts.rewarder import Rewarder, rescale_rating, should_stop
+from rso_lib.experts.rewarder import (
+    ACCEPTANCE_LEVELS,
+    Rewarder,
+    acceptance_values,
+    parse_acceptance,
+    score_acceptance,
+    should_stop,
+)
 from rso_lib.llm.scripted import ScriptedLLM
 from rso_lib.strategies import DESCRIPTIONS
 
@@ -56,36 +63,102 @@ class BagEmbedder:
         return out / np.maximum(n, 1e-9) if normalize_embeddings else out
 
 
-# ---------------------------------------------------------------- Rewarder (Eq. 9)
-def test_rescale_and_stop():
-    assert [rescale_rating(r) for r in (1, 3, 5)] == [0.0, 0.5, 1.0]
-    assert should_stop(0.8, 0.75) and not should_stop(0.75, 0.75) and not should_stop(None, 0.0)
+# ---------------------------------------------------------------- Rewarder (Eq. 9, acceptance scale)
+STATE = H + [Turn(RECOMMENDER, "Try Alien (1979), a sci-fi horror classic."), Turn(SEEKER, "Who is in it?")]
 
 
-def test_rewarder_expected_mode_is_expectation():
-    probs = {"1": 0.0, "2": 0.0, "3": 0.5, "4": 0.0, "5": 0.5}  # E[r] = 4 -> (4-1)/4 = 0.75
-    llm = ScriptedLLM(option_probs=lambda m, opts: [probs[o] for o in opts])
-    res = Rewarder(llm, mode="expected", stop_threshold=0.7).score([H, H], ["r1", "r2"], ["u1", "u2"])
-    assert len(llm.score_calls) == 1 and len(llm.score_calls[0][0]) == 2  # one batched pass
-    assert llm.score_calls[0][1] == ["1", "2", "3", "4", "5"]
-    assert [r.reward for r in res] == pytest.approx([0.75, 0.75])
-    assert all(r.stop for r in res) and all(r.parse_failures == 0 for r in res)
+def _levels(**p):
+    """option_probs for the acceptance options 1-5 from level probabilities."""
+    order = list(ACCEPTANCE_LEVELS)
+    return lambda m, opts: [p.get(order[int(o) - 1], 0.0) for o in opts]
 
 
-def test_rewarder_sampled_counts_unparseable_and_never_invents():
-    llm = ScriptedLLM(["Rating: 5", "no idea", "Rating: 3"])
-    res = Rewarder(llm, mode="sampled", samples=3).score([H], ["r"], ["u"], seed=1)
-    assert llm.chat_calls[0][1].n == 3
-    assert res[0].rating == pytest.approx(4.0) and res[0].reward == pytest.approx(0.75)
-    assert res[0].parse_failures == 1 and res[0].samples == [5, None, 3]
-    # no sample parses: the turn is rated by one scoring pass instead, flagged, failures still counted
-    probs = {"1": 0.0, "2": 0.0, "3": 0.0, "4": 1.0, "5": 0.0}
-    llm = ScriptedLLM(["hmm", "Rating: 9"], option_probs=lambda m, opts: [probs[o] for o in opts])
-    bad = Rewarder(llm, mode="sampled", samples=4).score([H, H], ["r", "r"], ["u", "u"])
-    assert [b.reward for b in bad] == pytest.approx([0.75, 0.75]) and all(b.fallback for b in bad)
-    assert all(b.parse_failures == 4 and b.samples == [None] * 4 for b in bad)
+def test_acceptance_levels_are_the_authors_mapping_in_option_order():
+    assert list(ACCEPTANCE_LEVELS.items()) == [
+        ("no_recommendation", 0.6),
+        ("not_interested", 0.4),
+        ("rejected", 0.2),
+        ("interested", 0.8),
+        ("accepted", 1.0),
+    ]
+    # the prompt lists the five answers in the same order, and shows no target or facts
+    text = acceptance_prompt(STATE)[1]["content"]
+    pos = [text.index(a) for a in ACCEPTANCE_ANSWERS.values()]
+    assert pos == sorted(pos) and "horror" not in text.split("Conversation:")[0]
+
+
+def test_parse_acceptance_numbers_phrases_and_failures():
+    got = [
+        parse_acceptance(t) for t in ("Answer: 5", "3", "Answer: 9", "4.5 out of 5", "The seeker is not interested", "")
+    ]
+    assert got == ["accepted", "rejected", None, None, "not_interested", None]
+
+
+def test_stop_rule_and_no_recommendation_rule():
+    assert should_stop(0.8, 0.7) and not should_stop(0.7, 0.7) and not should_stop(None, 0.0)
+    # a state with no recommended movie never passes tau, even if its reward would
+    assert not should_stop(1.0, 0.7, recommended=False)
+
+
+def test_rejecting_user_never_passes_tau():
+    # every sample says "rejected" -> 0.2; a judge certain of rejection in expected mode -> 0.2
+    for mode in ("sampled", "expected"):
+        llm = ScriptedLLM(["Answer: 3"], option_probs=_levels(rejected=1.0))
+        res = Rewarder(llm, mode=mode, samples=5, stop_threshold=0.7).score([STATE])
+        assert res[0].reward == pytest.approx(0.2) and not res[0].stop
+    # and no mix of rejection with "interested" / "no recommendation" answers passes either
+    llm = ScriptedLLM(["Answer: 3", "Answer: 4", "Answer: 1"])
+    res = Rewarder(llm, mode="sampled", samples=9).score([STATE])
+    assert res[0].reward == pytest.approx((0.2 + 0.8 + 0.6) / 3) and not res[0].stop
+
+
+def test_no_recommendation_state_never_passes_tau_even_if_the_judge_says_accepted():
+    llm = ScriptedLLM(["Answer: 5"], option_probs=_levels(accepted=1.0))
+    rw = Rewarder(llm, mode="sampled", samples=3, stop_threshold=0.7)
+    res = rw.score([H, STATE], recommended=[False, True])
+    assert res[0].reward == pytest.approx(ACCEPTANCE_LEVELS["no_recommendation"]) and not res[0].stop
+    assert res[1].reward == pytest.approx(1.0) and res[1].stop
+    assert len(llm.chat_calls[0][0]) == 1  # the judge is asked only about the state with a movie
+    # with values where "no recommendation" is worth more than tau, the rule still holds
+    vals = dict(ACCEPTANCE_LEVELS, no_recommendation=0.9)
+    res = Rewarder(llm, mode="expected", values=vals, stop_threshold=0.7).score([H], recommended=[False])
+    assert res[0].reward == pytest.approx(0.9) and not res[0].stop
+
+
+def test_interested_passes_the_authors_tau_but_not_0_8():
+    """Under the authors' mapping a unanimous 'interested' (0.8) passes tau = 0.7: documented in
+    docs/protocol.md (STOP_THRESHOLD)."""
+    llm = ScriptedLLM(["Answer: 4"])
+    assert Rewarder(llm, mode="sampled", samples=4, stop_threshold=0.7).score([STATE])[0].stop
+    assert not Rewarder(llm, mode="sampled", samples=4, stop_threshold=0.8).score([STATE])[0].stop
+
+
+def test_expected_mode_is_the_expected_value_one_batched_pass():
+    llm = ScriptedLLM(option_probs=_levels(interested=0.5, accepted=0.5))
+    res = Rewarder(llm, mode="expected", stop_threshold=0.85).score([STATE, STATE])
     assert len(llm.score_calls) == 1 and len(llm.score_calls[0][0]) == 2
-    assert not res[0].fallback
+    assert llm.score_calls[0][1] == ["1", "2", "3", "4", "5"]
+    assert [r.reward for r in res] == pytest.approx([0.9, 0.9]) and all(r.stop for r in res)
+
+
+def test_sampled_counts_unparseable_and_never_invents():
+    llm = ScriptedLLM(["Answer: 5", "no idea", "Answer: 4"])
+    res = Rewarder(llm, mode="sampled", samples=3).score([STATE], seed=1)
+    assert llm.chat_calls[0][1].n == 3 and llm.chat_calls[0][1].temperature == pytest.approx(1.1)
+    assert res[0].reward == pytest.approx(0.9) and res[0].parse_failures == 1
+    assert res[0].levels == {"interested": 1, "accepted": 1} and not res[0].fallback
+    # no sample parses: one scoring pass instead, flagged, failures still counted
+    llm = ScriptedLLM(["hmm", "Answer: 9"], option_probs=_levels(interested=1.0))
+    sc = score_acceptance(llm, [STATE, STATE], mode="sampled", samples=4)
+    assert sc.rewards == pytest.approx([0.8, 0.8]) and sc.fallback == [True, True]
+    assert sc.parse_failures == [4, 4] and len(llm.score_calls) == 1
+
+
+def test_acceptance_values_are_checked():
+    with pytest.raises(ValueError, match="missing"):
+        acceptance_values({"accepted": 1.0})
+    with pytest.raises(ValueError, match="in \\[0, 1\\]"):
+        acceptance_values(dict(ACCEPTANCE_LEVELS, accepted=2))
 
 
 def test_rewarder_rejects_unknown_mode():

@@ -118,14 +118,13 @@ def test_safetensors_reload_gives_the_gguf_logits():
 
 def test_sampled_rewards_parse(qwen):
     # The Rewarder's sampled mode (T = 1.1, top-p 0.95, 16 tokens, as the authors sample their
-    # critic) must give ratings, not text the parser rejects: with "Answer as 'Rating: N'" the
-    # Qwen models copied the placeholder (0.5B: 21 of 72 samples parsed; 1.5B: 38 of 72).
-    from rso_lib.data.records import SEEKER, Turn
-    from rso_lib.experts.prompts import rewarder_prompt
-    from rso_lib.llm.protocol import parse_rating
+    # critic) must name one of the five acceptance options, not text the parser rejects.
+    from rso_lib.data.records import RECOMMENDER, SEEKER, Turn
+    from rso_lib.experts.prompts import acceptance_prompt
+    from rso_lib.experts.rewarder import parse_acceptance
 
     batch = [
-        rewarder_prompt([Turn(SEEKER, u)], r, a)
+        acceptance_prompt([Turn(SEEKER, u), Turn(RECOMMENDER, r), Turn(SEEKER, a)])
         for u, r, a in (
             (
                 "Hi, I want a scary movie tonight.",
@@ -138,5 +137,5 @@ def test_sampled_rewards_parse(qwen):
         )
     ]
     out = qwen.chat(batch, Sampling(temperature=1.1, top_p=0.95, max_tokens=16, n=3, seed=0))
-    parsed = [parse_rating(t) for row in out for t in row]
+    parsed = [parse_acceptance(t) for row in out for t in row]
     assert sum(p is not None for p in parsed) >= 0.9 * len(parsed), [t for row in out for t in row]

@@ -68,9 +68,43 @@ def test_baselines():
     assert torch.equal(apply_baseline(R, "none"), R)
     assert torch.allclose(apply_baseline(R, "mean"), torch.tensor([-1.0, 0.0, 1.0]))
     n = apply_baseline(R, "normalise")
-    assert float(n.mean()) == pytest.approx(0, abs=1e-6) and float(n.std(unbiased=False)) == pytest.approx(1, abs=1e-5)
+    assert float(n.mean()) == pytest.approx(0, abs=1e-6) and float(n.std()) == pytest.approx(1, abs=1e-5)
     with pytest.raises(ValueError):
         apply_baseline(R, "ema")
+
+
+def test_normalise_is_per_episode_and_leaves_one_turn_episodes_alone():
+    """The authors' agent.py: standardise within an episode, only when it has more than one turn."""
+    R = torch.tensor([1.0, 2.0, 3.0, 0.7, 5.0, 5.0])
+    n = apply_baseline(R, "normalise", [3, 1, 2])
+    assert torch.allclose(n[:3], torch.tensor([-1.0, 0.0, 1.0]), atol=1e-5)  # episode 1 on its own
+    assert float(n[3]) == pytest.approx(0.7)  # a one-turn episode keeps its plain return
+    assert torch.allclose(n[4:], torch.zeros(2))  # equal returns: zero after standardising
+    with pytest.raises(ValueError, match="add up"):
+        apply_baseline(R, "normalise", [2, 2])
+
+
+def test_one_turn_episodes_still_get_a_gradient_under_normalise(tiny_dir):
+    p = fresh(tiny_dir)
+    cfg = RLConfig(lr=1e-2, beta=0.0, baseline="normalise", dialogues_per_update=1)
+    good = STRATEGIES.index("credibility")
+    before = _logp(p, S1, good)[0]
+    row = rl_update(p, build_rl_optimizer(p, cfg), [EpisodeData([S1], [good], [1.0], accepted=True)], cfg)
+    assert row["grad_norm"] > 0 and _logp(p, S1, good)[0] > before + 0.01
+
+
+def test_gradient_clip_is_off_by_default_and_caps_when_set(tiny_dir):
+    eps = [EpisodeData([S1, S2], [0, 1], [1.0, 1.0])]
+    norms, moves = [], []
+    for clip in (None, 1e-3):
+        p = fresh(tiny_dir)
+        w0 = p.head.weight.detach().clone()
+        cfg = RLConfig(lr=1e-2, beta=0.0, max_grad_norm=clip)
+        norms.append(rl_update(p, torch.optim.SGD(p.parameters(), lr=1.0), eps, cfg)["grad_norm"])
+        moves.append(float((p.head.weight.detach() - w0).norm()))
+    assert RLConfig().max_grad_norm is None
+    assert norms[0] == pytest.approx(norms[1])  # the pre-clip norm is logged either way
+    assert moves[1] < moves[0] * 0.5  # clipping shrinks the step
 
 
 def _logp(planner, state, action):

@@ -32,7 +32,8 @@ def hist(reply: str) -> list[Turn]:
 
 
 def test_covers():
-    assert covers(ITEMS[0], ["horror", "sci-fi"]) and covers(ITEMS[0], []) and not covers(ITEMS[1], ["horror"])
+    assert covers(ITEMS[0], ["horror", "sci-fi"]) and not covers(ITEMS[1], ["horror"])
+    assert not covers(ITEMS[0], [])  # an empty target is never "covered"
 
 
 def test_title_matcher():
@@ -81,41 +82,90 @@ def test_agenda_paraphrase_batched_and_empty_counted():
     assert out[1].parse_failures == 1 and "horror" in out[1].text  # template kept, failure counted
 
 
+def _decide(p_ask, p_acc, p_rej):
+    return lambda m, opts: [{"ask": p_ask, "accept": p_acc, "reject": p_rej}[o] for o in opts]
+
+
+PLOT = "A space crew is hunted by a deadly alien creature aboard their ship."
+FACT_ITEMS = [Item("1", "Alien", 1979, ["horror", "sci-fi"], PLOT)] + ITEMS[1:]
+
+
+def test_llm_user_opens_like_the_authors_and_asks_before_deciding():
+    llm = ScriptedLLM(["What is it about?"], option_probs=_decide(0.1, 0.8, 0.1))
+    sim = LLMSimulator(llm, FACT_ITEMS, require_kb_cover=False)
+    st = sim.new_state(T)
+    assert sim.open([st])[0].text == "Hello." and not llm.chat_calls  # fixed opening, as the authors
+    r = sim.respond([st], [hist("You should watch Alien (1979).")], [["1"]])[0]
+    # a newly named movie: the user asks about it first, no decision scored, dialogue goes on
+    assert (r.action, r.item_id, r.accepted, r.end) == ("inquire", "1", False, False) and not llm.score_calls
+    assert "not decided about Alien" in llm.chat_calls[-1][0][0][-1]["content"]
+    # next turn: the recommender answers without naming the movie again; the user decides on it
+    r = sim.respond([st], [hist("It's a tense sci-fi horror film set in space.")], [[]])[0]
+    assert (r.action, r.item_id, r.accepted, r.end) == ("accept", "1", True, True)
+    assert len(llm.score_calls) == 1 and r.p_accept == pytest.approx(0.8)
+
+
 @pytest.mark.parametrize(
-    "require,item,p_acc,want",
+    "require,item,probs,want",
     [
-        (True, "1", 0.9, True),  # fits + LLM says accept
-        (True, "2", 0.9, False),  # LLM says accept but the KB genres do not cover the targets
-        (True, "1", 0.2, False),  # fits but LLM rejects
-        (False, "2", 0.9, True),  # paper mode: the LLM alone decides
+        (True, "1", (0.1, 0.8, 0.1), "accept"),  # fits + the LLM accepts
+        (True, "2", (0.1, 0.8, 0.1), "reject"),  # the LLM accepts but the KB genres do not cover the targets
+        (True, "1", (0.1, 0.2, 0.7), "reject"),  # fits but the LLM rejects: its own decision
+        (False, "2", (0.1, 0.8, 0.1), "accept"),  # paper mode: the LLM alone decides
+        (False, "1", (0.7, 0.2, 0.1), "inquire"),  # it may keep asking
     ],
 )
-def test_llm_simulator_acceptance(require, item, p_acc, want):
-    llm = ScriptedLLM(["Sure, sounds fun."], option_probs=lambda m, o: [p_acc, 1 - p_acc])
-    sim = LLMSimulator(llm, ITEMS, require_kb_cover=require)
+def test_llm_user_decision_after_asking(require, item, probs, want):
+    llm = ScriptedLLM(["Sure."], option_probs=_decide(*probs))
+    sim = LLMSimulator(llm, FACT_ITEMS, require_kb_cover=require)
     name = {"1": "Alien", "2": "Notting Hill"}[item]
-    st = sim.new_state(T)
-    r = sim.respond([st, sim.new_state(T)], [hist(f"Watch {name}!"), hist("What do you like?")], [[item], []])
-    assert len(llm.score_calls) == 1 and len(llm.score_calls[0][0]) == 1  # only the row naming a movie
-    assert len(llm.chat_calls) == 1 and len(llm.chat_calls[0][0]) == 2
-    assert r[0].accepted is want and r[0].item_id == item and r[0].p_accept == pytest.approx(p_acc)
+    st, other = sim.new_state(T), sim.new_state(T)
+    sim.respond([st], [hist(f"Watch {name}!")], [[item]])  # asks first
+    r = sim.respond([st, other], [hist(f"{name} is great."), hist("What do you like?")], [[item], []])
+    assert len(llm.score_calls) == 1 and len(llm.score_calls[0][0]) == 1  # only the row with a movie
+    assert r[0].action == want and r[0].accepted is (want == "accept") and r[0].item_id == item
     assert r[1].item_id is None and not r[1].accepted and r[1].action == "chat"
-    prompt = llm.chat_calls[0][0][0][-1]["content"]
-    assert ("decided to watch" in prompt) is want  # the verbalisation follows the decision
+    assert (item in st.rejected) is (want == "reject")
 
 
-def test_simulator_reward():
-    rw = SimulatorReward(stop_threshold=0.75)
-    items = {i.item_id: i for i in ITEMS}
+def test_llm_user_prompts_hold_no_kb_facts():
+    """The recommender is the user's only source of information: no plot, no genres of the movie."""
+    llm = ScriptedLLM(["Hmm."], option_probs=_decide(0.1, 0.1, 0.8))
+    sim = LLMSimulator(llm, FACT_ITEMS, require_kb_cover=False, opening="")
+    st = sim.new_state(T)
+    sim.open([st])
+    sim.respond([st], [hist("Watch Alien!")], [["1"]])
+    sim.respond([st], [hist("Alien is good.")], [["1"]])
+    sent = [m["content"] for call, _ in llm.chat_calls for msgs in call for m in msgs]
+    sent += [m["content"] for call, _ in llm.score_calls for msgs in call for m in msgs]
+    assert len(sent) >= 6 and not any(PLOT[:30] in x or "1979" in x for x in sent)
+
+
+def test_simulator_reward_is_on_the_acceptance_scale():
+    rw = SimulatorReward(stop_threshold=0.7)
     res = rw.score_from_sim(
         [
             SimResponse("ok", "accept", "1", accepted=True, covers_target=True),
             SimResponse("?", "inquire", "1", covers_target=True),
             SimResponse("no", "reject", "4", covers_target=False),
             SimResponse("hm", "request"),
+            SimResponse("hm", "request"),
         ],
-        [T] * 4,
-        items,
+        [True, True, True, False, True],
     )
-    assert [r.reward for r in res] == [1.0, 0.625, 0.25, 0.0]
-    assert [r.stop for r in res] == [True, False, False, False]
+    assert [r.reward for r in res] == [1.0, 0.8, 0.2, 0.6, 0.4]
+    assert [next(iter(r.levels)) for r in res] == [
+        "accepted",
+        "interested",
+        "rejected",
+        "no_recommendation",
+        "not_interested",
+    ]
+    # the authors' tau lets "interested" (0.8) pass; a rejection or no recommendation never does
+    assert [r.stop for r in res] == [True, True, False, False, False]
+    assert [
+        r.stop
+        for r in SimulatorReward(stop_threshold=0.8).score_from_sim(
+            res and [SimResponse("ok", "accept", "1", accepted=True), SimResponse("?", "inquire", "1")], [True, True]
+        )
+    ] == [True, False]

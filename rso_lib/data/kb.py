@@ -152,18 +152,23 @@ class KnowledgeBase:
     def covers(self, item_id: str | int, genres: Iterable[str]) -> bool:
         """True iff the item's genres are a superset of ``genres`` (both lower-cased).
 
-        An empty ``genres`` is covered by every item (8 INSPIRED test dialogues have no target
-        genre). An id not in the catalogue covers nothing (``False``): an item the KB does not
-        know cannot be shown to match the user's target.
+        An empty ``genres`` is covered by no item: an empty target would hand out free Rec-SR and
+        Recall hits (targets never have one: :func:`rso_lib.data.targets.apply_genre_rule` gives
+        such users the authors' substitute genre). An id not in the catalogue covers nothing
+        (``False``): an item the KB does not know cannot be shown to match the user's target.
         """
         it = self.items.get(str(item_id))
-        if it is None:
+        want = set(normalise_genres(genres))
+        if it is None or not want:
             return False
-        return set(normalise_genres(genres)) <= set(it.genres)
+        return want <= set(it.genres)
 
     def valid_targets(self, genres: Iterable[str]) -> list[str]:
-        """Ids of all items whose genres cover ``genres``, in catalogue order (cached per set)."""
+        """Ids of all items whose genres cover ``genres``, in catalogue order (cached per set);
+        none for an empty ``genres`` (see :meth:`covers`)."""
         key = frozenset(normalise_genres(genres))
+        if not key:
+            return []
         if key not in self._targets_cache:
             self._targets_cache[key] = [iid for iid, it in self.items.items() if key <= set(it.genres)]
         return list(self._targets_cache[key])

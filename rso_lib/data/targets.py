@@ -11,7 +11,8 @@
 The persona is the INSPIRED seeker persona of that ``user_id``
 (:func:`rso_lib.data.personas.load_seeker_personas`). A user without survey rows gets a neutral
 persona and an Issue (none in the shared data). 8 INSPIRED test targets have an empty genre list:
-kept (every item covers them; see :meth:`KnowledgeBase.covers`).
+:func:`apply_genre_rule` gives them the authors' substitute, "action" (an empty target is covered
+by no item).
 """
 
 from __future__ import annotations
@@ -214,6 +215,8 @@ def read_sim_targets(path: str | Path) -> list[SimTarget]:
 
 
 GENRE_RULES = ("all", "first")
+#: The authors' target for a user with no listed genre (``env.py``: ``common_genre_dict[0]``).
+EMPTY_TARGET_SUBSTITUTE = "action"
 
 
 def apply_genre_rule(targets: list[SimTarget], rule: str = "all") -> list[SimTarget]:
@@ -223,14 +226,20 @@ def apply_genre_rule(targets: list[SimTarget], rule: str = "all") -> list[SimTar
       authors: with the ReDial catalogue 20 of 99 INSPIRED test users are then unreachable).
     * ``"first"``: the first listed genre only, as the authors' evaluation uses the mapping files
       (every test user stays in).
-    """
-    if rule == "all":
-        return list(targets)
-    if rule == "first":
-        import dataclasses
 
-        return [dataclasses.replace(t, target_genres=list(t.target_genres[:1])) for t in targets]
-    raise ValueError(f"GENRE_RULE must be one of {GENRE_RULES}, got {rule!r}")
+    Under both rules a user with no listed genre gets the authors' substitute
+    (:data:`EMPTY_TARGET_SUBSTITUTE`, "action"), never an empty target: an empty target is
+    covered by no item (:meth:`rso_lib.data.kb.KnowledgeBase.covers`).
+    """
+    import dataclasses
+
+    if rule not in GENRE_RULES:
+        raise ValueError(f"GENRE_RULE must be one of {GENRE_RULES}, got {rule!r}")
+    out = []
+    for t in targets:
+        g = list(t.target_genres) or [EMPTY_TARGET_SUBSTITUTE]
+        out.append(dataclasses.replace(t, target_genres=g[:1] if rule == "first" else g))
+    return out
 
 
 def split_reachable(targets: list[SimTarget], kb) -> tuple[list[SimTarget], list[SimTarget]]:

@@ -75,6 +75,17 @@ class _TimedLLM:
         return self.engine._model(self.role, "score_options", self.inner.score_options, batch, options, prefix)
 
 
+def _actor_mode(abstain: bool, inquiry: bool, chosen: str | None, cand_names: list, use_retriever: bool) -> str:
+    """The Actor's mode for one turn (see :func:`rso_lib.experts.prompts.actor_prompt`)."""
+    if abstain:
+        return "ask"
+    if chosen:
+        return "candidates" if inquiry else "item"  # an inquiry turn is offered the item, not told to name it
+    if cand_names:
+        return "candidates"
+    return "own" if not use_retriever else "ask"
+
+
 @dataclass
 class EngineStats:
     wall_s: float = 0.0  # inside run()
@@ -129,6 +140,9 @@ class DialogueEngine:
         stop_on_reward: end a dialogue when Eq. 9's stop rule fires (default True; acceptance
             always ends it).
         allow_no_recommendation: the chooser may answer "none of these yet" (default True).
+        inquiry_item: a preference-elicitation strategy's turn still gets the chosen item and its
+            facts, which the Actor may mention (default True, the authors' ``env.py``); False:
+            such turns carry no item.
     """
 
     def __init__(
@@ -146,6 +160,7 @@ class DialogueEngine:
         reasoner_sampling: Sampling | None = None,
         stop_on_reward: bool = True,
         allow_no_recommendation: bool = True,
+        inquiry_item: bool = True,
     ):
         if simulator is None:
             raise ValueError("DialogueEngine: a user simulator is required")
@@ -158,6 +173,7 @@ class DialogueEngine:
         self.system, self.retriever, self.planner = system, retriever, planner
         self.simulator, self.rewarder = simulator, rewarder
         self.max_turns, self.seed, self.stop_on_reward = max_turns, seed, stop_on_reward
+        self.inquiry_item = inquiry_item
         self.stats = EngineStats()
         self._step_idx = 0
         self.current_trace: list[dict] = []
@@ -339,12 +355,14 @@ class DialogueEngine:
             else [None] * n
         )
 
-        # 4. Chooser: which candidate to recommend, if any. A preference-elicitation strategy
-        #    (Table I) asks rather than recommends, so those turns carry no item and skip the
-        #    chooser; the chooser itself may answer "none of these yet" (allow_no_recommendation).
+        # 4. Chooser: which candidate to recommend, if any; it may answer "none of these yet"
+        #    (allow_no_recommendation). A preference-elicitation strategy (Table I) asks rather
+        #    than recommends: with inquiry_item (the authors' env.py) the Actor still gets the
+        #    chosen item and its facts and may mention it; without, those turns skip the chooser.
         chosen: list[str | None] = [None] * n
         cprobs: list[list[float]] = [[] for _ in range(n)]
-        abstain = [s in INQUIRY_STRATEGIES for s in strat]
+        inquiry = [s in INQUIRY_STRATEGIES for s in strat]
+        abstain = [q and not self.inquiry_item for q in inquiry]
         if sys_.use_retriever and sys_.use_chooser:
             rows = [i for i in range(n) if not abstain[i]]
             cands = [[self.retriever.items[j] for j in rets[i].item_ids] for i in rows]
@@ -374,9 +392,12 @@ class DialogueEngine:
             [items[j].name for j in r.item_ids] if (r is not None and c is None and not a) else []
             for r, c, a in zip(rets, chosen, abstain)
         ]
+        # an inquiry turn with an item: the item is offered, not imposed (the strategy decides)
+        for i in range(n):
+            if inquiry[i] and chosen[i]:
+                cand_names[i] = [names[i]]
         mode = [
-            "ask" if a else "item" if c else "candidates" if cn else "own" if not sys_.use_retriever else "ask"
-            for a, c, cn in zip(abstain, chosen, cand_names)
+            _actor_mode(a, q, c, cn, sys_.use_retriever) for a, q, c, cn in zip(abstain, inquiry, chosen, cand_names)
         ]
         desc = [
             DESCRIPTIONS.get(s) if s in DESCRIPTIONS else EXPLANATION_STRATEGIES.get(s) if s else None for s in strat
@@ -421,13 +442,16 @@ class DialogueEngine:
             if r.parse_failures:
                 c["simulator"] += r.parse_failures
 
-        # 7. Rewarder (Eq. 9)
+        # 7. Rewarder (Eq. 9) on the state s_{t+1} (through the user's answer). A state in which
+        #    no movie has been named yet never passes tau (rso_lib.experts.rewarder.should_stop).
+        named = [r.item_id is not None or any(t.mentioned_item for t in d.turns) for d, r in zip(active, resp)]
         if self.rewarder is None:
             rr = [RewardResult(None, None, False)] * n
         elif getattr(self.rewarder, "uses_simulator", False):
-            rr = self.rewarder.score_from_sim(resp, [d.target for d in active], self.simulator.items)
+            rr = self.rewarder.score_from_sim(resp, named)
         else:
-            rr = self.rewarder.score(H, replies, [r.text for r in resp], seed=self._seed(step, "rewarder"))
+            states = [h + [Turn(SEEKER, r.text)] for h, r in zip(H_after, resp)]
+            rr = self.rewarder.score(states, recommended=named, seed=self._seed(step, "rewarder"))
         for c, r in zip(pf, rr):
             if r.parse_failures:
                 c["rewarder"] += r.parse_failures

@@ -1,26 +1,26 @@
 """Simulated users: the same persona + target genres (:class:`SimTarget`), two simulators.
 
 * :class:`AgendaSimulator` (Zhang & Balog, KDD 2020, the paper's ref. [20]): a deterministic state
-  machine. It opens by asking for a movie of its first target genre, answers the recommender's
-  questions by disclosing its other target genres, asks for details about a recommended movie,
-  and **accepts iff the recommended movie's genres in the knowledge base cover its targets**
-  (after one detail question by default, as the agenda's "inquire, then accept" step). Its words
-  come from templates, optionally reworded by an LLM (``paraphrase_llm``); the decision never
-  depends on the LLM.
-* :class:`LLMSimulator` (RSO / PC-CRS protocol): an LLM role-plays the persona and target genres,
-  asks for details, and accepts only a movie that fits. With a 135M model, free-form accept/reject
-  is noise, so the *decision* is taken by option scoring (``score_options`` over
-  ``accept`` / ``reject`` on a prompt that shows the movie's facts) and, by default
-  (``require_kb_cover=True``), only a movie whose genres cover the targets can be accepted;
-  the LLM then verbalises the decision taken. With a 7B judge, set ``require_kb_cover=False`` to
-  let the LLM decide alone, as in the paper.
+  machine for **smoke runs and unit tests** (not the paper's user). It opens by asking for a movie
+  of its first target genre, answers the recommender's questions by disclosing its other target
+  genres, asks for details about a recommended movie, and **accepts iff the recommended movie's
+  genres in the knowledge base cover its targets** (after one detail question by default, as the
+  agenda's "inquire, then accept" step). Its words come from templates, optionally reworded by an
+  LLM (``paraphrase_llm``); the decision never depends on the LLM.
+* :class:`LLMSimulator` (the RSO / PC-CRS protocol, the cpu and paper profiles): an LLM role-plays
+  the persona and target genres, opens with "Hello.", never sees a knowledge-base fact (the
+  recommender is its only source of information), asks about a newly recommended movie before
+  deciding, then decides ask / accept / reject from its own target and what it was told. With
+  small models free-form accept/reject is noise, so the *decision* is taken by option scoring and
+  then verbalised by the LLM; ``require_kb_cover=True`` adds a knowledge-base genre gate to
+  acceptance (off in the paper profile).
 
 Both detect which movie the system's reply recommends with :class:`TitleMatcher` (the chosen and
 retrieved candidates first, then any catalogue title), so an Actor that never names its movie has
 not recommended anything.
 
-:class:`SimulatorReward` turns the grounded simulator outcome into the turn reward
-(``REWARD: simulator``).
+:class:`SimulatorReward` turns the simulated user's action into the turn reward on the
+Rewarder's acceptance scale (``REWARD: simulator``).
 """
 
 from __future__ import annotations
@@ -34,13 +34,14 @@ import numpy as np
 
 from rso_lib.data.records import Item, SimTarget, Turn
 from rso_lib.experts.prompts import (
+    USER_DECISIONS,
     paraphrase_prompt,
     simulator_decision_prompt,
     simulator_open_prompt,
     simulator_reply_prompt,
 )
 from rso_lib.experts.reasoner import clean_reply
-from rso_lib.experts.rewarder import RewardResult, should_stop
+from rso_lib.experts.rewarder import RewardResult, acceptance_values, should_stop
 from rso_lib.llm.protocol import ChatLLM, Sampling
 
 
@@ -56,9 +57,10 @@ def _pick(options: Sequence[str], *key) -> str:
 
 
 def covers(item: Item, genres: Sequence[str]) -> bool:
-    """An item is a valid target iff its genres include every target genre (PC-CRS, RSO)."""
+    """An item is a valid target iff its genres include every target genre (PC-CRS, RSO); an
+    empty target is covered by nothing (it would make every movie a hit)."""
     have = {g.lower() for g in item.genres}
-    return all(g.lower() in have for g in genres)
+    return bool(genres) and all(g.lower() in have for g in genres)
 
 
 class TitleMatcher:
@@ -115,6 +117,7 @@ class SimState:
     disclosed: list[str] = field(default_factory=list)  # target genres said so far
     inquired: set[str] = field(default_factory=set)  # items asked about
     rejected: set[str] = field(default_factory=set)
+    pending: str | None = None  # LLM user: the movie it asked about and has not decided on yet
 
 
 @dataclass
@@ -296,14 +299,29 @@ class AgendaSimulator:
 
 
 class LLMSimulator:
-    """LLM role-play user with option-scored acceptance (see module docstring).
+    """LLM role-play user (RSO / PC-CRS protocol; see the module docstring).
+
+    What it follows, from the authors' ``seeker_simulator.py`` / ``env.py`` and PC-CRS's seeker:
+
+    * it opens with ``opening`` ("Hello.", as both do; "" lets the LLM write its opening);
+    * it sees its persona, its target genres and the conversation, never a knowledge-base fact:
+      the recommender is its only source of information about a movie;
+    * on a newly named movie it asks about it first (``ask_first``: "ask for detailed information
+      about each recommended movie"); after that, each turn it decides by option scoring over
+      ``ask`` / ``accept`` / ``reject`` on the movie under discussion (the one the reply names,
+      else the one it asked about), from its own persona and genres and what it was told;
+    * ``require_kb_cover`` (a grounding gate for small models, off in the paper profile): an
+      ``accept`` of a movie whose KB genres do not cover the targets becomes ``reject``;
+    * accepting ends the dialogue (PC-CRS's seeker ends it with "[END]"); otherwise the dialogue
+      ends on the Rewarder's stop rule or at ``max_turns`` (the engine), as in the authors' code.
 
     Args:
         llm: the ``simulator`` role's backend.
-        items: the knowledge base (for title matching, facts and the coverage gate).
-        require_kb_cover: a movie can be accepted only if its KB genres cover the targets
-            (default True; set False at paper scale to let the LLM decide alone).
+        items: the knowledge base (title matching and the optional coverage gate only).
+        require_kb_cover: see above (default True).
         sampling: decoding for the verbalisation (temperature 0.7, 48 tokens, seeded per step).
+        opening: the first user message ("" -> written by the LLM).
+        ask_first: ask about a newly named movie before deciding (default True).
     """
 
     name = "llm"
@@ -314,11 +332,14 @@ class LLMSimulator:
         items: Iterable[Item],
         require_kb_cover: bool = True,
         sampling: Sampling = Sampling(temperature=0.7, top_p=0.9, max_tokens=48),
+        opening: str = "Hello.",
+        ask_first: bool = True,
     ):
         self.llm = llm
         self.matcher = TitleMatcher(items)
         self.items = self.matcher.items
         self.require_kb_cover, self.sampling = require_kb_cover, sampling
+        self.opening, self.ask_first = opening, ask_first
 
     def new_state(self, target: SimTarget) -> SimState:
         return SimState(target)
@@ -329,6 +350,8 @@ class LLMSimulator:
     def open(self, states: Sequence[SimState], seed: int | None = None) -> list[SimResponse]:
         if not states:
             return []
+        if self.opening:
+            return [SimResponse(self.opening, "open") for _ in states]
         out = self.llm.chat(
             [simulator_open_prompt(st.target.persona.description, st.target.target_genres) for st in states],
             self._s(seed),
@@ -336,8 +359,50 @@ class LLMSimulator:
         res = []
         for o in out:
             t = clean_reply(o[0])
-            res.append(SimResponse(t or "Hi, can you recommend a movie?", "open", parse_failures=int(not t)))
+            res.append(SimResponse(t or "Hello.", "open", parse_failures=int(not t)))
         return res
+
+    def _under_discussion(self, st: SimState, history: Sequence[Turn], cands: Sequence[str]) -> tuple[str | None, bool]:
+        """(the movie the user is considering, whether the reply named it)."""
+        named = self.matcher.find(history[-1].text if history else "", cands)
+        if named is not None and named not in st.rejected:
+            return named, True
+        pending = st.pending
+        return (pending, False) if pending and pending not in st.rejected else (named, named is not None)
+
+    def _decide(self, states, histories, about, fresh) -> tuple[list[str | None], list[float | None]]:
+        """Option-scored decisions (one batched call) for the dialogues with a movie to decide on."""
+        decisions: list[str | None] = [None] * len(states)
+        p_acc: list[float | None] = [None] * len(states)
+        rows = []
+        for i, (st, iid) in enumerate(zip(states, about)):
+            if iid is None:
+                continue
+            if self.ask_first and fresh[i]:
+                decisions[i] = "ask"  # first time this movie comes up: ask about it
+            else:
+                rows.append(i)
+        if rows:
+            batch = [
+                simulator_decision_prompt(
+                    states[i].target.persona.description,
+                    states[i].target.target_genres,
+                    histories[i],
+                    self.items[about[i]].title,
+                )
+                for i in rows
+            ]
+            probs = np.asarray(self.llm.score_options(batch, list(USER_DECISIONS)))  # [R, 3]
+            for i, p in zip(rows, probs):
+                d = USER_DECISIONS[int(np.argmax(p))]
+                if (
+                    d == "accept"
+                    and self.require_kb_cover
+                    and not covers(self.items[about[i]], states[i].target.target_genres)
+                ):
+                    d = "reject"
+                decisions[i], p_acc[i] = d, float(p[USER_DECISIONS.index("accept")])
+        return decisions, p_acc
 
     def respond(
         self,
@@ -348,51 +413,45 @@ class LLMSimulator:
     ) -> list[SimResponse]:
         if not states:
             return []
-        named = [self.matcher.find(h[-1].text if h else "", c) for h, c in zip(histories, candidates)]
-        decisions: list[str | None] = [None] * len(states)
-        p_acc: list[float | None] = [None] * len(states)
-        cov: list[bool | None] = [None] * len(states)
-        rows = [i for i, iid in enumerate(named) if iid is not None]
-        if rows:  # one scoring call for every dialogue whose reply named a movie
-            batch = [
-                simulator_decision_prompt(
-                    states[i].target.persona.description,
-                    states[i].target.target_genres,
-                    histories[i],
-                    self.items[named[i]].facts(),
-                )
-                for i in rows
-            ]
-            probs = np.asarray(self.llm.score_options(batch, ["accept", "reject"]))  # [R, 2]
-            for i, p in zip(rows, probs):
-                cov[i] = covers(self.items[named[i]], states[i].target.target_genres)
-                p_acc[i] = float(p[0])
-                llm_yes = p[0] > p[1]
-                decisions[i] = "accept" if llm_yes and (cov[i] or not self.require_kb_cover) else "reject"
+        about, fresh = [], []
+        for st, h, c in zip(states, histories, candidates):
+            iid, _ = self._under_discussion(st, h, c)
+            about.append(iid)
+            fresh.append(iid is not None and iid not in st.inquired)
+        decisions, p_acc = self._decide(states, histories, about, fresh)
         prompts = [
             simulator_reply_prompt(
                 st.target.persona.description, st.target.target_genres, h, d, self.items[iid].title if iid else None
             )
-            for st, h, d, iid in zip(states, histories, decisions, named)
+            for st, h, d, iid in zip(states, histories, decisions, about)
         ]
         texts = self.llm.chat(prompts, self._s(seed))
         res = []
-        for st, o, d, iid, p, c in zip(states, texts, decisions, named, p_acc, cov):
+        for st, o, d, iid, p in zip(states, texts, decisions, about, p_acc):
             t = clean_reply(o[0])
             fail = int(not t)
             if not t:  # an empty verbalisation: say the decision plainly, and count it
-                t = {"accept": "OK, I'll watch it.", "reject": "No, that's not for me."}.get(d or "", "Tell me more.")
-            if d == "reject":
-                st.rejected.add(iid)
+                t = {
+                    "accept": "OK, I'll watch it.",
+                    "reject": "No, that's not for me.",
+                    "ask": "What is it about?",
+                }.get(d or "", "Tell me more.")
+            if d == "ask":
+                st.inquired.add(iid)
+                st.pending = iid
+            elif d in ("accept", "reject"):
+                st.pending = None
+                if d == "reject":
+                    st.rejected.add(iid)
             res.append(
                 SimResponse(
                     t,
-                    d or "chat",
+                    {"ask": "inquire"}.get(d, d) if d else "chat",
                     iid,
                     accepted=d == "accept",
                     end=d == "accept",
                     p_accept=p,
-                    covers_target=c,
+                    covers_target=covers(self.items[iid], st.target.target_genres) if iid else None,
                     parse_failures=fail,
                 )
             )
@@ -401,28 +460,36 @@ class LLMSimulator:
 
 @dataclass
 class SimulatorReward:
-    """``REWARD: simulator``: the turn reward from the grounded simulator outcome instead of an LLM
-    judge. Accepting = 1.0; asking about a fitting movie = 0.625; naming a movie that does not fit
-    = 0.5 x the share of target genres it covers; no movie named = 0.0. (A documented shaping
-    choice: it rewards progress towards a fitting movie, which a 135M judge cannot see.)"""
+    """``REWARD: simulator``: the turn reward read off the simulated user's own action, on the
+    same acceptance scale as the LLM Rewarder (:data:`rso_lib.experts.rewarder.ACCEPTANCE_LEVELS`),
+    instead of asking a judge (a 135M judge cannot tell the levels apart): accept -> accepted,
+    asking about the named movie -> interested, turning it down -> rejected; a turn that names no
+    movie -> no recommendation if none has been named in the dialogue yet, else not interested
+    (the user is being steered elsewhere). The stop rule is the Rewarder's
+    (:func:`rso_lib.experts.rewarder.should_stop`: no recommendation never passes tau)."""
 
     stop_threshold: float = 0.7
+    values: dict | None = None
     uses_simulator = True
 
-    def score_from_sim(
-        self, responses: Sequence[SimResponse], targets: Sequence[SimTarget], items: dict[str, Item]
-    ) -> list[RewardResult]:
+    def __post_init__(self):
+        self.values = acceptance_values(self.values)
+
+    @staticmethod
+    def level(response: SimResponse, recommended: bool) -> str:
+        if response.accepted:
+            return "accepted"
+        if response.item_id is not None and response.action == "reject":
+            return "rejected"
+        if response.item_id is not None:
+            return "interested"
+        return "not_interested" if recommended else "no_recommendation"
+
+    def score_from_sim(self, responses: Sequence[SimResponse], recommended: Sequence[bool]) -> list[RewardResult]:
+        """``recommended[i]``: a movie has been named in dialogue i (this turn or before)."""
         out = []
-        for r, t in zip(responses, targets):
-            if r.accepted:
-                rew = 1.0
-            elif r.item_id is not None and r.covers_target:
-                rew = 0.625  # below tau = 0.7: only an acceptance passes the stop rule (Conv-SR)
-            elif r.item_id is not None:
-                have = {g.lower() for g in items[r.item_id].genres}
-                share = sum(g in have for g in t.target_genres) / max(1, len(t.target_genres))
-                rew = 0.5 * share
-            else:
-                rew = 0.0
-            out.append(RewardResult(rew, 1 + 4 * rew, should_stop(rew, self.stop_threshold)))
+        for r, rec in zip(responses, recommended):
+            lv = self.level(r, rec)
+            rew = self.values[lv]
+            out.append(RewardResult(rew, None, should_stop(rew, self.stop_threshold, rec), levels={lv: 1}))
         return out

@@ -27,8 +27,9 @@ BARCOR          none       no        own rank   no     no       0           BARC
   writes the reply, the top-ranked item fills the ``<movie>`` slot); ``build_system(..., plm=...)``
   takes the model or its saved directory.
 * Every system may reply without recommending: the chooser can answer "none of these yet"
-  (``ALLOW_NO_RECOMMENDATION``), and the Planner's preference-elicitation strategies (Table I:
-  opinion / experience inquiry, rephrase preference, preference confirmation) never carry an item.
+  (``ALLOW_NO_RECOMMENDATION``); the Planner's preference-elicitation strategies (Table I:
+  opinion / experience inquiry, rephrase preference, preference confirmation) are offered the
+  chosen item without being told to name it (``INQUIRY_ITEM``, the authors' ``env.py``).
 
 :func:`build_system` assembles an engine from names and params (what the notebooks call).
 """
@@ -146,6 +147,10 @@ def build_system(
     reasoner_max_tokens: int = 48,
     require_kb_cover: bool = True,
     allow_no_recommendation: bool = True,
+    acceptance_values: dict | None = None,
+    user_opening: str = "Hello.",
+    user_asks_first: bool = True,
+    inquiry_item: bool = True,
     paraphrase: bool = False,
     embedder: Any = None,
     embedder_name: str = "all-MiniLM-L6-v2",
@@ -175,6 +180,11 @@ def build_system(
             decoding (the authors: temperature 0.7 while training the Planner, 0 when evaluating).
         require_kb_cover: LLM simulator may accept only movies covering the targets.
         allow_no_recommendation: the chooser may answer "none of these yet" (no item this turn).
+        acceptance_values: the Rewarder's level -> value map (None: the authors',
+            :data:`rso_lib.experts.rewarder.ACCEPTANCE_LEVELS`), for both ``reward`` kinds.
+        user_opening / user_asks_first: LLM simulator: its first message ("" -> written by the
+            LLM) and whether it asks about a newly named movie before deciding.
+        inquiry_item: preference-elicitation turns still get the chosen item (authors' env.py).
         paraphrase: agenda simulator rewords its templates with the simulator LLM.
         embedder / embedder_name / retriever: reuse a loaded embedder or a built retriever.
         cache_dir: retriever index cache (default the user cache, ``$RSO_CACHE_DIR`` or ``~/.cache/rso``).
@@ -221,15 +231,26 @@ def build_system(
             kb, paraphrase_llm=sim_llm if paraphrase else None, paraphrase_sampling=replace(user_s, temperature=0.0)
         )
     elif simulator == "llm":
-        sim = LLMSimulator(sim_llm, kb, require_kb_cover=require_kb_cover, sampling=user_s)
+        sim = LLMSimulator(
+            sim_llm,
+            kb,
+            require_kb_cover=require_kb_cover,
+            sampling=user_s,
+            opening=user_opening,
+            ask_first=user_asks_first,
+        )
     else:
         raise ValueError(f"unknown simulator {simulator!r} (agenda | llm)")
     if reward == "judge":
         rew = Rewarder(
-            llms.get("rewarder", llms["actor"]), mode=reward_mode, samples=reward_samples, stop_threshold=stop_threshold
+            llms.get("rewarder", llms["actor"]),
+            mode=reward_mode,
+            samples=reward_samples,
+            stop_threshold=stop_threshold,
+            values=acceptance_values,
         )
     elif reward == "simulator":
-        rew = SimulatorReward(stop_threshold=stop_threshold)
+        rew = SimulatorReward(stop_threshold=stop_threshold, values=acceptance_values)
     else:
         raise ValueError(f"unknown reward {reward!r} (judge | simulator)")
     engine = DialogueEngine(
@@ -246,6 +267,7 @@ def build_system(
         reasoner_sampling=Sampling(temperature=0.0, max_tokens=reasoner_max_tokens),
         stop_on_reward=stop_on_reward,
         allow_no_recommendation=allow_no_recommendation,
+        inquiry_item=inquiry_item,
     )
     if plm_actor is not None:  # the PLM's generator replaces the LLM Actor (timed like it)
         engine.actor = plm_actor.timed(engine)
@@ -272,6 +294,10 @@ PARAM_KEYS: dict[str, str] = {
     "REASONER_MAX_TOKENS": "reasoner_max_tokens",
     "REQUIRE_KB_COVER": "require_kb_cover",
     "ALLOW_NO_RECOMMENDATION": "allow_no_recommendation",
+    "ACCEPTANCE_VALUES": "acceptance_values",
+    "USER_OPENING": "user_opening",
+    "USER_ASKS_FIRST": "user_asks_first",
+    "INQUIRY_ITEM": "inquiry_item",
     "PARAPHRASE": "paraphrase",
     "EMBEDDER": "embedder_name",
     "PROFILE": "profile",

@@ -13,20 +13,25 @@ Per-dialogue metrics
   (the system oversold the item) and dialogues with ``i_pre == i_true`` (PRS undefined; with
   expected ratings: closer than ``min_gap``) are not
   averaged; both counts are reported.
-* **Cred** -- credibility 1-5: mean truthfulness rating of the system turns that present an item,
-  judged against that item's knowledge-base facts, :func:`credibility`.
-* **Conv-SR** -- the paper's: 1 if the evaluator's turn reward passed the threshold tau at some
-  turn (Eq. 9's stop rule; "based on the reward score assigned by the LLM-based evaluator"),
+* **Cred** -- credibility 1-5: mean consistency rating of the system turns that present an item,
+  judged against that item's knowledge-base facts, :func:`credibility`; a dialogue without a judged
+  turn counts 0 (the authors' scripts) or is left out, :func:`dialogue_credibility`.
+* **Conv-SR** -- the paper's: 1 if the evaluator's acceptance reward of the final state passed
+  tau (Eq. 9's stop rule; "based on the reward score assigned by the LLM-based evaluator"),
   :func:`conversion_success`. **Accept-SR** -- the same function on the simulator's acceptance
   (ours, reported apart).
 * **Rec-SR** -- 1 if the recommended item's genres cover the target genres, :func:`rec_success`.
 * **Recall@k** -- 1 if a valid target is in the top ``k`` of the final retrieval ranking,
   :func:`recall_at_k`.
 
-Corpus-level metric
--------------------
-* **Dist-2** -- distinct bigrams / all bigrams over all system replies of one system,
-  :func:`distinct_n`.
+Dist-2 (two definitions, parameter ``DIST2``)
+---------------------------------------------
+* ``corpus`` -- distinct bigrams / all bigrams over all system replies of one system,
+  :func:`distinct_n`;
+* ``per_response`` -- the mean over replies of each reply's own distinct / all bigrams,
+  :func:`distinct_n_per_response`. The paper's values (0.99+ for RSO and BARCOR) are only
+  reachable this way: over a whole corpus of movie recommendations, bigrams such as "you might"
+  recur, and a corpus ratio of 0.99 would need almost no bigram said twice in 100+ dialogues.
 
 Aggregation
 -----------
@@ -86,6 +91,40 @@ def distinct_n(texts: Iterable[str], n: int = 2) -> DistinctN:
         counts.update(grams)
     value = len(counts) / total if total else float("nan")
     return DistinctN(value=value, distinct=len(counts), total=total)
+
+
+@dataclass(frozen=True)
+class DistinctPerResponse:
+    value: float  # mean of the per-reply ratios; NaN if no reply has an n-gram
+    responses: int  # replies averaged (those with at least one n-gram)
+    skipped: int  # replies too short to have an n-gram (not averaged, counted)
+
+
+def distinct_n_per_response(texts: Iterable[str], n: int = 2) -> DistinctPerResponse:
+    """Dist-n as the mean over replies of (distinct n-grams / n-grams) within each reply.
+
+    A reply with no n-gram (fewer than ``n`` tokens) has no ratio: it is skipped and counted."""
+    ratios, skipped = [], 0
+    for t in texts:
+        grams = ngrams(tokenize(t), n)
+        if grams:
+            ratios.append(len(set(grams)) / len(grams))
+        else:
+            skipped += 1
+    value = float(np.mean(ratios)) if ratios else float("nan")
+    return DistinctPerResponse(value=value, responses=len(ratios), skipped=skipped)
+
+
+DIST2_DEFINITIONS = ("per_response", "corpus")
+
+
+def dist2(texts: Sequence[str], definition: str = "per_response") -> float:
+    """Dist-2 of one system's replies by the named definition (``"per_response"`` | ``"corpus"``)."""
+    if definition == "corpus":
+        return distinct_n(texts, 2).value
+    if definition == "per_response":
+        return distinct_n_per_response(texts, 2).value
+    raise ValueError(f"Dist-2 definition must be one of {DIST2_DEFINITIONS}, got {definition!r}")
 
 
 # --------------------------------------------------------------------------------------------
@@ -176,6 +215,29 @@ def credibility(turn_scores: Sequence[float | None]) -> float | None:
     return sum(vals) / len(vals) if vals else None
 
 
+CRED_NO_ITEM_RULES = ("zero", "exclude")
+
+
+def dialogue_credibility(turn_scores: Sequence[float | None], no_item: str = "zero") -> tuple[float | None, str]:
+    """Credibility of one dialogue and the rule that gave it, as the authors' evaluation scripts
+    count it: the mean of its judged turns (unparsed turns left out); a dialogue with no judged
+    turn -- no presented item, or every judgement unreadable -- counts 0 in the average
+    (``no_item="zero"``, the authors) or is left out (``"exclude"``: then the mean is over a
+    subset of the dialogues, which tables must say).
+
+    Returns:
+        (value, rule): rule ``"judged"`` | ``"no_item"`` | ``"unparsed"`` (the latter two with
+        value 0.0 under ``"zero"``, None under ``"exclude"``).
+    """
+    if no_item not in CRED_NO_ITEM_RULES:
+        raise ValueError(f"no_item must be one of {CRED_NO_ITEM_RULES}, got {no_item!r}")
+    v = credibility(turn_scores)
+    if v is not None:
+        return v, "judged"
+    rule = "unparsed" if len(turn_scores) else "no_item"
+    return (0.0 if no_item == "zero" else None), rule
+
+
 def conversion_success(success: bool) -> float:
     """A success rate's per-dialogue value: 1.0 if the dialogue succeeded, else 0.0 (Conv-SR: the
     evaluator's reward passed tau; Accept-SR: the simulated user accepted)."""
@@ -184,8 +246,8 @@ def conversion_success(success: bool) -> float:
 
 def rec_success(item_genres: Sequence[str] | None, target_genres: Sequence[str]) -> float:
     """Rec-SR of one dialogue: 1.0 iff the recommended item's genres cover every target genre
-    (case-insensitive). No recommended item (``None``) -> 0.0."""
-    if item_genres is None:
+    (case-insensitive). No recommended item (``None``) or an empty target -> 0.0."""
+    if item_genres is None or not target_genres:
         return 0.0
     have = {g.strip().lower() for g in item_genres}
     return 1.0 if all(g.strip().lower() in have for g in target_genres) else 0.0

@@ -24,12 +24,29 @@ NOT_RUN: dict[str, str] = {
     "BARCOR": "not run: needs a trained BARCOR (BART generator + knowledge-graph recommender)",
 }
 
+#: the counts behind each row: how many dialogues each evaluation rule took (every dialogue is
+#: counted; see :mod:`rso_lib.eval.evaluate`), which Dist-2 the row prints, parse failures
 COUNT_COLUMNS = (
+    "WI_n",
+    "WI_missing",
+    "WI_on_presented",
+    "WI_on_similar",
+    "WI_on_catalogue",
+    "WI_unjudged",
     "PRS_n",
     "PRS_over",
     "PRS_excluded",
     "PRS_missing",
+    "Cred_n",
+    "Cred_judged",
+    "Cred_zero_no_item",
+    "Cred_zero_unparsed",
+    "Recall_own",
+    "Recall_catalogue",
+    "Recall_named",
+    "Dist-2_definition",
     "no_recommendation",
+    "judge_mode",
     "judge_parse_failures",
     "engine_parse_failures",
     "mean_turns",

@@ -8,11 +8,13 @@ one place means a change of the transcript schema touches one function, not ever
 Fields read (others are ignored; objects or dicts both work):
 
 * dialogue: ``dialog_id``, ``system``, ``target`` (``dataset``, ``persona.description``,
-  ``target_genres``), ``accepted``, ``accepted_item``, ``turns``, ``parse_failures``;
+  ``target_genres``), ``accepted``, ``accepted_item``, ``turns``, ``parse_failures``,
+  ``user_open``;
 * turn: ``strategy``, ``reply``, ``user_reply``, ``ranking`` (else ``retrieved``: item ids, best
-  first), ``chosen_item`` (the item whose facts the Actor got), ``mentioned_item`` (the item the
-  user saw named), ``reward`` / ``stop`` (the evaluator's Eq. 9 reward and stop rule: the paper's
-  Conv-SR), ``parse_failures`` (dict of counts by role, or an int).
+  first), ``retrieved`` (the top-K candidates offered to the system), ``chosen_item`` (the item
+  whose facts the Actor got), ``mentioned_item`` (the item the user saw named), ``reward`` /
+  ``stop`` (the evaluator's Eq. 9 acceptance reward and stop rule; the final turn's ``stop`` is the
+  paper's Conv-SR), ``parse_failures`` (dict of counts by role, or an int).
 
 The item a turn *presents* is ``mentioned_item`` if the simulator found one named in the reply,
 else ``chosen_item``; the dialogue's recommended item is the accepted item, else the last
@@ -34,6 +36,7 @@ class EvalTurn:
     user_reply: str = ""
     strategy: str | None = None  # canonical strategy id, None for systems without a planner
     retrieved: list[str] = field(default_factory=list)  # item ids, best first (full ranking kept)
+    candidates: list[str] = field(default_factory=list)  # the top-K items the system was offered
     chosen_item: str | None = None  # the item whose facts the Actor got, if any
     mentioned_item: str | None = None  # the item the user saw named in the reply, if any
     parse_failures: int = 0
@@ -56,6 +59,7 @@ class EvalDialogue:
     turns: list[EvalTurn]
     parse_failures: int = 0  # engine-side parse failures (all roles, all turns)
     accepted_item: str | None = None
+    user_open: str = ""  # the simulated user's opening message
 
     @property
     def recommended_item(self) -> str | None:
@@ -69,19 +73,45 @@ class EvalDialogue:
 
     @property
     def reward_success(self) -> bool:
-        """The paper's Conv-SR for this dialogue: the evaluator's turn reward passed the threshold
-        (Eq. 9's stop rule fired) at some turn."""
-        return any(t.stop for t in self.turns)
+        """The paper's Conv-SR for this dialogue ("the user ultimately accepts", judged by the
+        evaluator): the acceptance reward of the *final* state passed tau (Eq. 9's stop rule,
+        which never fires before a movie is named; rso_lib.experts.rewarder.should_stop). A
+        dialogue whose user accepted and then turned the movie down again is not a success."""
+        return bool(self.turns) and self.turns[-1].stop
 
     @property
-    def final_ranking(self) -> list[str]:
-        """What Recall@k ranks: the last non-empty retrieval ranking; for a system without
-        retrieval (prompt-only LLM CRSs), the distinct movies it named, most recent first."""
+    def own_ranking(self) -> list[str]:
+        """The system's own last non-empty retrieval ranking ([] for a system without one)."""
         for t in reversed(self.turns):
             if t.retrieved:
                 return list(t.retrieved)
-        named = [t.presented_item for t in reversed(self.turns) if t.presented_item]
-        return list(dict.fromkeys(named))
+        return []
+
+    @property
+    def named_items(self) -> list[str]:
+        """The distinct movies the system presented, most recent first."""
+        return list(dict.fromkeys(t.presented_item for t in reversed(self.turns) if t.presented_item))
+
+    @property
+    def final_ranking(self) -> list[str]:
+        """The own ranking, else the named movies (the ``RECALL_RANKING: named`` rule; the
+        catalogue rule is :func:`rso_lib.eval.evaluate.recall_ranking`)."""
+        return self.own_ranking or self.named_items
+
+    @property
+    def candidates(self) -> list[str]:
+        """Every item the system was offered (top-K per turn) or presented, in order of first
+        appearance: what the authors' scripts pick the most similar candidate from."""
+        seen = [i for t in self.turns for i in (*t.candidates, t.presented_item) if i]
+        return list(dict.fromkeys(seen))
+
+    def utterances(self) -> list[tuple[str, str]]:
+        """``(role, text)`` in order: the user's opening, then each system reply and user reply
+        (roles ``"user"`` / ``"assistant"``; empty texts left out)."""
+        out = [("user", self.user_open)]
+        for t in self.turns:
+            out += [("assistant", t.reply), ("user", t.user_reply)]
+        return [(r, x) for r, x in out if x and x.strip()]
 
 
 def _get(obj: Any, key: str, default: Any = None) -> Any:
@@ -121,12 +151,14 @@ def to_eval_dialogue(ep: Any, system: str | None = None, dataset: str | None = N
     for t in _get(ep, "turns") or []:
         ranking = _get(t, "ranking") or _get(t, "retrieved") or []
         retrieved = [i for i in (_item_id(r) for r in ranking) if i is not None]
+        offered = [i for i in (_item_id(r) for r in (_get(t, "retrieved") or [])) if i is not None]
         turns.append(
             EvalTurn(
                 reply=str(_get(t, "reply", "") or ""),
                 user_reply=str(_get(t, "user_reply", "") or ""),
                 strategy=_get(t, "strategy"),
                 retrieved=retrieved,
+                candidates=offered,
                 chosen_item=_item_id(_get(t, "chosen_item")),
                 mentioned_item=_item_id(_get(t, "mentioned_item")),
                 parse_failures=_count(_get(t, "parse_failures")),
@@ -145,6 +177,7 @@ def to_eval_dialogue(ep: Any, system: str | None = None, dataset: str | None = N
         turns=turns,
         parse_failures=ep_pf if ep_pf else sum(t.parse_failures for t in turns),
         accepted_item=_item_id(_get(ep, "accepted_item")),
+        user_open=str(_get(ep, "user_open", "") or ""),
     )
 
 

@@ -196,24 +196,38 @@ def refine_prompt(history: Sequence[Turn], reply: str, facts: Sequence[str], ite
 # Rewarder (Eq. 9)
 # --------------------------------------------------------------------------------------------
 
-RATING_PREFIX = "Rating: "
+#: What the acceptance judge's answer starts with (the option-scoring prefix).
+ACCEPTANCE_PREFIX = "Answer: "
+
+#: The five answers of the acceptance judge, in the authors' option order 1-5 (our wording).
+#: The keys are the level names of :data:`rso_lib.experts.rewarder.ACCEPTANCE_LEVELS`.
+ACCEPTANCE_ANSWERS: dict[str, str] = {
+    "no_recommendation": "The recommender has not recommended a specific movie yet.",
+    "not_interested": "The seeker does not seem interested in the recommended movie.",
+    "rejected": "The seeker has turned the recommended movie down.",
+    "interested": "The seeker is interested in the recommended movie but has not decided yet.",
+    "accepted": "The seeker has accepted the recommended movie.",
+}
 
 
-def rewarder_prompt(history: Sequence[Turn], reply: str, user_reply: str, target_hint: str = "") -> Messages:
-    """Eq. 9's ``prompt_rwd``: rate, 1-5, the quality of the conversation so far as the user
-    experiences it (paper Sec. IV-D: "scores on a scale from 1 to 5, designed for the quality of
-    the conversation"; Eq. 9: "reflecting user satisfaction and task success"), judged on the state
-    after the system's reply and the user's answer to it."""
-    hint = f"\n(The user is looking for: {target_hint}.)" if target_hint else ""
+def acceptance_prompt(state: Sequence[Turn]) -> Messages:
+    """Eq. 9's ``prompt_rwd`` as the authors' critic asks it: has the seeker accepted the
+    recommendation? Five ordered answers (:data:`ACCEPTANCE_ANSWERS`), judged on the whole state
+    ``s_{t+1}`` (the dialogue up to and including the seeker's answer to the system's reply). The
+    judge sees only the conversation: no target, no knowledge-base facts."""
+    options = "\n".join(f"{k}. {a}" for k, a in enumerate(ACCEPTANCE_ANSWERS.values(), start=1))
     return _msgs(
-        "You judge conversations between a movie recommender and a user, from the user's side.",
-        f"Conversation so far:\n{render_history(history)}\n\nRecommender: {reply}\nUser: {user_reply}{hint}\n\n"
-        "On a scale of 1 (very poor) to 5 (excellent), how good is this conversation for the user: "
-        "are they satisfied, and are they close to accepting a movie that suits them? "
-        # Not "Answer as 'Rating: N'": sampled at T = 1.1, Qwen2.5-Coder-1.5B copies the
-        # placeholder ("Rating: N"); 205 of 342 reward samples of the first cpu-profile run did
-        # not parse. The judges' wording (rso_lib.eval.judges) is used instead.
-        f'Answer with "{RATING_PREFIX}" and one digit from 1 to 5.',
+        "You read conversations between a movie Recommender and a Seeker and decide where the "
+        "Seeker stands on the Recommender's suggestion.",
+        f"Conversation:\n{render_history(state, user='Seeker', system='Recommender')}\n\n"
+        "First check whether the Recommender has suggested a specific movie by name; if not, the "
+        "answer is 1. Otherwise: the Seeker asking about the movie (plot, cast, details) without "
+        "deciding is 4; the Seeker clearly saying they will watch it is 5; the Seeker refusing it "
+        "or asking for something else instead is 3; the Seeker sounding unenthusiastic without "
+        "refusing is 2. Count a movie as accepted only on an explicit yes.\n\n"
+        f"Options:\n{options}\n\n"
+        f'Has the Seeker accepted the recommendation? Answer with "{ACCEPTANCE_PREFIX}" and the '
+        "option's number (1-5).",
     )
 
 
@@ -222,48 +236,71 @@ def rewarder_prompt(history: Sequence[Turn], reply: str, user_reply: str, target
 # --------------------------------------------------------------------------------------------
 
 
+def _genre_list(genres: Sequence[str]) -> str:
+    g = list(genres)
+    return g[0] if len(g) == 1 else ", ".join(g[:-1]) + " and " + g[-1] if g else "good"
+
+
 def _persona_block(persona: str, genres: Sequence[str]) -> str:
+    """The seeker's role (our wording of the authors' ``seeker_simulator.py`` and PC-CRS's seeker
+    instruction): persona, target genres, and the rules of the protocol. It carries no
+    knowledge-base fact: what the user learns about a movie comes from the recommender only."""
     return (
-        f"You are a user looking for a movie to watch. {persona}\n"
-        f"You want a movie that is {' and '.join(genres) if genres else 'good'}. "
-        "Do not name this list of genres all at once; reveal it when asked. "
-        "Ask the recommender about details of the movies it suggests. "
-        "Speak in one or two short sentences, as the user."
+        f"You are a movie seeker chatting with a movie recommender. {persona}\n"
+        + (
+            f"You want a {genres[0]} movie.\n"
+            if len(genres) == 1
+            else f"You want a movie that is {_genre_list(genres)} at once.\n"
+        )
+        + "Rules:\n"
+        "- You know little about movies: the recommender is your only source of information.\n"
+        "- When a movie is recommended, ask about it (story, genre, cast) before you decide.\n"
+        "- Accept a movie only once you are sure it has the genres you want; turn it down only "
+        "once you know enough to see it does not fit, and then you may ask for another.\n"
+        "- Give reasons that fit your personality. If asked what you like, describe it in your own words.\n"
+        "- Speak as the seeker, casually, in one or two short sentences, without repeating yourself."
     )
 
 
 def simulator_open_prompt(persona: str, genres: Sequence[str]) -> Messages:
-    """The simulated user's first message."""
+    """The simulated user's first message, when it is written by the LLM (the authors' and
+    PC-CRS's user opens with a fixed "Hello", ``USER_OPENING``)."""
     return _msgs(_persona_block(persona, genres), "Start the conversation with the movie recommender.")
+
+
+#: What the user does about the movie under discussion (option-scored, then verbalised).
+USER_DECISIONS = ("ask", "accept", "reject")
 
 
 def simulator_reply_prompt(
     persona: str, genres: Sequence[str], history: Sequence[Turn], decision: str | None, item_name: str | None
 ) -> Messages:
-    """The simulated user's next message. ``decision`` ("accept" | "reject" | None) is decided
-    beforehand by option scoring (see :mod:`rso_lib.dialogue.simulators`) and only verbalised here,
-    so what the user says and what the transcript records agree."""
+    """The simulated user's next message. ``decision`` (one of :data:`USER_DECISIONS` or None) is
+    decided beforehand by option scoring (see :mod:`rso_lib.dialogue.simulators`) and only
+    verbalised here, so what the user says and what the transcript records agree."""
     if decision == "accept" and item_name:
-        task = f"You have decided to watch {item_name}. Say so and thank the recommender."
+        task = f"You have decided to watch {item_name}. Say so, with your reason, and thank the recommender."
     elif decision == "reject" and item_name:
-        task = f"{item_name} is not what you want. Politely turn it down and say again what kind of movie you want."
+        task = f"{item_name} is not what you want. Turn it down with your reason and ask for something else."
+    elif decision == "ask" and item_name:
+        task = f"You have not decided about {item_name} yet. Ask the recommender something about it."
     else:
-        task = "Answer the recommender's last message, or ask about the movie it mentioned."
+        task = "Reply to the recommender's last message, as the seeker, in one or two sentences."
     return _msgs(
         _persona_block(persona, genres),
         f"Conversation:\n{render_history(history, user='You', system='Recommender')}\n\n{task}",
     )
 
 
-def simulator_decision_prompt(
-    persona: str, genres: Sequence[str], history: Sequence[Turn], item_facts: str
-) -> Messages:
-    """Accept or reject the movie just recommended (option-scored over ``accept`` / ``reject``)."""
+def simulator_decision_prompt(persona: str, genres: Sequence[str], history: Sequence[Turn], item_name: str) -> Messages:
+    """What to do about ``item_name`` now, from what the recommender has said about it (option-scored
+    over :data:`USER_DECISIONS`). Only the conversation is shown: no knowledge-base facts."""
     return _msgs(
         _persona_block(persona, genres),
         f"Conversation:\n{render_history(history, user='You', system='Recommender')}\n\n"
-        f"The recommended movie: {item_facts}\n\n"
-        "Will you accept this movie? Answer accept or reject.",
+        f"The recommender suggests {item_name}. From what you have been told, what do you do now: "
+        "ask (you need to know more about it), accept (you will watch it) or reject (it is not for "
+        "you)? Answer ask, accept or reject.",
     )
 
 

@@ -3,22 +3,23 @@
 Eq. 8 (discounted return of turn t):   R_t = sum_{i>=0} gamma^i r_{t+i}
 Eq. 7 (loss of one dialogue):          L = - sum_t log pi(h_t | s_t) * R_t  -  beta * mean_t H(pi(.|s_t))
 
-r_t is the Rewarder's score of turn t in [0, 1] (paper: the mean of 10 sampled 1-5 judgements,
-rescaled). Read top to bottom: :class:`RLConfig`, :func:`discounted_returns` (Eq. 8),
-:func:`apply_baseline`, :func:`reinforce_loss` (Eq. 7), :func:`rl_update` (one policy-gradient
+r_t is the Rewarder's score of turn t in [0, 1] (the mean value of 10 sampled acceptance
+judgements on the authors' scale, :mod:`rso_lib.experts.rewarder`). Read top to bottom:
+:class:`RLConfig`, :func:`discounted_returns` (Eq. 8), :func:`apply_baseline`, :func:`reinforce_loss` (Eq. 7), :func:`rl_update` (one policy-gradient
 step on a batch of episodes -- plain data, no engine needed), :func:`train_rl` (epochs x updates
 with checkpoints and resume), :func:`engine_collector` (the thin glue that gets episodes from the
 dialogue engine); its training curves are drawn by :func:`rso_lib.plots.plot_rl_curves`.
 
 Choices the paper leaves open, made explicit here:
 * Returns are used plain (``baseline="none"``, the paper's form). ``"mean"`` subtracts the batch
-  mean return, ``"normalise"`` also divides by its standard deviation (variance reduction; not
-  in the paper).
+  mean return; ``"normalise"`` standardises each episode longer than one turn (the authors'
+  ``agent.py``; :func:`apply_baseline`).
 * A batch of E episodes is averaged: L = -(1/E) sum_e sum_t log pi * R  -  beta * mean over all
   turns of H.
 * During the update the Planner runs in eval mode (no dropout), so log pi is the probability of
   the very policy that sampled the strategies (``act`` also runs in eval mode).
-* Gradient-norm clipping at 1.0 (``max_grad_norm``); the paper does not say.
+* Gradient-norm clipping (``max_grad_norm``, notebook ``GRAD_CLIP``): neither the paper nor the
+  authors' code clips; off (None / 0) in the paper profile, 1.0 in the smoke profile.
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ class RLConfig:
     dialogues_per_epoch: int = 100  # paper: 100
     dialogues_per_update: int = 10  # episodes per policy-gradient step (paper: not stated)
     max_turns: int = 10  # system turns per dialogue (paper: <= 10); passed to the engine by the caller
-    max_grad_norm: float | None = 1.0  # gradient clipping (None: off)
+    max_grad_norm: float | None = None  # gradient-norm clipping (None / 0: off, as paper and authors)
     weight_decay: float = 0.0
     chunk_size: int = 32  # turns per forward/backward chunk (memory); the gradient is the same sum
     seed: int = 0  # target order per epoch, engine seeds per update
@@ -110,15 +111,33 @@ def discounted_returns(rewards: Sequence[float], gamma: float) -> list[float]:
     return out
 
 
-def apply_baseline(returns: torch.Tensor, kind: str = "none") -> torch.Tensor:
-    """Optional variance reduction over a batch of returns [N]. ``"none"`` is the paper's Eq. 7."""
+#: The authors' epsilon of the standardisation (``np.finfo(np.float32).eps``).
+_EPS = float(np.finfo(np.float32).eps)
+
+
+def apply_baseline(returns: torch.Tensor, kind: str = "none", lengths: Sequence[int] | None = None) -> torch.Tensor:
+    """Optional variance reduction over a batch of returns [N]. ``"none"`` is the paper's Eq. 7.
+
+    ``"mean"`` subtracts the batch mean. ``"normalise"`` is the authors' (``agent.py``): each
+    episode's returns are standardised on their own, ``(R - mean) / (std + eps)`` with the sample
+    std, and **only episodes longer than one turn**; a one-turn episode keeps its plain return
+    (standardising it would zero its gradient). ``lengths``: the episodes' turn counts, in order
+    (default: the batch is one episode)."""
     if kind == "none":
         return returns
     if kind == "mean":
         return returns - returns.mean()
-    if kind == "normalise":
-        return (returns - returns.mean()) / (returns.std(unbiased=False) + 1e-8)
-    raise ValueError(f"baseline must be 'none', 'mean' or 'normalise', got {kind!r}")
+    if kind != "normalise":
+        raise ValueError(f"baseline must be 'none', 'mean' or 'normalise', got {kind!r}")
+    lengths = [int(returns.numel())] if lengths is None else [int(n) for n in lengths]
+    if sum(lengths) != returns.numel():
+        raise ValueError(f"apply_baseline: episode lengths {lengths} do not add up to {returns.numel()} returns")
+    parts, i = [], 0
+    for n in lengths:
+        seg = returns[i : i + n]
+        parts.append((seg - seg.mean()) / (seg.std() + _EPS) if n > 1 else seg)
+        i += n
+    return torch.cat(parts) if parts else returns
 
 
 # ---------------------------------------------------------------- Eq. 7
@@ -166,7 +185,7 @@ def rl_update(
     states = [h for e in eps for h in e.histories]
     actions = [a for e in eps for a in e.actions]
     returns = torch.tensor([R for e in eps for R in discounted_returns(e.rewards, config.gamma)], dtype=torch.float32)
-    returns = apply_baseline(returns, config.baseline)
+    returns = apply_baseline(returns, config.baseline, [len(e.actions) for e in eps])
     n, n_eps = len(states), len(eps)
     was = planner.training
     planner.eval()  # log pi of the policy that acted (no dropout)
@@ -182,6 +201,8 @@ def rl_update(
             ent_sum += float(ent.detach().sum())
             logp_sum += float(logp.detach().sum())
         params = [p for p in planner.parameters() if p.requires_grad]
+        # max_grad_norm None / 0: no clipping (the paper and the authors' code have none); the
+        # norm is still measured for the log
         gn = torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm if config.max_grad_norm else float("inf"))
         optimizer.step()
     finally:
