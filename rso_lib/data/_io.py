@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO, Any
@@ -82,8 +83,9 @@ def parse_json(text: str, max_depth: int | None = MAX_JSON_DEPTH) -> Any:
     except RecursionError:
         limit = max_depth or MAX_JSON_DEPTH
         raise BadJSON(f"nested deeper than {limit} levels", _first_too_deep(text, limit)) from None
-    except ValueError as e:  # e.g. an integer of more than 4,300 digits
-        raise BadJSON(str(e).split(";")[0]) from None
+    except ValueError as e:  # an integer of more than sys.get_int_max_str_digits() (4,300) digits
+        m = re.search(r"\d{%d,}" % (sys.get_int_max_str_digits() + 1), text)
+        raise BadJSON(str(e).split(";")[0], m.start() if m else None) from None
     if max_depth is not None and text.count("[") + text.count("{") > max_depth and nested_deeper_than(obj, max_depth):
         raise BadJSON(f"nested deeper than {max_depth} levels", _first_too_deep(text, max_depth))
     return obj

@@ -210,7 +210,7 @@ def load_redial_kb(path: str | Path) -> KnowledgeBase:
         raise DataError(path, "file not found (ReDial id2info.json; see `python -m rso_lib.data.fetch`)")
     text = read_text_utf8(path, "ReDial id2info.json") if path.stat().st_size else ""
     if not text.strip():
-        raise DataError(path, "empty file")
+        raise DataError(path, "empty file", line=1)
     try:
         raw = parse_json(text, max_depth=None)  # one entry nested too deep is that entry's problem
     except BadJSON as e:
@@ -219,7 +219,7 @@ def load_redial_kb(path: str | Path) -> KnowledgeBase:
         line, col = line_col(text, e.pos)
         raise DataError(path, f"not valid JSON: {e.msg} at column {col}", line=line) from None
     if not isinstance(raw, dict):
-        raise DataError(path, f"expected a JSON object {{movie_id: info}}, got {type(raw).__name__}")
+        raise DataError(path, f"expected a JSON object {{movie_id: info}}, got {type(raw).__name__}", line=1)
     items: list[Item] = []
     issues: list[Issue] = []
     for iid, info in raw.items():

@@ -6,7 +6,7 @@
   at these user ids (both for INSPIRED and ReDial).
 * PC-CRS personas (``personas/profile.csv``): 48 short personas, emotion x age group. The file
   has a UTF-8 BOM, no header, and 4 quoted columns: ``<Emotion>---Age group=<Group>``, index,
-  long text, short text.
+  long text, short text; one row a line.
 """
 
 from __future__ import annotations
@@ -167,37 +167,27 @@ def load_seeker_personas(data_dir: str | Path) -> tuple[dict[str, Persona], list
 
 
 def _csv_rows(path: Path, issues: list[Issue]) -> Iterator[tuple[int, list[str]]]:
-    """``(first line, fields)`` per row of a CSV file with standard quoting (a quoted cell may span
-    lines). A line that is not UTF-8 is an Issue and its row is skipped; so is a row ``csv``
-    cannot read (a cell over its 131,072-character field limit), and reading goes on after it."""
-    bad: set[int] = set()
-
-    def texts() -> Iterator[str]:
-        for lineno, text in iter_text_lines(path, issues):  # a leading BOM is dropped
-            if text is None:
-                bad.add(lineno)
-            yield (text or "") + "\n"
-
-    reader = csv.reader(texts())
-    start = 1
-    while True:
+    """``(line, fields)`` per line of a CSV file with standard quoting and no multi-line cells
+    (PC-CRS's ``profile.csv``). Each line is parsed alone, so a line that is not UTF-8, has an
+    unbalanced quote or a cell over ``csv``'s 131,072-character field limit costs that line only
+    (an Issue, skipped), never the rows after it."""
+    for lineno, text in iter_text_lines(path, issues):  # a leading BOM is dropped
+        if text is None:
+            continue
         try:
-            row = next(reader)
-        except StopIteration:
-            return
+            row = next(csv.reader([text], strict=True), [])
         except csv.Error as e:
-            issues.append(Issue(str(path), reader.line_num, None, f"unreadable CSV row: {e}", "skipped"))
-        else:
-            if not bad.intersection(range(start, reader.line_num + 1)):
-                yield start, row
-        start = reader.line_num + 1
+            issues.append(Issue(str(path), lineno, None, f"unreadable CSV line: {e}", "skipped"))
+            continue
+        yield lineno, row
 
 
 def load_pccrs_personas(data_dir: str | Path) -> tuple[list[Persona], list[Issue]]:
     """PC-CRS ``profile.csv``: 48 personas. ``user_id = "pccrs_<index>"``, description = the
     short text (4th column), ``fields = {emotion, age_group, long_description}``.
 
-    Non-fatal: a row with != 4 columns or a malformed key (skipped). Fatal: missing/empty file.
+    Non-fatal: a row with != 4 columns, a malformed key, a line that is not UTF-8 or that ``csv``
+    cannot read (skipped). Fatal: missing/empty file, no valid row.
     """
     path = require_file(Path(data_dir) / PCCRS_PROFILES, "PC-CRS personas")
     issues: list[Issue] = []
