@@ -73,7 +73,7 @@ TARGETS: dict[str, tuple[str, Callable, int, bool, Callable]] = {
         H.dialog_tsv,
         1,
         False,
-        lambda p, d: {(x.dialog_id, u["utt_id"]) for x in load_dialog_tsv(p)[0] for u in x.meta["utterances"]},
+        lambda p, d: {(x.dialog_id, u.get("utt_id")) for x in load_dialog_tsv(p)[0] for u in x.meta["utterances"]},
     ),
     "strategy_jsonl": (
         STRATEGY_TEST,
