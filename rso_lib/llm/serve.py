@@ -315,6 +315,11 @@ class Handler(BaseHTTPRequestHandler):
         self._reader.deadline = time.monotonic() + self.server.read_deadline  # each request its own
         super().handle_one_request()
 
+    def _received(self) -> None:
+        """The request is in: the answer's writes get the plain per-operation timeout again (the
+        last read may have left the socket with the deadline's last fraction of a second)."""
+        self.connection.settimeout(self.server.read_timeout)
+
     def _send(self, code: int, obj: dict):
         data = json.dumps(obj).encode()
         self.send_response(code)
@@ -334,6 +339,7 @@ class Handler(BaseHTTPRequestHandler):
         return False
 
     def do_GET(self):
+        self._received()
         if not self._authorised():
             return
         app, route = self.server.app, self.path.rstrip("/")
@@ -361,6 +367,7 @@ class Handler(BaseHTTPRequestHandler):
                 self._error(413, f"request body of {n} bytes exceeds {MAX_BODY_BYTES}", "invalid_request_error")
             return None
         raw = self.rfile.read(n)
+        self._received()
         if len(raw) < n:
             self.close_connection = True
             self._error(400, f"body shorter than Content-Length ({len(raw)} < {n})", "invalid_request_error")
@@ -368,6 +375,7 @@ class Handler(BaseHTTPRequestHandler):
         return raw
 
     def do_POST(self):
+        self._received()  # for a 401; the body's reads set their own timeouts
         if not self._authorised():
             return
         try:
