@@ -16,7 +16,7 @@ from pathlib import Path
 import hostile_files as H
 import pytest
 from fuzzing import FUZZ, Corrupted, corrupt
-from hypothesis import given
+from hypothesis import event, given
 from hypothesis import strategies as st
 
 from rso_lib.data.inspired import load_dialog_tsv, load_strategy_split
@@ -150,7 +150,9 @@ def _check(target: str, data: st.DataObject) -> None:
             got = load(path, d)
         except Exception as e:  # noqa: BLE001 -- judged by _named
             _named(e, path)
+            event(f"{c.how}: {type(e).__name__}")  # --hypothesis-show-statistics counts these
             return
+    event(f"{c.how}: loaded")
     kept = {key for i, key in enumerate(keys) if i + skip not in c.touched}
     if target == "params_yaml" or c.touched & set(range(skip)):
         # one YAML document has no per-line records; a garbled header changes what the columns
