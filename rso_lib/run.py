@@ -130,9 +130,15 @@ def load_params(files: list[Path]) -> dict[str, dict[str, Any]]:
     merged: dict[str, dict[str, Any]] = {}
     for f in files:
         try:
-            data = yaml.safe_load(Path(f).read_text()) or {}
+            data = yaml.safe_load(Path(f).read_bytes().decode("utf-8")) or {}
+        except UnicodeDecodeError as exc:
+            b, at = exc.object, exc.start
+            line, col = b.count(b"\n", 0, at) + 1, at - b.rfind(b"\n", 0, at)
+            raise ParamsError(f"{f}:{line}: not UTF-8 (byte {b[at]:#04x} at column {col})") from None
         except yaml.YAMLError as exc:
             raise ParamsError(f"{f}: not valid YAML: {exc}") from None
+        except RecursionError:  # PyYAML composes nested nodes recursively
+            raise ParamsError(f"{f}: not valid YAML: nested too deeply") from None
         if not isinstance(data, dict):
             raise ParamsError(
                 f"{f}: expected a mapping of sections (common, <notebook stem>...), got {type(data).__name__}"

@@ -152,3 +152,141 @@ def test_interleaved_transcript_is_moved_aside_and_not_used(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "not UTF-8 text" in err and (tmp_path / "t.jsonl.invalid-2").exists()
     assert validate_transcript(path)["dialogues"] == 3
+
+
+# ------------------------------------------------------------------ hostile data files (issue 25)
+def _with_bad_byte(lines: list[bytes], k: int, at: int = 12) -> list[bytes]:
+    """Line ``k`` with a 0xff byte after its first ``at`` bytes (column ``at + 1``)."""
+    out = list(lines)
+    out[k] = out[k][:at] + b"\xff" + out[k][at:]
+    return out
+
+
+def test_invalid_byte_in_a_dialog_tsv_skips_that_row_only_and_names_file_line_column(tmp_path):
+    from hostile_files import dialog_tsv, write
+
+    from rso_lib.data.inspired import load_dialog_tsv
+
+    lines, keys = dialog_tsv(6)
+    path = write(tmp_path / "dev.tsv", _with_bad_byte(lines, 3))  # line 4: utterance 2
+    dialogues, issues = load_dialog_tsv(path)
+    got = {(d.dialog_id, u["utt_id"]) for d in dialogues for u in d.meta["utterances"]}
+    assert got == set(keys) - {keys[2]}
+    assert [str(i) for i in issues] == [f"{path}:4: not UTF-8 (byte 0xff at column 13) (skipped)"]
+    # a header that is not UTF-8 is fatal, named
+    write(path, _with_bad_byte(lines, 0))
+    with pytest.raises(DataError, match=r"dev.tsv:1: header not UTF-8 \(byte 0xff at column 13\)"):
+        load_dialog_tsv(path)
+
+
+def test_invalid_byte_in_a_survey_tsv_skips_that_row_only(tmp_path):
+    from hostile_files import seeker_demographic, seeker_personality, write
+
+    from rso_lib.data.personas import SEEKER_DEMOGRAPHIC, SEEKER_PERSONALITY, load_seeker_personas
+
+    demo, users = seeker_demographic(5)
+    pers, _ = seeker_personality(5)
+    write(tmp_path / SEEKER_DEMOGRAPHIC, _with_bad_byte(demo, 2))  # user_1's row
+    write(tmp_path / SEEKER_PERSONALITY, _with_bad_byte(pers, 4))  # user_3's scores
+    personas, issues = load_seeker_personas(tmp_path)
+    assert sorted(personas) == users  # user_1 still has a personality row, user_3 a demographic one
+    assert personas["user_1"].fields["age_group"] is None and "big5" not in personas["user_3"].fields
+    assert [(i.path.rsplit("/", 1)[-1], i.line, i.action) for i in issues] == [
+        ("seeker_demographic.tsv", 3, "skipped"),
+        ("seeker_personality.tsv", 5, "skipped"),
+    ]
+    assert all("not UTF-8 (byte 0xff at column 13)" in i.message for i in issues)
+
+
+def test_tsv_field_over_csv_limit_is_read_and_over_the_declared_bound_is_named(tmp_path, monkeypatch):
+    from hostile_files import dialog_tsv, write
+
+    from rso_lib.data import _io
+    from rso_lib.data.inspired import load_dialog_tsv
+
+    lines, keys = dialog_tsv(4)
+    long = "w" * 200_000  # csv's default field limit is 131,072: this raised a bare _csv.Error
+    lines[2] = lines[2].replace(b"utterance 1", long.encode())
+    path = write(tmp_path / "dev.tsv", lines)
+    dialogues, issues = load_dialog_tsv(path)
+    assert not issues and any(long in t.text for d in dialogues for t in d.turns)
+    monkeypatch.setattr(_io, "MAX_FIELD_CHARS", 100_000)
+    dialogues, issues = load_dialog_tsv(path)
+    assert len([u for d in dialogues for u in d.meta["utterances"]]) == 3
+    assert [str(i) for i in issues] == [
+        f"{path}:3 [text]: field of 200,039 characters, over the bound of 100,000 (skipped)"
+    ]
+
+
+def test_csv_field_over_the_csv_limit_skips_that_row_and_names_its_line(tmp_path):
+    from hostile_files import profile_csv, write
+
+    from rso_lib.data.personas import PCCRS_PROFILES, load_pccrs_personas
+
+    lines, keys = profile_csv(4)
+    lines[1] = lines[1].replace(b"long text 1", b"z" * 200_000)
+    lines[2] = _with_bad_byte(lines, 2)[2]
+    write(tmp_path / PCCRS_PROFILES, lines)
+    personas, issues = load_pccrs_personas(tmp_path)
+    assert [p.user_id for p in personas] == [keys[0], keys[3]]
+    assert [(i.line, i.action) for i in issues] == [(2, "skipped"), (3, "skipped")]
+    assert "field larger than field limit" in issues[0].message and "not UTF-8" in issues[1].message
+
+
+@pytest.mark.parametrize("depth", [65, 200_000])
+def test_deeply_nested_json_lines_are_skipped_and_named_not_recursion_errors(tmp_path, depth):
+    from hostile_files import redial_jsonl, strategy_split, write
+
+    from rso_lib.data.inspired import load_strategy_split
+    from rso_lib.data.redial import load_redial_jsonl
+
+    deep = b"[" * depth + b"]" * depth
+    lines, keys = strategy_split(4)
+    lines[1] = lines[1].replace(b'"genre_dict": ["Action"]', b'"genre_dict": ' + deep)
+    write(tmp_path / "inspired" / "strategy" / "inspired-test.txt", lines)
+    dialogues, issues = load_strategy_split(tmp_path, "test")
+    assert [d.dialog_id for d in dialogues] == [keys[0], keys[2], keys[3]]
+    assert [(i.line, i.action) for i in issues] == [(2, "skipped")]
+    assert "nested deeper than 64 levels at column" in issues[0].message
+    lines, keys = redial_jsonl(3)
+    lines[0] = lines[0][:-2] + b', "x": ' + deep + b"}\n"
+    dialogues, issues = load_redial_jsonl(write(tmp_path / "r.jsonl", lines))
+    assert [d.dialog_id for d in dialogues] == keys[1:] and issues[0].line == 1
+
+
+def test_deeply_nested_knowledge_base(tmp_path):
+    from hostile_files import kb_json, write
+
+    from rso_lib.data.kb import load_redial_kb
+
+    lines, keys = kb_json(4)
+    lines[2] = lines[2].replace(b'"plot": "x"', b'"plot": ' + b"[" * 100 + b"]" * 100)  # parses, too deep
+    kb = load_redial_kb(write(tmp_path / "id2info.json", lines))
+    assert [it.item_id for it in kb] == [keys[0], keys[2], keys[3]]
+    assert [(i.field, i.action) for i in kb.issues] == [(keys[1], "skipped")]
+    lines[2] = lines[2].replace(b"[" * 100, b"[" * 200_000).replace(b"]" * 100, b"]" * 200_000)
+    with pytest.raises(DataError, match=r"id2info.json:3: not valid JSON: nested deeper than 64 levels at column"):
+        load_redial_kb(write(tmp_path / "id2info.json", lines))
+
+
+def test_other_readers_name_deep_or_undecodable_input(tmp_path):
+    from hostile_files import params_yaml, sft_jsonl, transcript, write
+
+    from rso_lib.data.sft import read_sft_examples
+    from rso_lib.dialogue.transcript import TranscriptError, read_rows
+    from rso_lib.run import ParamsError, load_params
+
+    lines, _ = transcript()
+    lines[1] = lines[1][:-2] + b', "x": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n"
+    with pytest.raises(TranscriptError, match=r"t.jsonl:2: invalid JSON \(nested deeper than 64 levels\)"):
+        read_rows(write(tmp_path / "t.jsonl", lines))
+    lines, _ = sft_jsonl(3)
+    lines[1] = lines[1].replace(b'"turn_index": 2', b'"turn_index": Infinity')
+    issues = []
+    assert len(read_sft_examples(write(tmp_path / "s.jsonl", lines), issues)) == 2
+    assert issues[0].line == 2 and "cannot convert float infinity" in issues[0].message
+    lines, _ = params_yaml()
+    with pytest.raises(ParamsError, match=r"p.yaml:2: not UTF-8 \(byte 0xff at column 5\)"):
+        load_params([write(tmp_path / "p.yaml", _with_bad_byte(lines, 1, at=4))])
+    with pytest.raises(ParamsError, match="p.yaml: not valid YAML: nested too deeply"):
+        load_params([write(tmp_path / "p.yaml", [b"common: " + b"[" * 100_000 + b"]" * 100_000 + b"\n"])])

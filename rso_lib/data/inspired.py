@@ -5,7 +5,7 @@
   ``{dialog_id, dialog: [{text, speaker, strategy}], user_id, genre_dict}`` (valid has no
   ``genre_dict``); strategies in Title Case, ``"NaN"`` on seeker turns.
 * :func:`load_dialog_tsv`: the original dialog TSVs ``inspired/dialog/{train,dev,test}.tsv``
-  (19 columns, quoting off, ``QUOTATION_MARK`` for ``"``, the strategy in ``expert_label``).
+  (19 columns, tab-separated without quoting, ``QUOTATION_MARK`` for ``"``, the strategy in ``expert_label``).
 
 Label policy (both loaders): a label that is none of the 14 strategies on a recommender turn is an
 :class:`Issue` naming file, line and field; the turn is KEPT with ``strategy=None`` (so that the
@@ -16,12 +16,11 @@ example for it. Seeker turns always get ``strategy=None``.
 from __future__ import annotations
 
 import ast
-import csv
 import math
 from pathlib import Path
 from typing import Any
 
-from rso_lib.data._io import iter_jsonl, require_file
+from rso_lib.data._io import iter_jsonl, read_tsv
 from rso_lib.data.records import RECOMMENDER, SEEKER, DataError, Dialogue, Issue, Turn
 from rso_lib.strategies import UnknownStrategyError, normalise_strategy
 
@@ -177,13 +176,51 @@ def tsv_path(data_dir: str | Path, split: str) -> Path:
     return Path(data_dir) / "inspired" / "dialog" / TSV_SPLIT_FILES[split]
 
 
+def _utterance(
+    r: dict[str, str], path: Path, lineno: int, parsed: dict[str, Any], issues: list[Issue]
+) -> dict[str, Any]:
+    """The per-utterance extras of one TSV row (ids, labels, lists, parsed dict literals); a
+    malformed literal is an Issue, its raw text kept under ``<column>_raw``. ``parsed`` caches
+    each distinct literal string across rows."""
+    utt: dict[str, Any] = {"line": lineno}
+    for c in ("utt_id", "turn_id", "second_label", "fine_label", "coarse_label", "movie_id"):
+        if c in r:
+            v = r[c].strip()
+            utt[c] = None if v.lower() in _MISSING else v
+    for c in LIST_COLUMNS:
+        if c in r:  # "comedy;  drama" -> ["comedy", "drama"]
+            utt[c] = [p.strip() for p in r[c].split(";") if p.strip() and p.strip().lower() not in _MISSING]
+    for c in DICT_COLUMNS:
+        if c not in r:
+            continue
+        v = r[c].strip()
+        if v.lower() in _MISSING:
+            utt[c] = None
+            continue
+        # The dict columns repeat the same literal on every row of a dialogue: parse each
+        # distinct string once (5x faster), hand every row its own shallow copy.
+        if v not in parsed:
+            try:
+                parsed[v] = parse_literal(v)
+            except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError) as e:
+                parsed[v] = e
+        val = parsed[v]
+        if isinstance(val, Exception):
+            issues.append(Issue(str(path), lineno, c, f"malformed literal ({type(val).__name__}): {v[:60]!r}", "kept"))
+            utt[c] = None
+            utt[c + "_raw"] = v
+        else:
+            utt[c] = val.copy() if isinstance(val, (dict, list)) else val
+    return utt
+
+
 def load_dialog_tsv(path: str | Path, split: str | None = None) -> tuple[list[Dialogue], list[Issue]]:
     """Load an INSPIRED dialog TSV (``train.tsv`` / ``dev.tsv`` / ``test.tsv``).
 
-    Read with quoting off (``csv.QUOTE_NONE``): quotes in the text are the token
-    ``QUOTATION_MARK`` (restored to ``"``). ``expert_label`` is the strategy (the dataset README
-    calls it ``first_label``). ``movies`` / ``genres`` / ``people_names`` are ``;``-separated
-    lists. ``*_dict`` columns are parsed with ``ast.literal_eval`` (``nan``
+    Read with quoting off (a row is a line split at tabs, :func:`rso_lib.data._io.read_tsv`):
+    quotes in the text are the token ``QUOTATION_MARK`` (restored to ``"``). ``expert_label`` is
+    the strategy (the dataset README calls it ``first_label``). ``movies`` / ``genres`` /
+    ``people_names`` are ``;``-separated lists. ``*_dict`` columns are parsed with ``ast.literal_eval`` (``nan``
     -> ``None``); a malformed one is an :class:`Issue` and the raw string is kept in
     ``meta["utterances"][i][col + "_raw"]``.
 
@@ -192,79 +229,42 @@ def load_dialog_tsv(path: str | Path, split: str | None = None) -> tuple[list[Di
     second_label, fine_label, coarse_label, movie_id}``.
 
     Fatal: missing/empty file, a required column absent from the header. Non-fatal: a row with
-    the wrong number of fields or an unknown speaker (skipped), an unknown strategy label
-    (kept, ``strategy=None``), a malformed dict literal (kept).
+    the wrong number of fields, an unknown speaker, bytes that are not UTF-8 or a field longer
+    than :data:`rso_lib.data._io.MAX_FIELD_CHARS` (skipped), an unknown strategy label (kept,
+    ``strategy=None``), a malformed dict literal (kept).
     """
-    path = require_file(path, "INSPIRED dialog TSV")
+    path = Path(path)
     split = split or {v: k for k, v in TSV_SPLIT_FILES.items()}.get(path.name, path.stem)
     issues: list[Issue] = []
     dialogues: dict[str, Dialogue] = {}
     parsed: dict[str, Any] = {}  # literal string -> parsed value or the exception it raised
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if not header or not any(h.strip() for h in header):
-            raise DataError(path, "empty file (no header row)", line=1)
-        header = [h.strip() for h in header]
-        for c in REQUIRED_TSV_COLUMNS:
-            if c not in header:
-                raise DataError(path, f"missing column {c!r} (header has: {', '.join(header)})", line=1, field=c)
-        idx = {c: i for i, c in enumerate(header)}
-        for lineno, row in enumerate(reader, start=2):
-            if not row or not any(x.strip() for x in row):
-                continue
-            if len(row) != len(header):
-                issues.append(Issue(str(path), lineno, None, f"{len(row)} fields, header has {len(header)}", "skipped"))
-                continue
-            r = {c: row[i] for c, i in idx.items()}
-            spk = _speaker(r["speaker"])
-            if spk is None:
-                issues.append(Issue(str(path), lineno, "speaker", f"unknown speaker {r['speaker']!r}", "skipped"))
-                continue
-            did = r["dialog_id"].strip()
-            if not did:
-                issues.append(Issue(str(path), lineno, "dialog_id", "empty dialog_id", "skipped"))
-                continue
-            strat = _label(r["expert_label"], spk, path, lineno, "expert_label", issues)
-            utt: dict[str, Any] = {"line": lineno}
-            for c in ("utt_id", "turn_id", "second_label", "fine_label", "coarse_label", "movie_id"):
-                if c in r:
-                    v = r[c].strip()
-                    utt[c] = None if v.lower() in _MISSING else v
-            for c in LIST_COLUMNS:
-                if c in r:  # "comedy;  drama" -> ["comedy", "drama"]
-                    utt[c] = [p.strip() for p in r[c].split(";") if p.strip() and p.strip().lower() not in _MISSING]
-            for c in DICT_COLUMNS:
-                if c not in r:
-                    continue
-                v = r[c].strip()
-                if v.lower() in _MISSING:
-                    utt[c] = None
-                    continue
-                # The dict columns repeat the same literal on every row of a dialogue: parse each
-                # distinct string once (5x faster), hand every row its own shallow copy.
-                if v not in parsed:
-                    try:
-                        parsed[v] = parse_literal(v)
-                    except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError) as e:
-                        parsed[v] = e
-                val = parsed[v]
-                if isinstance(val, Exception):
-                    issues.append(
-                        Issue(str(path), lineno, c, f"malformed literal ({type(val).__name__}): {v[:60]!r}", "kept")
-                    )
-                    utt[c] = None
-                    utt[c + "_raw"] = v
-                else:
-                    utt[c] = val.copy() if isinstance(val, (dict, list)) else val
-            movies = utt.get("movies") or []
-            d = dialogues.get(did)
-            if d is None:
-                d = dialogues[did] = Dialogue(
-                    dialog_id=did, turns=[], source="inspired", split=split, meta={"utterances": [], "line": lineno}
-                )
-            d.turns.append(Turn(speaker=spk, text=restore_quotes(r["text"]), strategy=strat, movies=movies))
-            d.meta["utterances"].append(utt)
+    header, rows = read_tsv(path, "INSPIRED dialog TSV", issues, REQUIRED_TSV_COLUMNS)
+    idx = {c: i for i, c in enumerate(header)}
+    for lineno, row in rows:
+        if not any(x.strip() for x in row):
+            continue
+        if len(row) != len(header):
+            issues.append(Issue(str(path), lineno, None, f"{len(row)} fields, header has {len(header)}", "skipped"))
+            continue
+        r = {c: row[i] for c, i in idx.items()}
+        spk = _speaker(r["speaker"])
+        if spk is None:
+            issues.append(Issue(str(path), lineno, "speaker", f"unknown speaker {r['speaker']!r}", "skipped"))
+            continue
+        did = r["dialog_id"].strip()
+        if not did:
+            issues.append(Issue(str(path), lineno, "dialog_id", "empty dialog_id", "skipped"))
+            continue
+        strat = _label(r["expert_label"], spk, path, lineno, "expert_label", issues)
+        utt = _utterance(r, path, lineno, parsed, issues)
+        movies = utt.get("movies") or []
+        d = dialogues.get(did)
+        if d is None:
+            d = dialogues[did] = Dialogue(
+                dialog_id=did, turns=[], source="inspired", split=split, meta={"utterances": [], "line": lineno}
+            )
+        d.turns.append(Turn(speaker=spk, text=restore_quotes(r["text"]), strategy=strat, movies=movies))
+        d.meta["utterances"].append(utt)
     if not dialogues:
         raise DataError(path, "no valid utterance row after the header", line=2)
     return list(dialogues.values()), issues

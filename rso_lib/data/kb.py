@@ -15,14 +15,20 @@ genres *cover* the user's target genres, i.e. ``set(target) <= set(item.genres)`
 from __future__ import annotations
 
 import ast
-import csv
-import json
 import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from rso_lib.data._io import read_text_utf8
+from rso_lib.data._io import (
+    MAX_JSON_DEPTH,
+    BadJSON,
+    line_col,
+    nested_deeper_than,
+    parse_json,
+    read_text_utf8,
+    read_tsv,
+)
 from rso_lib.data.records import DataError, Issue, Item
 
 # "Title (1984)" / "Title  (1984)" / "Title (1984) " -> ("Title", 1984). Only a 4-digit year in the
@@ -209,16 +215,22 @@ def load_redial_kb(path: str | Path) -> KnowledgeBase:
         raise DataError(path, "file not found (ReDial id2info.json; see `python -m rso_lib.data.fetch`)")
     text = read_text_utf8(path, "ReDial id2info.json") if path.stat().st_size else ""
     if not text.strip():
-        raise DataError(path, "empty file")
+        raise DataError(path, "empty file", line=1)
     try:
-        raw = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise DataError(path, f"not valid JSON: {e.msg}", line=e.lineno) from e
+        raw = parse_json(text, max_depth=None)  # one entry nested too deep is that entry's problem
+    except BadJSON as e:
+        if e.pos is None:
+            raise DataError(path, f"not valid JSON: {e.msg}") from None
+        line, col = line_col(text, e.pos)
+        raise DataError(path, f"not valid JSON: {e.msg} at column {col}", line=line) from None
     if not isinstance(raw, dict):
-        raise DataError(path, f"expected a JSON object {{movie_id: info}}, got {type(raw).__name__}")
+        raise DataError(path, f"expected a JSON object {{movie_id: info}}, got {type(raw).__name__}", line=1)
     items: list[Item] = []
     issues: list[Issue] = []
     for iid, info in raw.items():
+        if nested_deeper_than(info, MAX_JSON_DEPTH - 1):
+            issues.append(Issue(str(path), None, iid, f"entry nested deeper than {MAX_JSON_DEPTH} levels", "skipped"))
+            continue
         if not isinstance(info, dict) or not str(info.get("name", "")).strip():
             issues.append(Issue(str(path), None, f"{iid}.name", "entry without a name", "skipped"))
             continue
@@ -263,8 +275,8 @@ def _split_multi(v: str) -> list[str]:
             val = ast.literal_eval(v)  # dataset literal, never model output
             if isinstance(val, (list, tuple)):
                 return [str(x).strip() for x in val if str(x).strip()]
-        except (ValueError, SyntaxError):
-            pass
+        except (ValueError, SyntaxError, TypeError, RecursionError, MemoryError):
+            pass  # not a list literal after all: split it as text
     return [p.strip() for p in re.split(r"[,|;]", v) if p.strip()]
 
 
@@ -280,54 +292,50 @@ def load_inspired_kb(path: str | Path) -> KnowledgeBase:
         raise DataError(path, "file not found (INSPIRED movie_database.tsv; see `python -m rso_lib.data.fetch`)")
     issues: list[Issue] = []
     items: list[Item] = []
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        reader = csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE)
-        header = next(reader, None)
-        if not header:
-            raise DataError(path, "empty file", line=1)
-        low = [h.strip().lower() for h in header]
-        col: dict[str, int] = {}
-        for key, names in _TSV_ALIASES.items():
-            for n in names:
-                if n in low:
-                    col[key] = low.index(n)
-                    break
-        if "title" not in col:
-            raise DataError(path, f"no title column (have: {', '.join(header)})", line=1, field="title")
-        seen: set[str] = set()
-        for lineno, row in enumerate(reader, start=2):
+    header, rows = read_tsv(path, "INSPIRED movie database", issues)
+    low = [h.lower() for h in header]
+    col: dict[str, int] = {}
+    for key, names in _TSV_ALIASES.items():
+        for n in names:
+            if n in low:
+                col[key] = low.index(n)
+                break
+    if "title" not in col:
+        raise DataError(path, f"no title column (have: {', '.join(header)})", line=1, field="title")
+    seen: set[str] = set()
+    for lineno, row in rows:
 
-            def g(key: str) -> str:
-                i = col.get(key)
-                return row[i].strip() if i is not None and i < len(row) else ""
+        def g(key: str) -> str:
+            i = col.get(key)
+            return row[i].strip() if i is not None and i < len(row) else ""
 
-            raw_title = g("title")
-            if not raw_title or raw_title.lower() == "nan":
-                issues.append(Issue(str(path), lineno, "title", "row without a title", "skipped"))
-                continue
-            title, year = split_title_year(raw_title)
-            ys = g("year")
-            m = re.search(r"(1[89]\d\d|20\d\d)", ys)
-            if m:
-                year = int(m.group(1))
-            iid = g("id") or f"inspired:{lineno - 1}"
-            if iid in seen:  # duplicate ids: keep both, the later one renamed
-                issues.append(Issue(str(path), lineno, "id", f"duplicate id {iid!r}", "kept"))
-                iid = f"{iid}#{lineno}"
-            seen.add(iid)
-            items.append(
-                Item(
-                    item_id=iid,
-                    title=title,
-                    year=year,
-                    genres=_split_multi(g("genres")),
-                    plot=g("plot"),
-                    director=_split_multi(g("director")),
-                    writer=_split_multi(g("writer")),
-                    stars=_split_multi(g("stars")),
-                    imdb_id=g("imdb_id") or None,
-                )
+        raw_title = g("title")
+        if not raw_title or raw_title.lower() == "nan":
+            issues.append(Issue(str(path), lineno, "title", "row without a title", "skipped"))
+            continue
+        title, year = split_title_year(raw_title)
+        ys = g("year")
+        m = re.search(r"(1[89]\d\d|20\d\d)", ys)
+        if m:
+            year = int(m.group(1))
+        iid = g("id") or f"inspired:{lineno - 1}"
+        if iid in seen:  # duplicate ids: keep both, the later one renamed
+            issues.append(Issue(str(path), lineno, "id", f"duplicate id {iid!r}", "kept"))
+            iid = f"{iid}#{lineno}"
+        seen.add(iid)
+        items.append(
+            Item(
+                item_id=iid,
+                title=title,
+                year=year,
+                genres=_split_multi(g("genres")),
+                plot=g("plot"),
+                director=_split_multi(g("director")),
+                writer=_split_multi(g("writer")),
+                stars=_split_multi(g("stars")),
+                imdb_id=g("imdb_id") or None,
             )
+        )
     if not items:
         raise DataError(path, "no movie rows after the header", line=2)
     return KnowledgeBase(items, source="inspired", path=path, issues=issues)

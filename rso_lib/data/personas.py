@@ -6,17 +6,18 @@
   at these user ids (both for INSPIRED and ReDial).
 * PC-CRS personas (``personas/profile.csv``): 48 short personas, emotion x age group. The file
   has a UTF-8 BOM, no header, and 4 quoted columns: ``<Emotion>---Age group=<Group>``, index,
-  long text, short text.
+  long text, short text; one row a line.
 """
 
 from __future__ import annotations
 
 import csv
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from rso_lib.data._io import require_file
+from rso_lib.data._io import iter_text_lines, read_tsv, require_file
 from rso_lib.data.records import DataError, Issue, Persona
 
 SEEKER_DEMOGRAPHIC = "inspired/survey/seeker_demographic.tsv"
@@ -37,17 +38,12 @@ _GENDERS = {"Female", "Male", "Other", "Prefer not to say"}
 DEMOGRAPHIC_FIELDS = ("age_group", "gender", "race", "degree", "job", "marital_status", "political_view", "religion")
 
 
-def _read_tsv(path: Path, what: str, required: tuple[str, ...]) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    path = require_file(path, what)
-    with path.open(encoding="utf-8-sig", newline="") as f:
-        rows = list(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE))
-    if not rows or not any(c.strip() for c in rows[0]):
-        raise DataError(path, f"empty file ({what})", line=1)
-    header = [h.strip() for h in rows[0]]
-    for c in required:
-        if c not in header:
-            raise DataError(path, f"missing column {c!r} (header has: {', '.join(header)})", line=1, field=c)
-    return header, [(i, r) for i, r in enumerate(rows[1:], start=2) if any(c.strip() for c in r)]
+def _read_tsv(
+    path: Path, what: str, required: tuple[str, ...], issues: list[Issue]
+) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Header and non-blank rows; undecodable lines and over-long fields are Issues (skipped)."""
+    header, rows = read_tsv(path, what, issues, required)
+    return header, [(i, r) for i, r in rows if any(c.strip() for c in r)]
 
 
 def _realign(rec: dict[str, Any], path: Path, lineno: int, issues: list[Issue]) -> dict[str, Any]:
@@ -132,7 +128,7 @@ def load_seeker_personas(data_dir: str | Path) -> tuple[dict[str, Persona], list
     data_dir = Path(data_dir)
     issues: list[Issue] = []
     dpath, ppath = data_dir / SEEKER_DEMOGRAPHIC, data_dir / SEEKER_PERSONALITY
-    header, rows = _read_tsv(dpath, "INSPIRED seeker demographics", ("seeker_id", "age_group", "gender"))
+    header, rows = _read_tsv(dpath, "INSPIRED seeker demographics", ("seeker_id", "age_group", "gender"), issues)
     fields_by_user: dict[str, dict[str, Any]] = {}
     for lineno, r in rows:
         rec = {c: (r[i].strip() if i < len(r) and r[i].strip() else None) for i, c in enumerate(header)}
@@ -148,7 +144,7 @@ def load_seeker_personas(data_dir: str | Path) -> tuple[dict[str, Persona], list
         f["survey_ids"] = [rec.get("seeker_survey_id")]
         f["source_line"] = lineno
         fields_by_user[uid] = f
-    pheader, prow = _read_tsv(ppath, "INSPIRED seeker personality", ("User_ID",) + BIG5)
+    pheader, prow = _read_tsv(ppath, "INSPIRED seeker personality", ("User_ID",) + BIG5, issues)
     for lineno, r in prow:
         rec = dict(zip(pheader, (c.strip() for c in r)))
         uid = rec.get("User_ID")
@@ -170,41 +166,57 @@ def load_seeker_personas(data_dir: str | Path) -> tuple[dict[str, Persona], list
     return personas, issues
 
 
+def _csv_rows(path: Path, issues: list[Issue]) -> Iterator[tuple[int, list[str]]]:
+    """``(line, fields)`` per line of a CSV file with standard quoting and no multi-line cells
+    (PC-CRS's ``profile.csv``). Each line is parsed alone, so a line that is not UTF-8, has an
+    unbalanced quote or a cell over ``csv``'s 131,072-character field limit costs that line only
+    (an Issue, skipped), never the rows after it."""
+    for lineno, text in iter_text_lines(path, issues):  # a leading BOM is dropped
+        if text is None:
+            continue
+        try:
+            row = next(csv.reader([text], strict=True), [])
+        except csv.Error as e:
+            issues.append(Issue(str(path), lineno, None, f"unreadable CSV line: {e}", "skipped"))
+            continue
+        yield lineno, row
+
+
 def load_pccrs_personas(data_dir: str | Path) -> tuple[list[Persona], list[Issue]]:
     """PC-CRS ``profile.csv``: 48 personas. ``user_id = "pccrs_<index>"``, description = the
     short text (4th column), ``fields = {emotion, age_group, long_description}``.
 
-    Non-fatal: a row with != 4 columns or a malformed key (skipped). Fatal: missing/empty file.
+    Non-fatal: a row with != 4 columns, a malformed key, a line that is not UTF-8 or that ``csv``
+    cannot read (skipped). Fatal: missing/empty file, no valid row.
     """
     path = require_file(Path(data_dir) / PCCRS_PROFILES, "PC-CRS personas")
     issues: list[Issue] = []
     out: list[Persona] = []
-    with path.open(encoding="utf-8-sig", newline="") as f:  # -sig: the file starts with a BOM
-        for lineno, row in enumerate(csv.reader(f), start=1):  # standard CSV quoting ("..." cells)
-            if not row or not any(c.strip() for c in row):
-                continue
-            if len(row) != 4:
-                issues.append(Issue(str(path), lineno, None, f"{len(row)} columns, expected 4", "skipped"))
-                continue
-            key, idx, long_text, short_text = (c.strip() for c in row)
-            m = re.match(r"^(?P<emo>[^-]+)---Age group=(?P<age>.+)$", key)
-            if not m:
-                issues.append(
-                    Issue(str(path), lineno, "key", f"expected '<Emotion>---Age group=<Group>', got {key!r}", "skipped")
-                )
-                continue
-            out.append(
-                Persona(
-                    user_id=f"pccrs_{idx}",
-                    description=short_text or long_text,
-                    fields={
-                        "emotion": m["emo"].strip(),
-                        "age_group": m["age"].strip(),
-                        "long_description": long_text,
-                        "line": lineno,
-                    },
-                )
+    for lineno, row in _csv_rows(path, issues):
+        if not row or not any(c.strip() for c in row):
+            continue
+        if len(row) != 4:
+            issues.append(Issue(str(path), lineno, None, f"{len(row)} columns, expected 4", "skipped"))
+            continue
+        key, idx, long_text, short_text = (c.strip() for c in row)
+        m = re.match(r"^(?P<emo>[^-]+)---Age group=(?P<age>.+)$", key)
+        if not m:
+            issues.append(
+                Issue(str(path), lineno, "key", f"expected '<Emotion>---Age group=<Group>', got {key!r}", "skipped")
             )
+            continue
+        out.append(
+            Persona(
+                user_id=f"pccrs_{idx}",
+                description=short_text or long_text,
+                fields={
+                    "emotion": m["emo"].strip(),
+                    "age_group": m["age"].strip(),
+                    "long_description": long_text,
+                    "line": lineno,
+                },
+            )
+        )
     if not out:
         raise DataError(path, "no valid persona row", line=1)
     return out, issues

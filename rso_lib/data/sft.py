@@ -109,7 +109,7 @@ def read_sft_examples(path: str | Path, issues: list[Issue] | None = None) -> li
                     raise ValueError(f"unknown speaker {t['speaker']!r}")
                 hist.append(Turn(t["speaker"], t["text"], t.get("strategy"), list(t.get("movies", []))))
             out.append(SFTExample(str(obj["dialog_id"]), int(obj["turn_index"]), hist, strat))
-        except (KeyError, TypeError, ValueError) as e:
+        except (KeyError, TypeError, ValueError, OverflowError) as e:  # OverflowError: int(Infinity)
             local.append(Issue(str(path), lineno, None, f"bad SFT example: {e}", "skipped"))
     if issues is None and local:
         i = local[0]

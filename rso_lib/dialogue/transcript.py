@@ -54,6 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rso_lib.data._io import BadJSON, parse_json
 from rso_lib.data.records import RECOMMENDER, SEEKER, Persona, SimTarget, Turn
 from rso_lib.paths import temp_sibling
 
@@ -236,8 +237,8 @@ def read_rows(path: str | os.PathLike) -> list[dict]:
             if not line.strip():
                 continue
             try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
+                row = parse_json(line)  # never RecursionError: a line nested too deep is invalid
+            except BadJSON as e:
                 raise TranscriptError(path, n, f"invalid JSON ({e.msg})") from None
             errs = validate_row(row)
             if errs:
