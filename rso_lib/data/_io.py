@@ -84,7 +84,7 @@ def parse_json(text: str, max_depth: int | None = MAX_JSON_DEPTH) -> Any:
         limit = max_depth or MAX_JSON_DEPTH
         raise BadJSON(f"nested deeper than {limit} levels", _first_too_deep(text, limit)) from None
     except ValueError as e:  # an integer of more than sys.get_int_max_str_digits() (4,300) digits
-        m = re.search(r"\d{%d,}" % (sys.get_int_max_str_digits() + 1), text)
+        m = re.search(rf"\d{{{sys.get_int_max_str_digits() + 1},}}", text)
         raise BadJSON(str(e).split(";")[0], m.start() if m else None) from None
     if max_depth is not None and text.count("[") + text.count("{") > max_depth and nested_deeper_than(obj, max_depth):
         raise BadJSON(f"nested deeper than {max_depth} levels", _first_too_deep(text, max_depth))

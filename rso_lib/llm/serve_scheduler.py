@@ -10,9 +10,9 @@ import queue
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Generator
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Callable, Generator
 
 
 class RequestTimeout(Exception):
