@@ -108,8 +108,8 @@ unit: setup
 	$(PY) -m pytest tests -q -m "not slow" --ignore=tests/test_llm_vllm_cpu.py
 
 lint: setup
-	$(VENV)/bin/ruff check rso_lib tests bench
-	$(VENV)/bin/ruff format --check rso_lib tests bench
+	$(VENV)/bin/ruff check rso_lib tests bench notebooks
+	$(VENV)/bin/ruff format --check rso_lib tests bench notebooks
 	$(PY) -m rso_lib.run --strip --check
 
 nbval: setup

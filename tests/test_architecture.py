@@ -11,7 +11,7 @@ ROOT = Path(__file__).resolve().parent.parent / "rso_lib"
 
 #: The README's order: a package may import only from packages to its left (or shared modules).
 FLOW = ("data", "llm", "experts", "train", "baselines", "dialogue", "eval", "experiments", "plots")
-SHARED = {"strategies", "paths", "threads", "results"}
+SHARED = {"strategies", "paths", "threads", "results", "notebook"}
 TOP = {"run", "report", "__init__"}  # entry points: may import anything
 
 
