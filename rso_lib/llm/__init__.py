@@ -26,8 +26,17 @@ BACKENDS = ("embedded", "transformers", "vllm", "openai")
 
 # options each backend accepts besides "backend" and "model" (unknown keys fail loudly)
 _OPTIONS = {
-    "embedded": {"dtype", "device", "max_batch", "max_context", "system_prompt", "threads"},
-    "transformers": {"dtype", "device", "max_batch", "max_context", "system_prompt", "trust_remote_code", "threads"},
+    "embedded": {"dtype", "device", "max_batch", "max_context", "system_prompt", "threads", "prefix_cache_mib"},
+    "transformers": {
+        "dtype",
+        "device",
+        "max_batch",
+        "max_context",
+        "system_prompt",
+        "trust_remote_code",
+        "threads",
+        "prefix_cache_mib",
+    },
     "vllm": {
         "dtype",
         "max_context",
