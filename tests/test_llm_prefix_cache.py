@@ -111,6 +111,7 @@ def _gen(llm, batch, sampling):
     return [[g.token_ids for g in gs] for gs in llm.generate_ids([llm._encode(llm.render(m)) for m in batch], sampling)]
 
 
+@pytest.mark.slow
 def test_reuse_gives_the_same_greedy_tokens_over_dialogue_turns(llm):
     greedy = Sampling(max_tokens=20)
     llm.set_prefix_cache(None)
@@ -125,6 +126,7 @@ def test_reuse_gives_the_same_greedy_tokens_over_dialogue_turns(llm):
     assert got == want
 
 
+@pytest.mark.slow
 def test_reuse_gives_the_same_scores(llm):
     h = _history(2, _TURNS[0][0])
     earlier = [rewarder_prompt(h[:3], _TURNS[2][0], _TURNS[2][1]), reasoner_prompt(h[:3])]
@@ -145,6 +147,7 @@ def test_reuse_gives_the_same_scores(llm):
     np.testing.assert_allclose(got_multi, want_multi, atol=1e-3)
 
 
+@pytest.mark.slow
 def test_sampled_replies_with_reuse_match_without(llm):
     """Seeded sampling draws from the same distribution row by row: same seeds, same replies."""
     s = Sampling(temperature=0.8, max_tokens=12, seed=3, n=2)
@@ -155,6 +158,7 @@ def test_sampled_replies_with_reuse_match_without(llm):
     assert llm.chat(_dialogue_prompts(1), s) == want
 
 
+@pytest.mark.slow
 def test_store_memory_stays_within_its_budget(llm):
     llm.set_prefix_cache(12)  # 12 MiB: ~270 positions of SmolLM2, two of these prompts
     store = llm.prefix_store
@@ -164,3 +168,18 @@ def test_store_memory_stays_within_its_budget(llm):
     assert store.counters["evicted"] > 0
     assert store.tokens <= store.max_tokens and held <= 12 * 2**20 and len(store) >= 1
     assert held == store.tokens * llm._kv_bytes_per_token()
+
+
+def test_the_engine_empties_every_backends_store_at_the_start_and_end_of_a_run(tmp_path):
+    """The engine's calls reach the backends through wrappers (timing, counting); each backend's
+    store is emptied before the run (its numbers then depend on its own calls only) and after it
+    (the dialogues have ended)."""
+    from test_engine import make_engine, targets
+
+    eng, _ = make_engine(sim="llm", max_turns=2, tmp_path=tmp_path)
+    cleared = []
+    backends = {id(w.inner.inner): w.inner.inner for w in eng.llms.values()}  # _TimedLLM -> Counting -> Scripted
+    for b in backends.values():
+        b.clear_prefix_cache = lambda b=b: cleared.append(b)
+    eng.run(targets(2))
+    assert len(cleared) == 2 * len(backends) and set(map(id, cleared)) == set(backends)

@@ -236,8 +236,23 @@ class DialogueEngine:
                     rewrite_rows(path, [r for rs in keep.values() for r in rs])
                 finished = {d: episode_from_rows(rs, by_id[d]) for d, rs in keep.items() if d in by_id}
         todo = [t for t in targets if t.dialog_id not in finished]
-        new = {e.dialog_id: e for e in self._run_lockstep(todo, path, sample_strategy, on_turn)} if todo else {}
+        self._clear_prefix_caches()  # a run's numbers depend on its own calls only
+        try:
+            new = {e.dialog_id: e for e in self._run_lockstep(todo, path, sample_strategy, on_turn)} if todo else {}
+        finally:
+            self._clear_prefix_caches()  # the dialogues have ended: their stored prompts go
         return [finished.get(i) or new[i] for i in ids]
+
+    def _clear_prefix_caches(self) -> None:
+        """Empty the prompt-prefix stores of every backend this engine calls (through wrappers)."""
+        found = {}
+        for m in list(self.llms.values()) + [getattr(o, "llm", None) for o in (self.simulator, self.rewarder)]:
+            while m is not None and not hasattr(m, "clear_prefix_cache"):
+                m = getattr(m, "inner", None)
+            if m is not None:
+                found[id(m)] = m
+        for m in found.values():
+            m.clear_prefix_cache()
 
     # -- the loop -----------------------------------------------------------------------------
     def _run_lockstep(self, targets, path, sample_strategy, on_turn) -> list[Episode]:

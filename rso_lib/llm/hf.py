@@ -145,8 +145,10 @@ class HFChatLLM:
             processes share few cores: OpenMP oversubscription made 2 threads ~10x SLOWER than 1
             on a 2-core machine shared by 4 busy processes (measured).
         prefix_cache_mib: memory for prompt keys/values kept for reuse by later prompts that
-            start the same way (default 1024 MiB; 0 or None: off; see
-            :mod:`rso_lib.llm.prefix_cache` and :meth:`set_prefix_cache`).
+            start the same way (:mod:`rso_lib.llm.prefix_cache`; 0: off). Default (None): 1024
+            MiB in fp32, off in bf16 / fp16, where a row's logits already move by ~0.5 with the
+            batch's shapes and reuse would flip greedy ties as often as re-batching does; give a
+            number to switch it on there.
         hf_model, hf_tokenizer: already-loaded objects (then ``model`` is only a label).
     """
 
@@ -163,7 +165,7 @@ class HFChatLLM:
         system_prompt: str | None = None,
         trust_remote_code: bool = False,
         threads: int | None = None,
-        prefix_cache_mib: float | None = 1024,
+        prefix_cache_mib: float | None = None,
         hf_model=None,
         hf_tokenizer=None,
     ):
@@ -253,6 +255,10 @@ class HFChatLLM:
         self.share_repeated_prompts = True
         #: stored prompt keys/values that later prompts start from (None: off; see set_prefix_cache)
         self.prefix_store = None
+        if prefix_cache_mib is None:
+            import torch
+
+            prefix_cache_mib = 1024 if self.dtype == torch.float32 else 0
         self.set_prefix_cache(prefix_cache_mib)
 
     # ------------------------------------------------------------------ rendering / truncation
@@ -399,6 +405,12 @@ class HFChatLLM:
             log.warning("%s: prompt-prefix reuse needs plain full-attention layers; left off", self.model_id)
             return
         self.prefix_store = PrefixKVStore(max(1, int(mib * 2**20 // per_token)))
+
+    def clear_prefix_cache(self) -> None:
+        """Drop every stored prompt (the dialogue engine does at the start and end of a run, so a
+        run's results depend only on its own calls: same seed, same results in one process)."""
+        if self.prefix_store is not None:
+            self.prefix_store.clear()
 
     def _kv_bytes_per_token(self) -> int | None:
         """Bytes of keys + values one position takes in the KV cache (None: not a plain cache)."""
