@@ -53,6 +53,7 @@ from rso_lib.experts.actor import (
 from rso_lib.experts.prompts import EXPLANATION_STRATEGIES
 from rso_lib.experts.reasoner import PreferenceReasoner
 from rso_lib.experts.rewarder import RewardResult
+from rso_lib.llm import clear_prefix_caches
 from rso_lib.llm.protocol import ChatLLM, Sampling
 from rso_lib.strategies import DESCRIPTIONS, INQUIRY_STRATEGIES, NUM_STRATEGIES, STRATEGIES
 
@@ -245,14 +246,7 @@ class DialogueEngine:
 
     def _clear_prefix_caches(self) -> None:
         """Empty the prompt-prefix stores of every backend this engine calls (through wrappers)."""
-        found = {}
-        for m in list(self.llms.values()) + [getattr(o, "llm", None) for o in (self.simulator, self.rewarder)]:
-            while m is not None and not hasattr(m, "clear_prefix_cache"):
-                m = getattr(m, "inner", None)
-            if m is not None:
-                found[id(m)] = m
-        for m in found.values():
-            m.clear_prefix_cache()
+        clear_prefix_caches(*self.llms.values(), *(getattr(o, "llm", None) for o in (self.simulator, self.rewarder)))
 
     # -- the loop -----------------------------------------------------------------------------
     def _run_lockstep(self, targets, path, sample_strategy, on_turn) -> list[Episode]:

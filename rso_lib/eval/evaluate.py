@@ -16,6 +16,7 @@ from rso_lib.data.records import Item
 from rso_lib.eval import judges as J
 from rso_lib.eval import metrics as M
 from rso_lib.eval.transcripts import EvalDialogue
+from rso_lib.llm import clear_prefix_caches
 from rso_lib.llm.protocol import ChatLLM
 
 # Table IV's metrics in the paper's order, then Table V's, then the simulator's acceptance rate
@@ -42,6 +43,7 @@ def judge_dialogues(dialogues: Sequence[EvalDialogue], kb: KBLike, judge: ChatLL
     dialogues in four batched passes (pre, post, true, cred). Returns one row per dialogue:
     ``dialog_id, i_pre, i_post, i_true, cred, cred_turns, cred_missing`` (NaN where there is no
     recommended item in the knowledge base)."""
+    clear_prefix_caches(judge)  # judged numbers depend on this call only, not on earlier prompts
     # 1) intentions: one request per dialogue that recommended a known item
     idx, pre, post, true = [], [], [], []
     for k, d in enumerate(dialogues):
