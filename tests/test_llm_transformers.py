@@ -69,6 +69,7 @@ def test_shared_prefix_pass_matches_the_unshared_pass_in_fp32(hf):
     ids = [hf._encode(hf.render(m)) for m in batch]
     assert hf._shared_prefix_len(ids, 1) >= 10
     s = Sampling(max_tokens=10)
+    hf.set_prefix_cache(None)  # the stored-prefix reuse would serve the second pass from the first
     st0 = hf.stats()
     shared_text = hf.chat(batch, s)
     shared_scores = hf.score_options_raw(batch, RATINGS, prefix="Rating: ")
@@ -82,6 +83,7 @@ def test_shared_prefix_pass_matches_the_unshared_pass_in_fp32(hf):
         st2 = hf.stats()
     finally:
         hf.min_shared_prefix = 8
+        hf.set_prefix_cache(1024)
     assert shared_text == plain_text
     np.testing.assert_allclose(shared_scores, plain_scores, atol=1e-3)
     np.testing.assert_allclose(shared_multi, plain_multi, atol=1e-3)

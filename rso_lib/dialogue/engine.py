@@ -53,6 +53,7 @@ from rso_lib.experts.actor import (
 from rso_lib.experts.prompts import EXPLANATION_STRATEGIES
 from rso_lib.experts.reasoner import PreferenceReasoner
 from rso_lib.experts.rewarder import RewardResult
+from rso_lib.llm import clear_prefix_caches
 from rso_lib.llm.protocol import ChatLLM, Sampling
 from rso_lib.strategies import DESCRIPTIONS, INQUIRY_STRATEGIES, NUM_STRATEGIES, STRATEGIES
 
@@ -252,8 +253,16 @@ class DialogueEngine:
                     rewrite_rows(path, [r for rs in keep.values() for r in rs])
                 finished = {d: episode_from_rows(rs, by_id[d]) for d, rs in keep.items() if d in by_id}
         todo = [t for t in targets if t.dialog_id not in finished]
-        new = {e.dialog_id: e for e in self._run_lockstep(todo, path, sample_strategy, on_turn)} if todo else {}
+        self._clear_prefix_caches()  # a run's numbers depend on its own calls only
+        try:
+            new = {e.dialog_id: e for e in self._run_lockstep(todo, path, sample_strategy, on_turn)} if todo else {}
+        finally:
+            self._clear_prefix_caches()  # the dialogues have ended: their stored prompts go
         return [finished.get(i) or new[i] for i in ids]
+
+    def _clear_prefix_caches(self) -> None:
+        """Empty the prompt-prefix stores of every backend this engine calls (through wrappers)."""
+        clear_prefix_caches(*self.llms.values(), *(getattr(o, "llm", None) for o in (self.simulator, self.rewarder)))
 
     # -- the loop -----------------------------------------------------------------------------
     def _run_lockstep(self, targets, path, sample_strategy, on_turn) -> list[Episode]:

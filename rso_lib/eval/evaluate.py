@@ -40,6 +40,7 @@ from rso_lib.eval import judges as J
 from rso_lib.eval import metrics as M
 from rso_lib.eval.similarity import ItemRanker, judged_item_query, ranking_query
 from rso_lib.eval.transcripts import EvalDialogue
+from rso_lib.llm import clear_prefix_caches
 from rso_lib.llm.protocol import ChatLLM
 
 # Table IV's metrics in the paper's order, then Table V's, then the simulator's acceptance rate
@@ -178,6 +179,7 @@ def judge_dialogues(
     credibility of every system turn that presents a known item, in four batched passes (pre,
     post, true, cred). Returns one row per dialogue: ``dialog_id, judged_item, judged_item_rule,
     i_pre, i_post, i_true, cred, cred_rule, cred_turns, cred_missing``."""
+    clear_prefix_caches(judge)  # judged numbers depend on this call only, not on earlier prompts
     jc = cfg.judge
     items = judged_items(dialogues, kb, cfg.judge_item, ranker)
     idx, cases = [], []

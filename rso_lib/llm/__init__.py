@@ -26,8 +26,17 @@ BACKENDS = ("embedded", "transformers", "vllm", "openai")
 
 # options each backend accepts besides "backend" and "model" (unknown keys fail loudly)
 _OPTIONS = {
-    "embedded": {"dtype", "device", "max_batch", "max_context", "system_prompt", "threads"},
-    "transformers": {"dtype", "device", "max_batch", "max_context", "system_prompt", "trust_remote_code", "threads"},
+    "embedded": {"dtype", "device", "max_batch", "max_context", "system_prompt", "threads", "prefix_cache_mib"},
+    "transformers": {
+        "dtype",
+        "device",
+        "max_batch",
+        "max_context",
+        "system_prompt",
+        "trust_remote_code",
+        "threads",
+        "prefix_cache_mib",
+    },
     "vllm": {
         "dtype",
         "max_context",
@@ -157,6 +166,20 @@ def role_llms(cfg: dict) -> dict[str, ChatLLM]:
     return out
 
 
+def clear_prefix_caches(*llms) -> None:
+    """Empty the prompt-prefix store (:mod:`rso_lib.llm.prefix_cache`) of each backend, looking
+    through wrappers (``.inner``: response cache, timing); each backend once, None skipped. A run
+    that starts with empty stores gives numbers that depend on its own calls only."""
+    found = {}
+    for m in llms:
+        while m is not None and not hasattr(m, "clear_prefix_cache"):
+            m = getattr(m, "inner", None)
+        if m is not None:
+            found[id(m)] = m
+    for m in found.values():
+        m.clear_prefix_cache()
+
+
 def load_embedder(name_or_dir: str = "all-MiniLM-L6-v2", device: str | None = None):
     """Sentence-transformers model, offline by default (see :mod:`rso_lib.llm.embeddings`)."""
     from rso_lib.llm.embeddings import load_embedder as _load
@@ -188,6 +211,7 @@ __all__ = [
     "build_llm",
     "role_llms",
     "load_embedder",
+    "clear_prefix_caches",
     "describe",
     "spec_key",
 ]

@@ -144,6 +144,11 @@ class HFChatLLM:
         threads: if set, ``torch.set_num_threads(threads)`` -- process-wide. Use 1 when several
             processes share few cores: OpenMP oversubscription made 2 threads ~10x SLOWER than 1
             on a 2-core machine shared by 4 busy processes (measured).
+        prefix_cache_mib: memory for prompt keys/values kept for reuse by later prompts that
+            start the same way (:mod:`rso_lib.llm.prefix_cache`; 0: off). Default (None): 1024
+            MiB in fp32, off in bf16 / fp16, where a row's logits already move by ~0.5 with the
+            batch's shapes and reuse would flip greedy ties as often as re-batching does; give a
+            number to switch it on there.
         hf_model, hf_tokenizer: already-loaded objects (then ``model`` is only a label).
     """
 
@@ -160,6 +165,7 @@ class HFChatLLM:
         system_prompt: str | None = None,
         trust_remote_code: bool = False,
         threads: int | None = None,
+        prefix_cache_mib: float | None = None,
         hf_model=None,
         hf_tokenizer=None,
     ):
@@ -235,6 +241,7 @@ class HFChatLLM:
             "prefill_padded_tokens": 0,
             "prefill_seconds": 0.0,
             "shared_prefix_tokens_saved": 0,
+            "prefix_reused_tokens": 0,  # prompt positions loaded from the prefix store, not run
             "repeated_prompt_rows_saved": 0,  # sample rows whose prompt pass was another row's
             "decode_steps": 0,
             "decode_seconds": 0.0,
@@ -246,6 +253,13 @@ class HFChatLLM:
         self.min_shared_prefix = 8
         #: rows with the same prompt (the n samples of a request) share one prompt pass (False: one each)
         self.share_repeated_prompts = True
+        #: stored prompt keys/values that later prompts start from (None: off; see set_prefix_cache)
+        self.prefix_store = None
+        if prefix_cache_mib is None:
+            import torch
+
+            prefix_cache_mib = 1024 if self.dtype == torch.float32 else 0
+        self.set_prefix_cache(prefix_cache_mib)
 
     # ------------------------------------------------------------------ rendering / truncation
     def _prep(self, messages: Messages) -> Messages:
@@ -322,42 +336,128 @@ class HFChatLLM:
         as float32, attention mask [b, L], position ids [b, L]) where ``L`` is what ``cache`` now
         holds.
 
-        Shared prefix: when the rows start with the same ``P`` tokens (system prompt and template,
-        ~30 tokens of every expert prompt), those run ONCE as a batch-1 pass whose KV cache is
-        repeated to the ``b`` rows; the suffixes then run left-padded after it, so the layout is
-        ``[prefix | pad | suffix]`` with the pads masked out and position ids continuing from
-        ``P``. Prompt passes are compute-bound on a CPU, so this saves ``(b - 1) * P`` tokens of
-        work; the result equals the unshared pass up to floating-point rounding."""
+        Reused prefix (:mod:`rso_lib.llm.prefix_cache`, when :attr:`prefix_store` is on): each row
+        whose start matches a stored prompt loads those positions' keys and values instead of
+        computing them; only the rest of the row runs.
+
+        Shared prefix (when no row reuses a stored one): when the rows start with the same ``P``
+        tokens (system prompt and template, ~30 tokens of every expert prompt), those run ONCE as
+        a batch-1 pass whose KV cache is repeated to the ``b`` rows.
+
+        Either way the layout is ``[pad | prefix_i | pad | suffix_i]``: a prefix block as wide as
+        the longest row prefix (each row's right-aligned), then the suffixes left-padded, the pads
+        masked out and position ids counting real tokens only. Prompt passes are compute-bound on
+        a CPU, so each prefix token not run is work saved; the result equals the whole pass up to
+        floating-point rounding."""
         import torch
 
         b = len(ids_rows)
-        P = self._shared_prefix_len(ids_rows, keep_last)
         t0 = time.perf_counter()
-        if P and cache is None:
-            cache = generation_cache(self.model, max(len(r) for r in ids_rows))
+        plan = self._reuse_plan(ids_rows, keep_last)
+        R = [n for _, n in plan]
+        P = 0 if any(R) else self._shared_prefix_len(ids_rows, keep_last)
+        if P:
+            R = [P] * b
+        W = max(R)  # width of the prefix block
+        L = max(len(r) - n for r, n in zip(ids_rows, R))
+        store = self.prefix_store is not None
+        if cache is None and (W or store):
+            cache = generation_cache(self.model, W + L)
         if P:
             pre = torch.tensor([ids_rows[0][:P]], dtype=torch.long, device=self.device)
             self._call(1, input_ids=pre, attention_mask=torch.ones_like(pre), past_key_values=cache, use_cache=True)
             cache.batch_repeat_interleave(b)  # [1, h, P, d] -> [b, h, P, d]
-        rows = [r[P:] for r in ids_rows]
-        L = max(len(r) for r in rows)
+        elif W:
+            self._load_prefixes(cache, plan, W)
         input_ids = torch.full((b, L), self.pad_id, dtype=torch.long)
-        attn = torch.zeros((b, P + L), dtype=torch.long)
-        attn[:, :P] = 1
-        for r, ids in enumerate(rows):
-            input_ids[r, L - len(ids) :] = torch.tensor(ids, dtype=torch.long)
-            attn[r, P + L - len(ids) :] = 1
+        attn = torch.zeros((b, W + L), dtype=torch.long)
+        for r, (ids, n) in enumerate(zip(ids_rows, R)):
+            suf = ids[n:]
+            input_ids[r, L - len(suf) :] = torch.tensor(suf, dtype=torch.long)
+            attn[r, W - n : W] = 1
+            attn[r, W + L - len(suf) :] = 1
         pos = (attn.cumsum(-1) - 1).clamp(min=0)
         input_ids, attn, pos = (t.to(self.device) for t in (input_ids, attn, pos))
-        kw = dict(input_ids=input_ids, attention_mask=attn, position_ids=pos[:, P:], use_cache=cache is not None)
+        kw = dict(input_ids=input_ids, attention_mask=attn, position_ids=pos[:, W:], use_cache=cache is not None)
         if cache is not None:
             kw["past_key_values"] = cache
         logits = self._call(keep_last, **kw).logits[:, -keep_last:, :].float()
+        if store:
+            self._store_prompts(ids_rows, cache, attn)
         self._stats["prefill_passes"] += 1
         self._stats["prefill_padded_tokens"] += P + b * L
         self._stats["shared_prefix_tokens_saved"] += (b - 1) * P
+        self._stats["prefix_reused_tokens"] += 0 if P else sum(R)
         self._stats["prefill_seconds"] += time.perf_counter() - t0
         return logits, attn, pos
+
+    # ------------------------------------------------------------------ prompt-prefix reuse
+    def set_prefix_cache(self, mib: float | None) -> None:
+        """Keep up to ``mib`` MiB of prompt keys/values for reuse by later prompts
+        (:mod:`rso_lib.llm.prefix_cache`); 0 or None switches reuse off and frees the store."""
+        from rso_lib.llm.prefix_cache import PrefixKVStore
+
+        self.prefix_store = None
+        if not mib:
+            return
+        per_token = self._kv_bytes_per_token()
+        if per_token is None:
+            log.warning("%s: prompt-prefix reuse needs plain full-attention layers; left off", self.model_id)
+            return
+        self.prefix_store = PrefixKVStore(max(1, int(mib * 2**20 // per_token)))
+
+    def clear_prefix_cache(self) -> None:
+        """Drop every stored prompt (the dialogue engine does at the start and end of a run, so a
+        run's results depend only on its own calls: same seed, same results in one process)."""
+        if self.prefix_store is not None:
+            self.prefix_store.clear()
+
+    def _kv_bytes_per_token(self) -> int | None:
+        """Bytes of keys + values one position takes in the KV cache (None: not a plain cache)."""
+        from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
+
+        cfg = self.model.config
+        layers = DynamicCache(config=cfg).layers
+        if not layers or any(type(layer) is not DynamicLayer for layer in layers):
+            return None
+        heads = getattr(cfg, "num_key_value_heads", None) or cfg.num_attention_heads
+        dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
+        return len(layers) * 2 * heads * dim * self.model.dtype.itemsize
+
+    def _reuse_plan(self, ids_rows: list[list[int]], keep_last: int) -> list[tuple[int | None, int]]:
+        """Per row ``(stored entry key, positions to load)``; every row keeps at least
+        ``keep_last`` tokens to run (their logits are needed)."""
+        if self.prefix_store is None:
+            return [(None, 0)] * len(ids_rows)
+        return [self.prefix_store.lookup(r, len(r) - keep_last) for r in ids_rows]
+
+    def _load_prefixes(self, cache, plan, width: int) -> None:
+        """Fill ``cache`` with each row's stored prefix, right-aligned in ``width`` positions
+        (rows without one hold zeros there, masked out)."""
+        entries = [(self.prefix_store.get(k), n) if k is not None else (None, 0) for k, n in plan]
+        ref = next(e for e, _ in entries if e is not None).kv
+        b = len(plan)
+        for li, (k0, v0) in enumerate(ref):
+            K = k0.new_zeros((b, k0.shape[1], width, k0.shape[3]))
+            V = v0.new_zeros((b, v0.shape[1], width, v0.shape[3]))
+            for r, (e, n) in enumerate(entries):
+                if e is not None:
+                    K[r, :, width - n :] = e.kv[li][0][0, :, :n]
+                    V[r, :, width - n :] = e.kv[li][1][0, :, :n]
+            cache.update(K, V, li)
+
+    def _store_prompts(self, ids_rows: list[list[int]], cache, attn) -> None:
+        """Store each row's prompt keys/values (the cache positions its mask keeps)."""
+        for r, ids in enumerate(ids_rows):
+            if self.prefix_store.contains(ids):
+                continue
+            keep = attn[r].bool()
+            kv = [
+                (layer.keys[r : r + 1, :, keep].clone(), layer.values[r : r + 1, :, keep].clone())
+                for layer in cache.layers
+            ]
+            self.prefix_store.put(ids, kv)
 
     # ------------------------------------------------------------------ generation
     def chat(self, batch: Sequence[Messages], sampling: Sampling = Sampling()) -> list[list[str]]:
