@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from rso_lib.data.records import RECOMMENDER, SEEKER, Turn
-from rso_lib.experts.prompts import RATING_PREFIX, actor_prompt, reasoner_prompt, rewarder_prompt
+from rso_lib.experts.prompts import ACCEPTANCE_PREFIX, acceptance_prompt, actor_prompt, reasoner_prompt
 from rso_lib.llm.prefix_cache import PrefixKVStore, common_prefix_len
 from rso_lib.llm.protocol import Sampling
 
@@ -129,18 +129,23 @@ def test_reuse_gives_the_same_greedy_tokens_over_dialogue_turns(llm):
 @pytest.mark.slow
 def test_reuse_gives_the_same_scores(llm):
     h = _history(2, _TURNS[0][0])
-    earlier = [rewarder_prompt(h[:3], _TURNS[2][0], _TURNS[2][1]), reasoner_prompt(h[:3])]
+    earlier = [
+        acceptance_prompt([*h[:3], Turn(RECOMMENDER, _TURNS[2][0]), Turn(SEEKER, _TURNS[2][1])]),
+        reasoner_prompt(h[:3]),
+    ]
     batch = [
-        rewarder_prompt(h, "Or Beethoven, about a big St. Bernard.", "Perfect, I'll watch it!"),
+        acceptance_prompt(
+            [*h, Turn(RECOMMENDER, "Or Beethoven, about a big St. Bernard."), Turn(SEEKER, "Perfect, I'll watch it!")]
+        ),
         reasoner_prompt(h),
     ]
     llm.set_prefix_cache(None)
-    want = llm.score_options(batch, ["1", "2", "3", "4", "5"], prefix=RATING_PREFIX)
+    want = llm.score_options(batch, ["1", "2", "3", "4", "5"], prefix=ACCEPTANCE_PREFIX)
     want_multi = llm.score_options_raw(batch, ["Beethoven", "Hotel for Dogs"], prefix="Title: ")
     llm.set_prefix_cache(256)
-    llm.score_options(earlier, ["1", "2"], prefix=RATING_PREFIX)  # stores the shorter histories
+    llm.score_options(earlier, ["1", "2"], prefix=ACCEPTANCE_PREFIX)  # stores the shorter histories
     before = llm.stats()["prefix_reused_tokens"]
-    got = llm.score_options(batch, ["1", "2", "3", "4", "5"], prefix=RATING_PREFIX)
+    got = llm.score_options(batch, ["1", "2", "3", "4", "5"], prefix=ACCEPTANCE_PREFIX)
     assert llm.stats()["prefix_reused_tokens"] - before > 50
     got_multi = llm.score_options_raw(batch, ["Beethoven", "Hotel for Dogs"], prefix="Title: ")
     np.testing.assert_allclose(got, want, atol=1e-4)
