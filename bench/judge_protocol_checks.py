@@ -128,6 +128,7 @@ def main(argv=None) -> None:
     ap.add_argument("--pairs", type=int, default=10)
     ap.add_argument("--prs-cases", type=int, default=6)
     ap.add_argument("--reasoned", type=int, default=0, help="also judge the first N pairs in reasoned mode")
+    ap.add_argument("--no-score", dest="score", action="store_false", help="skip the score-mode Cred check")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=os.environ.get("RSO_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     ap.add_argument("--json", default=None)
@@ -140,19 +141,23 @@ def main(argv=None) -> None:
     llm = build_llm(parse_model(args.judge))
     res = {"judge": llm.model_id, "cred": []}
     for mode, rubric, name in (("score", OLD_CRED_RUBRIC, "old rubric"), ("score", None, "new rubric")):
+        if not args.score:
+            break
         r = cred_check(llm, pairs, mode, rubric)
         r["rubric"] = name
         res["cred"].append(r)
         print(json.dumps(r), flush=True)
+    if args.prs_cases:
+        res["prs"] = prs_check(llm, claim_pairs(items, args.prs_cases, args.seed + 7))
+        print(json.dumps(res["prs"]), flush=True)
+        if args.json:
+            Path(args.json).write_text(json.dumps(res, indent=1))
     if args.reasoned:
-        for rubric, name in ((OLD_CRED_RUBRIC, "old rubric"), (None, "new rubric")):
+        for rubric, name in ((None, "new rubric"), (OLD_CRED_RUBRIC, "old rubric")):
             r = cred_check(llm, pairs[: args.reasoned], "reasoned", rubric)
             r["rubric"] = name
             res["cred"].append(r)
             print(json.dumps(r), flush=True)
-    if args.prs_cases:
-        res["prs"] = prs_check(llm, claim_pairs(items, args.prs_cases, args.seed + 7))
-        print(json.dumps(res["prs"]), flush=True)
     if args.json:
         Path(args.json).write_text(json.dumps(res, indent=1))
 

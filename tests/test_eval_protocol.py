@@ -269,3 +269,18 @@ def test_retriever_ranker_on_a_real_index():
     assert r.most_similar(["x"], [["m3"]]) == ["m3"]  # one candidate: no similarity needed
     (ranking,) = r.rank_catalogue(["a heist, crime drama"])
     assert ranking[0] == "m3" and sorted(ranking) == ["m1", "m2", "m3"]
+
+
+def test_eval_config_from_notebook_parameters():
+    """What notebooks 04/06/07 build from their parameters cell (profile values reach EvalConfig;
+    a name the notebook does not declare keeps the default)."""
+    from rso_lib import run
+    from rso_lib.experiments import eval_config_from_params
+
+    params = run.declared_parameters(run.notebooks()[0].parent / "04_eval_tables.ipynb")
+    cfg = eval_config_from_params({**params, "JUDGE_MODE": "reasoned", "DIST2": "corpus", "JUDGE_MAX_TOKENS": 200})
+    assert cfg.judge.mode == "reasoned" and cfg.judge.reasoned_max_tokens == 200 and cfg.dist2 == "corpus"
+    assert cfg.judge_item == params["JUDGE_ITEM"] and cfg.recall_ranking == params["RECALL_RANKING"]
+    assert eval_config_from_params({"SEED": 3}).judge.seed == 3
+    with pytest.raises(ValueError, match="judge_item"):
+        eval_config_from_params({"JUDGE_ITEM": "first"})
