@@ -13,6 +13,7 @@ from rso_lib.dialogue.simulators import (
     SimulatorReward,
     TitleMatcher,
     covers,
+    user_text,
 )
 from rso_lib.llm.scripted import ScriptedLLM
 
@@ -126,6 +127,12 @@ def test_llm_user_decision_after_asking(require, item, probs, want):
     assert r[0].action == want and r[0].accepted is (want == "accept") and r[0].item_id == item
     assert r[1].item_id is None and not r[1].accepted and r[1].action == "chat"
     assert (item in st.rejected) is (want == "reject")
+
+
+def test_user_text_keeps_only_the_users_own_words():
+    assert user_text("You: Sounds good. Recommender: Great!") == "Sounds good."
+    assert user_text("Recommender: The movie is a thriller.") == ""  # speaks for the other side: nothing
+    assert user_text("What is it about?\n\nAssistant: ...") == "What is it about?"
 
 
 def test_llm_user_prompts_hold_no_kb_facts():

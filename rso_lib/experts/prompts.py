@@ -265,7 +265,11 @@ def _persona_block(persona: str, genres: Sequence[str]) -> str:
 def simulator_open_prompt(persona: str, genres: Sequence[str]) -> Messages:
     """The simulated user's first message, when it is written by the LLM (the authors' and
     PC-CRS's user opens with a fixed "Hello", ``USER_OPENING``)."""
-    return _msgs(_persona_block(persona, genres), "Start the conversation with the movie recommender.")
+    return _msgs(
+        _persona_block(persona, genres),
+        "You are the seeker, not the recommender. Write your first message to the recommender: "
+        "greet it and say what kind of movie you would like, in one or two sentences.",
+    )
 
 
 #: What the user does about the movie under discussion (option-scored, then verbalised).
