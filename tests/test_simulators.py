@@ -99,7 +99,7 @@ def test_llm_user_opens_like_the_authors_and_asks_before_deciding():
     r = sim.respond([st], [hist("You should watch Alien (1979).")], [["1"]])[0]
     # a newly named movie: the user asks about it first, no decision scored, dialogue goes on
     assert (r.action, r.item_id, r.accepted, r.end) == ("inquire", "1", False, False) and not llm.score_calls
-    assert "not decided about Alien" in llm.chat_calls[-1][0][0][-1]["content"]
+    assert "one question about Alien" in llm.chat_calls[-1][0][0][-1]["content"]
     # next turn: the recommender answers without naming the movie again; the user decides on it
     r = sim.respond([st], [hist("It's a tense sci-fi horror film set in space.")], [[]])[0]
     assert (r.action, r.item_id, r.accepted, r.end) == ("accept", "1", True, True)

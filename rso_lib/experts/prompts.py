@@ -267,8 +267,7 @@ def simulator_open_prompt(persona: str, genres: Sequence[str]) -> Messages:
     PC-CRS's user opens with a fixed "Hello", ``USER_OPENING``)."""
     return _msgs(
         _persona_block(persona, genres),
-        "You are the seeker, not the recommender. Write your first message to the recommender: "
-        "greet it and say what kind of movie you would like, in one or two sentences.",
+        "Write your first message to the recommender: a greeting and the kind of movie you want.",
     )
 
 
@@ -287,7 +286,7 @@ def simulator_reply_prompt(
     elif decision == "reject" and item_name:
         task = f"{item_name} is not what you want. Turn it down with your reason and ask for something else."
     elif decision == "ask" and item_name:
-        task = f"You have not decided about {item_name} yet. Ask the recommender something about it."
+        task = f"Ask the recommender one question about {item_name} (its story, genre or cast)."
     else:
         task = "Reply to the recommender's last message, as the seeker, in one or two sentences."
     return _msgs(
