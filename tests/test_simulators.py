@@ -129,6 +129,13 @@ def test_llm_user_decision_after_asking(require, item, probs, want):
     assert (item in st.rejected) is (want == "reject")
 
 
+def test_llm_user_ask_without_a_question_is_said_plainly_and_counted():
+    llm = ScriptedLLM(["Alien is a sci-fi horror film."])  # echoes the recommender: no question
+    sim = LLMSimulator(llm, FACT_ITEMS, require_kb_cover=False)
+    r = sim.respond([sim.new_state(T)], [hist("Watch Alien!")], [["1"]])[0]
+    assert (r.action, r.text, r.parse_failures) == ("inquire", "What is Alien about?", 1)
+
+
 def test_user_text_keeps_only_the_users_own_words():
     assert user_text("You: Sounds good. Recommender: Great!") == "Sounds good."
     assert user_text("Recommender: The movie is a thriller.") == ""  # speaks for the other side: nothing

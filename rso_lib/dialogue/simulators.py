@@ -442,13 +442,17 @@ class LLMSimulator:
         res = []
         for st, o, d, iid, p in zip(states, texts, decisions, about, p_acc):
             t = user_text(o[0])
-            fail = int(not t)
-            if not t:  # an empty verbalisation: say the decision plainly, and count it
+            # a verbalisation that does not say the decision taken (empty, or an "ask" with no
+            # question in it: small models echo the recommender instead) is replaced by the
+            # decision said plainly, and counted, so the transcript and the record agree
+            fail = int(not t or (d == "ask" and "?" not in t))
+            if fail:
+                title = self.items[iid].title if iid else "it"
                 t = {
                     "accept": "OK, I'll watch it.",
                     "reject": "No, that's not for me.",
-                    "ask": "What is it about?",
-                }.get(d or "", "Tell me more.")
+                    "ask": f"What is {title} about?",
+                }.get(d or "", t or "Tell me more.")
             if d == "ask":
                 st.inquired.add(iid)
                 st.pending = iid
