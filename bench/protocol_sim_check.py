@@ -81,7 +81,8 @@ def main() -> None:
             actions[t.user_action] += 1
             print(f"SYS [{t.strategy}] {t.reply}")
             print(
-                f"USER ({t.user_action}, item={t.mentioned_item}, reward={t.reward and round(t.reward, 3)}, stop={t.stop}) {t.user_reply}"
+                f"USER ({t.user_action}, item={t.mentioned_item}, p_accept={t.p_accept and round(t.p_accept, 3)}, "
+                f"reward={t.reward and round(t.reward, 3)}, stop={t.stop}) {t.user_reply}"
             )
     lens = [len(e.turns) for e in eps]
     summary = {

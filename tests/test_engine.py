@@ -408,9 +408,20 @@ def test_real_dialogues_end_to_end(real, system, sim, tmp_path):
                 assert kb.covers(t.mentioned_item, e.target.target_genres)
     # lockstep: per step one call per (role, method); batch = number of active dialogues
     steps = max(len(e.turns) for e in eps)
-    for role in ("actor", "rewarder") + (("reasoner",) if system.use_reasoner else ()):
+    for role in ("actor",) + (("reasoner",) if system.use_reasoner else ()):
         sizes = [b for r, _, b in log if r == role]
         assert sizes == [sum(len(e.turns) > st for e in eps) for st in range(steps)], role
+    # the judge is asked only about states in which a movie has been named (others: 0.6, no stop)
+    named = [
+        sum(any(t.mentioned_item for t in e.turns[: st + 1]) for e in eps if len(e.turns) > st) for st in range(steps)
+    ]
+    assert [b for r, _, b in log if r == "rewarder"] == [n for n in named if n]
+    assert all(
+        t.reward == 0.6 and not t.stop
+        for e in eps
+        for k, t in enumerate(e.turns)
+        if not any(u.mentioned_item for u in e.turns[: k + 1])
+    )
     assert eng.stats.model_s > 0 and 0 <= eng.stats.outside_share < 1
 
 

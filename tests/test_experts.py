@@ -130,7 +130,8 @@ def test_interested_passes_the_authors_tau_but_not_0_8():
     docs/protocol.md (STOP_THRESHOLD)."""
     llm = ScriptedLLM(["Answer: 4"])
     assert Rewarder(llm, mode="sampled", samples=4, stop_threshold=0.7).score([STATE])[0].stop
-    assert not Rewarder(llm, mode="sampled", samples=4, stop_threshold=0.8).score([STATE])[0].stop
+    for n in (3, 4, 10):  # 0.8 averaged 3 times is 0.8000000000000002 in floating point
+        assert not Rewarder(llm, mode="sampled", samples=n, stop_threshold=0.8).score([STATE])[0].stop
 
 
 def test_expected_mode_is_the_expected_value_one_batched_pass():

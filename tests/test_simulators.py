@@ -13,6 +13,7 @@ from rso_lib.dialogue.simulators import (
     SimulatorReward,
     TitleMatcher,
     covers,
+    user_text,
 )
 from rso_lib.llm.scripted import ScriptedLLM
 
@@ -98,7 +99,7 @@ def test_llm_user_opens_like_the_authors_and_asks_before_deciding():
     r = sim.respond([st], [hist("You should watch Alien (1979).")], [["1"]])[0]
     # a newly named movie: the user asks about it first, no decision scored, dialogue goes on
     assert (r.action, r.item_id, r.accepted, r.end) == ("inquire", "1", False, False) and not llm.score_calls
-    assert "not decided about Alien" in llm.chat_calls[-1][0][0][-1]["content"]
+    assert "one question about Alien" in llm.chat_calls[-1][0][0][-1]["content"]
     # next turn: the recommender answers without naming the movie again; the user decides on it
     r = sim.respond([st], [hist("It's a tense sci-fi horror film set in space.")], [[]])[0]
     assert (r.action, r.item_id, r.accepted, r.end) == ("accept", "1", True, True)
@@ -126,6 +127,19 @@ def test_llm_user_decision_after_asking(require, item, probs, want):
     assert r[0].action == want and r[0].accepted is (want == "accept") and r[0].item_id == item
     assert r[1].item_id is None and not r[1].accepted and r[1].action == "chat"
     assert (item in st.rejected) is (want == "reject")
+
+
+def test_llm_user_ask_without_a_question_is_said_plainly_and_counted():
+    llm = ScriptedLLM(["Alien is a sci-fi horror film."])  # echoes the recommender: no question
+    sim = LLMSimulator(llm, FACT_ITEMS, require_kb_cover=False)
+    r = sim.respond([sim.new_state(T)], [hist("Watch Alien!")], [["1"]])[0]
+    assert (r.action, r.text, r.parse_failures) == ("inquire", "What is Alien about?", 1)
+
+
+def test_user_text_keeps_only_the_users_own_words():
+    assert user_text("You: Sounds good. Recommender: Great!") == "Sounds good."
+    assert user_text("Recommender: The movie is a thriller.") == ""  # speaks for the other side: nothing
+    assert user_text("What is it about?\n\nAssistant: ...") == "What is it about?"
 
 
 def test_llm_user_prompts_hold_no_kb_facts():

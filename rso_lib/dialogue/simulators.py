@@ -298,6 +298,19 @@ class AgendaSimulator:
         return out
 
 
+_OWN_LABEL = re.compile(r"^\s*(?:you|seeker|user)\s*:\s*", re.IGNORECASE)
+_OTHER_LABEL = re.compile(r"\b(?:recommender|assistant)\s*:", re.IGNORECASE)
+
+
+def user_text(raw: str) -> str:
+    """The simulated user's own words in a generation: its own speaker label dropped, and cut
+    where it starts writing the recommender's part (the authors' ``env.py`` cuts at
+    "Recommender:" too). "" when nothing of its own is left (a parse failure for the caller)."""
+    t = _OWN_LABEL.sub("", clean_reply(raw))
+    m = _OTHER_LABEL.search(t)
+    return (t[: m.start()] if m else t).strip()
+
+
 class LLMSimulator:
     """LLM role-play user (RSO / PC-CRS protocol; see the module docstring).
 
@@ -358,7 +371,7 @@ class LLMSimulator:
         )
         res = []
         for o in out:
-            t = clean_reply(o[0])
+            t = user_text(o[0])
             res.append(SimResponse(t or "Hello.", "open", parse_failures=int(not t)))
         return res
 
@@ -428,14 +441,18 @@ class LLMSimulator:
         texts = self.llm.chat(prompts, self._s(seed))
         res = []
         for st, o, d, iid, p in zip(states, texts, decisions, about, p_acc):
-            t = clean_reply(o[0])
-            fail = int(not t)
-            if not t:  # an empty verbalisation: say the decision plainly, and count it
+            t = user_text(o[0])
+            # a verbalisation that does not say the decision taken (empty, or an "ask" with no
+            # question in it: small models echo the recommender instead) is replaced by the
+            # decision said plainly, and counted, so the transcript and the record agree
+            fail = int(not t or (d == "ask" and "?" not in t))
+            if fail:
+                title = self.items[iid].title if iid else "it"
                 t = {
                     "accept": "OK, I'll watch it.",
                     "reject": "No, that's not for me.",
-                    "ask": "What is it about?",
-                }.get(d or "", "Tell me more.")
+                    "ask": f"What is {title} about?",
+                }.get(d or "", t or "Tell me more.")
             if d == "ask":
                 st.inquired.add(iid)
                 st.pending = iid

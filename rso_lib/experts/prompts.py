@@ -265,7 +265,10 @@ def _persona_block(persona: str, genres: Sequence[str]) -> str:
 def simulator_open_prompt(persona: str, genres: Sequence[str]) -> Messages:
     """The simulated user's first message, when it is written by the LLM (the authors' and
     PC-CRS's user opens with a fixed "Hello", ``USER_OPENING``)."""
-    return _msgs(_persona_block(persona, genres), "Start the conversation with the movie recommender.")
+    return _msgs(
+        _persona_block(persona, genres),
+        "Write your first message to the recommender: a greeting and the kind of movie you want.",
+    )
 
 
 #: What the user does about the movie under discussion (option-scored, then verbalised).
@@ -283,7 +286,7 @@ def simulator_reply_prompt(
     elif decision == "reject" and item_name:
         task = f"{item_name} is not what you want. Turn it down with your reason and ask for something else."
     elif decision == "ask" and item_name:
-        task = f"You have not decided about {item_name} yet. Ask the recommender something about it."
+        task = f"Ask the recommender one question about {item_name} (its story, genre or cast)."
     else:
         task = "Reply to the recommender's last message, as the seeker, in one or two sentences."
     return _msgs(

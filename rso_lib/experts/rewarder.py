@@ -123,9 +123,14 @@ def parse_acceptance(text: str | None) -> str | None:
     return None
 
 
+#: Rewards are means of a few values: 0.8 averaged three times is 0.8000000000000002 in floating
+#: point, which must not pass tau = 0.8. "Above tau" means above by more than this.
+STOP_EPS = 1e-9
+
+
 def should_stop(reward: float | None, threshold: float, recommended: bool = True) -> bool:
     """Eq. 9's stop rule ``1[r_t > tau]``; never true for a state with no recommended movie."""
-    return bool(recommended) and reward is not None and reward > threshold
+    return bool(recommended) and reward is not None and reward > threshold + STOP_EPS
 
 
 @dataclass
