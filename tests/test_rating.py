@@ -34,6 +34,9 @@ def test_parse_rating_one_rule(text, want):
     assert parse_rating(text) == want
 
 
-def test_rewarder_and_judges_use_the_same_parser():
-    """Both modules read ratings with the shared function, not a copy of their own."""
-    assert rewarder.parse_rating is parse_rating and judges.parse_rating is parse_rating
+def test_judges_use_the_shared_rating_parser_and_the_rewarder_its_acceptance_parser():
+    """The judges read 1-5 ratings with the shared function, not a copy of their own; the Rewarder
+    answers the authors' acceptance question (five named levels), so it has no rating parser."""
+    assert judges.parse_rating is parse_rating
+    assert not hasattr(rewarder, "parse_rating")
+    assert rewarder.parse_acceptance("Answer: 5") == "accepted"
