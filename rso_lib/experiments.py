@@ -359,7 +359,7 @@ def run_and_evaluate(
     specs: Sequence[RunSpec],
     datasets: Sequence[str],
     n_dialogues: int,
-    eval_cfg: EvalConfig = EvalConfig(),
+    eval_cfg: EvalConfig | None = None,
     judge: Any = "role",
     n_boot: int = 1000,
     log=print,
@@ -371,7 +371,8 @@ def run_and_evaluate(
         specs: the systems (rows).
         datasets: ``"inspired"`` and/or ``"redial"``.
         n_dialogues: dialogues per system and dataset.
-        eval_cfg: the evaluation rules and how to judge WI/PRS/Cred (:func:`eval_config_from_params`).
+        eval_cfg: the evaluation rules and how to judge WI/PRS/Cred (:func:`eval_config_from_params`;
+            None: the defaults).
         judge: a ChatLLM, ``"role"`` (the ``judge`` role of ``ctx.llm_cfg``) or None (no judge).
         n_boot: bootstrap resamples for the CIs.
 
@@ -379,6 +380,7 @@ def run_and_evaluate(
         (evaluations in dataset x spec order, their EvalDialogues by (dataset, name), run info
         by "dataset/name" for provenance).
     """
+    eval_cfg = eval_cfg or EvalConfig()  # the module's defaults, built per call (no shared instance)
     if judge == "role":
         from rso_lib.llm import role_llms
 

@@ -305,7 +305,7 @@ def load_inspired_kb(path: str | Path) -> KnowledgeBase:
     seen: set[str] = set()
     for lineno, row in rows:
 
-        def g(key: str) -> str:
+        def g(key: str, row: list[str] = row) -> str:  # bound now: called only within this iteration
             i = col.get(key)
             return row[i].strip() if i is not None and i < len(row) else ""
 

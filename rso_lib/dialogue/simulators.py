@@ -388,7 +388,7 @@ class LLMSimulator:
         decisions: list[str | None] = [None] * len(states)
         p_acc: list[float | None] = [None] * len(states)
         rows = []
-        for i, (st, iid) in enumerate(zip(states, about)):
+        for i, iid in enumerate(about):
             if iid is None:
                 continue
             if self.ask_first and fresh[i]:

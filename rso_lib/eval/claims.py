@@ -34,9 +34,9 @@ minimum detectable effect at this n (``mde``) and the users needed to detect the
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import pandas as pd

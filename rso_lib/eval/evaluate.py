@@ -30,8 +30,9 @@ bool`` (``rso_lib.data.kb.KnowledgeBase`` provides both); the ranker is an
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, Sequence
+from typing import Any, Protocol
 
 import pandas as pd
 
@@ -265,8 +266,8 @@ def _base_rows(dialogues, kb, cfg: EvalConfig, ranker) -> tuple[pd.DataFrame, in
                 "accepted": M.conversion_success(d.accepted),
                 "recommended_item": rec,
                 "rec_success": M.rec_success(rec_item.genres if rec_item else None, genres),
-                "recall@1": M.recall_at_k(ranking, lambda i: kb.covers(i, genres), 1),
-                "recall@5": M.recall_at_k(ranking, lambda i: kb.covers(i, genres), 5),
+                "recall@1": M.recall_at_k(ranking, lambda i, g=genres: kb.covers(i, g), 1),
+                "recall@5": M.recall_at_k(ranking, lambda i, g=genres: kb.covers(i, g), 5),
                 "recall_source": source,
                 "engine_parse_failures": d.parse_failures,
             }

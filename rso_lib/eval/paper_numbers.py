@@ -21,8 +21,6 @@ What the paper prints, and where:
 
 from __future__ import annotations
 
-from typing import Optional
-
 SOURCE = (
     "Zhao, Yan et al., Reinforced Strategy Optimization for Conversational Recommender Systems via "
     "Network-of-Experts, arXiv:2509.26093"
@@ -37,7 +35,7 @@ METRICS = TABLE_IV_METRICS + TABLE_V_METRICS
 #: Fig. 5's panels: (module, metric the paper quotes for it).
 FIG5_PANELS = (("Fact Retriever", "Cred"), ("Planner", "Conv-SR"), ("Preference Reasoner", "Conv-SR"))
 
-Num = Optional[float]
+Num = float | None
 
 # Table II: dataset -> statistic -> value
 TABLE_II: dict[str, dict[str, int]] = {

@@ -29,9 +29,9 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Sequence
 
 import torch
 from torch import nn
@@ -150,7 +150,7 @@ class Planner(nn.Module):
         seed: int = 0,
         pooling: str = "mean",
         device: str | torch.device = "cpu",
-    ) -> "Planner":
+    ) -> Planner:
         """A fresh Planner: pretrained encoder from ``encoder`` (alias, local HF dir or model id),
         new head seeded with ``seed``, on ``device`` (``"auto"``: cuda when available)."""
         from transformers import AutoModel, AutoTokenizer
@@ -189,7 +189,7 @@ class Planner(nn.Module):
         return d
 
     @classmethod
-    def load(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> "Planner":
+    def load(cls, directory: str | os.PathLike, device: str | torch.device = "cpu") -> Planner:
         """Rebuild a Planner saved by :meth:`save` (offline, safetensors only) on ``device``."""
         from safetensors.torch import load_file
         from transformers import AutoConfig, AutoModel, AutoTokenizer
@@ -263,10 +263,7 @@ class Planner(nn.Module):
             self.train(was_training)
         probs = torch.softmax(logits, dim=-1)
         ent = _entropy_from_logits(logits)
-        if greedy:
-            idx = probs.argmax(dim=-1)
-        else:
-            idx = torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1)
+        idx = probs.argmax(dim=-1) if greedy else torch.multinomial(probs.cpu(), 1, generator=generator).squeeze(-1)
         out = []
         for i in range(len(idx)):
             k = int(idx[i])

@@ -17,7 +17,7 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 from rso_lib.data.records import RECOMMENDER, Turn
 from rso_lib.llm.protocol import Messages

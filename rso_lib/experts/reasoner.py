@@ -6,8 +6,8 @@ one batched ``chat`` call.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from rso_lib.data.records import Turn
 from rso_lib.experts.prompts import reasoner_prompt

@@ -54,9 +54,9 @@ import socket
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from concurrent.futures import TimeoutError as FutureTimeout
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Callable
 
 from rso_lib.llm.serve_scheduler import ClientGone, RequestTimeout, Worker
 from rso_lib.llm.serve_validate import (

@@ -29,9 +29,10 @@ import math
 import os
 import shutil
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -69,7 +70,7 @@ class RLConfig:
     keep_last: int = 2
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> "RLConfig":
+    def from_dict(cls, d: dict[str, Any]) -> RLConfig:
         unknown = sorted(set(d) - set(cls.__dataclass_fields__))
         if unknown:
             raise TypeError(f"unknown RLConfig keys {unknown}; known: {sorted(cls.__dataclass_fields__)}")
