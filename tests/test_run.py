@@ -137,6 +137,21 @@ def test_repo_params_profiles_match_notebooks(profile, monkeypatch):
     run.plan(params, REPO_NBS)  # raises on any undeclared name
 
 
+def test_vllm_cpu_override_matches_notebooks(monkeypatch):
+    """params/vllm-cpu.yaml (the smoke chain on the in-process vLLM backend): every LLM role and
+    07's backbone on backend vllm, under its own profile name."""
+    monkeypatch.delenv("RSO_ROOT", raising=False)
+    extra = [repo_root() / "params" / "vllm-cpu.yaml"]
+    todo = run.plan(run.load_params(run.profile_files("smoke", extra)), REPO_NBS)
+    llm_nbs = [nb for nb, p in todo.items() if "LLM" in p]
+    assert len(llm_nbs) >= 5
+    for nb in llm_nbs:  # no role left on another backend by a per-role override
+        assert {spec.get("backend") for spec in todo[nb]["LLM"].values() if isinstance(spec, dict)} == {"vllm"}
+    assert {p["PROFILE"] for p in todo.values() if "PROFILE" in p} == {"smoke-vllm"}
+    (scale,) = (p for nb, p in todo.items() if nb.stem == "07_scale")
+    assert all(b["llm"]["backend"] == "vllm" for b in scale["BACKBONES"])
+
+
 @pytest.mark.parametrize("nb", REPO_NBS, ids=lambda p: p.name)
 def test_repo_notebooks_committed_without_outputs(nb):
     cells = nbformat.read(nb, as_version=4).cells

@@ -32,6 +32,10 @@ six roles should share that one spec (``role_llms`` then builds a single engine)
   its tokens' log-probs, normalised over the options -- the same rule as the transformers
   backend (:mod:`rso_lib.llm.hf`).
 * Prompts over ``max_model_len - max_tokens`` are shortened by :func:`rso_lib.llm.prompting.truncate_messages`.
+* ``model`` may name a packaged model of the embedded backend (``"smollm2"``, ``"qwen2.5-0.5b"``,
+  ``"qwen2.5-1.5b"``): vLLM then loads its cached safetensors conversion (:func:`packaged_model_dir`),
+  so the whole chain runs on vLLM offline with the smoke / cpu profiles' weights
+  (``params/vllm-cpu.yaml``, docs/backends-vllm-cpu.md).
 """
 
 from __future__ import annotations
@@ -43,6 +47,24 @@ import numpy as np
 
 from rso_lib.llm.prompting import normalise_logprobs, per_conversation, truncate_messages
 from rso_lib.llm.protocol import Messages, Sampling
+
+
+def packaged_model_dir(model: str) -> tuple[str, str, dict | None]:
+    """``(path, model_id, provenance)`` for ``model``: a packaged model's name of the embedded
+    backend (``"smollm2"``, ``"qwen2.5-0.5b"``, ...) becomes the directory of its safetensors
+    conversion (converted on first use, as the embedded backend does), with the same provenance
+    record; any other name (a hub id, a directory) is passed to vLLM unchanged."""
+    from rso_lib.llm.embedded import PACKAGED, SMOLLM2_ID, SMOLLM2_NAMES
+
+    if model and model in SMOLLM2_NAMES:
+        from rso_lib.llm.embedded import converted_dir, smollm2_provenance
+
+        return str(converted_dir()), SMOLLM2_ID, smollm2_provenance()
+    if any(model in (p.key, p.model_id) for p in PACKAGED.values()):
+        from rso_lib.llm.embedded import packaged, packaged_dir, packaged_provenance
+
+        return str(packaged_dir(model)), packaged(model).model_id, packaged_provenance(model)
+    return model, model, None
 
 
 def sampling_params_kwargs(s: Sampling) -> dict:
@@ -153,11 +175,13 @@ class VLLMChatLLM:
             # the CPU worker refuses to start without it (read when the engine starts)
             os.environ["VLLM_CPU_KVCACHE_SPACE"] = str(int(cpu_kvcache_gib))
 
-        self.model_id = model
+        path, self.model_id, provenance = packaged_model_dir(model)
+        if provenance is not None:  # recorded by rso_lib.llm.describe, like the embedded backend's
+            self.provenance = provenance
         self.system_prompt = system_prompt
         mml = max_model_len or max_context
         kw = dict(
-            model=model,
+            model=path,
             dtype=dtype,
             tensor_parallel_size=tensor_parallel_size,
             gpu_memory_utilization=gpu_memory_utilization,
@@ -171,7 +195,7 @@ class VLLMChatLLM:
         self.engine = LLM(**kw)
         self.tokenizer = self.engine.get_tokenizer()
         self.max_context = int(self.engine.llm_engine.model_config.max_model_len)
-        self.fingerprint = f"{model}|vllm|{dtype}|ctx={self.max_context}|sys={system_prompt!r}"
+        self.fingerprint = f"{self.model_id}|vllm|{dtype}|ctx={self.max_context}|sys={system_prompt!r}"
         self._stats = {
             "chat_calls": 0,
             "score_calls": 0,
