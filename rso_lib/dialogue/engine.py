@@ -27,9 +27,10 @@ from __future__ import annotations
 import math
 import time
 from collections import Counter
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -63,7 +64,7 @@ _ROLE_SEED = {"open": 1, "reasoner": 2, "chooser": 3, "actor": 4, "refine": 5, "
 class _TimedLLM:
     """Wraps a backend: times each call and logs (step, role, method) on the engine."""
 
-    def __init__(self, inner: ChatLLM, role: str, engine: "DialogueEngine"):
+    def __init__(self, inner: ChatLLM, role: str, engine: DialogueEngine):
         self.inner = inner.inner if isinstance(inner, _TimedLLM) else inner
         self.role, self.engine = role, engine
         self.model_id = getattr(self.inner, "model_id", "?")
@@ -116,6 +117,90 @@ class _Dlg:
     open_failures: int = 0
     rejected: set[str] = field(default_factory=set)  # movies the user turned down (not offered again)
     done: bool = False
+
+
+@dataclass
+class _Draft:
+    """One dialogue's turn in the making: each step of Alg. 1 fills in its part, later steps read
+    the earlier ones', and the last turns it into a :class:`TurnRecord`."""
+
+    dlg: _Dlg
+    history: list[Turn]  # s_t, as every expert sees it
+    failures: Counter = field(default_factory=Counter)  # unparseable answers, by role
+    strategy: str | None = None  # h_t: one of the 14 (Planner), a PC-CRS explanation, or None
+    strategy_index: int | None = None
+    strategy_prob: float | None = None
+    strategy_entropy: float | None = None
+    preference: str = ""  # C^1_t ("" without a reasoner or when it gave nothing)
+    retrieval: Any = None  # C^2_t: the Retriever's candidates (None without retrieval)
+    inquiry: bool = False  # a preference-elicitation strategy (Table I)
+    abstain: bool = False  # no item this turn: the Actor asks
+    chosen: str | None = None
+    chooser_probs: list[float] = field(default_factory=list)
+    item_name: str | None = None
+    facts: list[str] = field(default_factory=list)
+    offered: list[str] = field(default_factory=list)  # titles the Actor may pick from
+    reply: str = ""  # a_t
+    refinements: int = 0
+    history_after: list[Turn] = field(default_factory=list)  # s_t + a_t
+    user: Any = None  # the simulator's SimResponse
+    reward: RewardResult | None = None
+
+    @classmethod
+    def start(cls, d: _Dlg, step: int) -> _Draft:
+        t = cls(d, list(d.history))
+        if step == 0:
+            t.count_failures("simulator", d.open_failures)  # the user's opening message
+        return t
+
+    def count_failures(self, role: str, n: int) -> None:
+        if n:
+            self.failures[role] += n
+
+    def set_strategy(self, name: str, index: int, prob: float, entropy: float) -> None:
+        self.strategy, self.strategy_index, self.strategy_prob, self.strategy_entropy = name, index, prob, entropy
+
+    def trace(self) -> dict:
+        """What the turn's experts produced, before the user answers."""
+        return {
+            "strategy": self.strategy,
+            "strategy_prob": self.strategy_prob,
+            "preference": self.preference,
+            "retrieved": list(self.retrieval.item_ids) if self.retrieval is not None else [],
+            "facts": self.facts,
+        }
+
+    def to_record(self, step: int, stop_reason: str | None) -> TurnRecord:
+        r, u, w = self.retrieval, self.user, self.reward
+        return TurnRecord(
+            turn=step,
+            history_before=self.history,
+            strategy=self.strategy,
+            strategy_index=self.strategy_index,
+            strategy_prob=self.strategy_prob,
+            strategy_entropy=self.strategy_entropy,
+            preference=self.preference,
+            retrieved=list(r.item_ids) if r else [],
+            retrieval_scores=list(r.scores) if r else [],
+            ranking=list(r.ranking) if r else [],
+            chosen_item=self.chosen,
+            chooser_probs=self.chooser_probs,
+            reply=self.reply,
+            refinements=self.refinements,
+            mentioned_item=u.item_id,
+            user_reply=u.text,
+            user_action=u.action,
+            covers_target=u.covers_target,
+            p_accept=u.p_accept,
+            accepted=bool(u.accepted),
+            reward=w.reward,
+            rating=w.rating,
+            stop=bool(w.stop),
+            done=stop_reason is not None,
+            stop_reason=stop_reason,
+            parse_failures=dict(self.failures),
+            facts=self.facts,
+        )
 
 
 class DialogueEngine:
@@ -318,206 +403,210 @@ class DialogueEngine:
         return eps
 
     def _step(self, active: list[_Dlg], step: int, sample_strategy: bool, gen, rng) -> list[TurnRecord]:
-        """One turn (Alg. 1) for every active dialogue, one batched call per role."""
-        sys_ = self.system
-        n = len(active)
-        H = [list(d.history) for d in active]
-        pf = [Counter() for _ in range(n)]
-        if step == 0:
-            for c, d in zip(pf, active):
-                if d.open_failures:
-                    c["simulator"] += d.open_failures
+        """One turn of Alg. 1 for every active dialogue. Each step below asks its expert ONCE for
+        all the dialogues (one batched call) and writes its answers into their drafts."""
+        turn = [_Draft.start(d, step) for d in active]
+        self._plan(turn, sample_strategy, gen, rng)  # (1) macro strategy h_t (Planner, Eq. 2)
+        self._infer_preference(turn, step)  # (2) C^1_t = Pref_Reasoner(s_t) (Eq. 3)
+        self._retrieve(turn)  # C^2_t = Retriever(s_t, C^1_t; G) (Eq. 4)
+        self._choose(turn, step)  # which retrieved movie, if any, this turn offers
+        self._explain(turn)  # PC-CRS only: its explanation strategy, after the item
+        self._act(turn, step)  # a_t = Actor(h_t; C^1_t, C^2_t) (Eq. 5)
+        self.current_trace = [t.trace() for t in turn]  # before the user answers (interactive chat)
+        self._simulate(turn, step)  # (3) the user's reply: s_{t+1}
+        self._reward(turn, step)  # r_t = Rewarder(s_{t+1}) (Eq. 9)
+        recs = [self._record(t, step) for t in turn]
+        self.stats.turns += len(turn)
+        return recs
 
-        # 1. Planner (Eq. 2): strategy per dialogue
-        strat: list[str | None] = [None] * n
-        sidx: list[int | None] = [None] * n
-        sprob: list[float | None] = [None] * n
-        sent: list[float | None] = [None] * n
-        if sys_.strategy_mode == "planner":
-            ch = self._model("planner", "act", self.planner.act, H, greedy=not sample_strategy, generator=gen)
-            for i, c in enumerate(ch):
-                strat[i], sidx[i], sprob[i], sent[i] = c.strategy, int(c.index), float(c.prob), float(c.entropy)
-        elif sys_.strategy_mode == "random":  # uniform over the 14 (a control, not a paper row)
-            for i, j in enumerate(rng.integers(0, NUM_STRATEGIES, size=n)):
-                strat[i], sidx[i], sprob[i], sent[i] = (
-                    STRATEGIES[j],
-                    int(j),
-                    1 / NUM_STRATEGIES,
-                    math.log(NUM_STRATEGIES),
-                )
+    def _items(self) -> dict:
+        return self.retriever.items if self.retriever is not None else {}
 
-        # 2. Preference Reasoner (Eq. 3)
-        if sys_.use_reasoner:
-            prefs, fails = self.reasoner.infer(H, [d.preference for d in active], seed=self._seed(step, "reasoner"))
-            for c, f in zip(pf, fails):
-                if f:
-                    c["reasoner"] += f
-            for d, p in zip(active, prefs):
-                d.preference = p or d.preference
-        else:
-            prefs = [""] * n
-
-        # 3. Fact Retriever (Eq. 4)
-        rets = (
-            self._model("retriever", "retrieve", self.retriever.retrieve, H, prefs, [d.rejected for d in active])
-            if sys_.use_retriever
-            else [None] * n
-        )
-
-        # 4. Chooser: which candidate to recommend, if any; it may answer "none of these yet"
-        #    (allow_no_recommendation). A preference-elicitation strategy (Table I) asks rather
-        #    than recommends: with inquiry_item (the authors' env.py) the Actor still gets the
-        #    chosen item and its facts and may mention it; without, those turns skip the chooser.
-        chosen: list[str | None] = [None] * n
-        cprobs: list[list[float]] = [[] for _ in range(n)]
-        inquiry = [s in INQUIRY_STRATEGIES for s in strat]
-        abstain = [q and not self.inquiry_item for q in inquiry]
-        if sys_.use_retriever and sys_.use_chooser:
-            rows = [i for i in range(n) if not abstain[i]]
-            cands = [[self.retriever.items[j] for j in rets[i].item_ids] for i in rows]
-            picks = self.chooser.choose(
-                [H[i] for i in rows], [prefs[i] for i in rows], cands, seed=self._seed(step, "chooser")
+    def _plan(self, turn: list[_Draft], sample_strategy: bool, gen, rng) -> None:
+        """Eq. 2: the Planner's strategy (sampled for RL, else argmax); ``random``: uniform over
+        the 14 (a control, not a paper row); other modes leave the strategy empty here."""
+        if self.system.strategy_mode == "planner":
+            histories = [t.history for t in turn]
+            picks = self._model(
+                "planner", "act", self.planner.act, histories, greedy=not sample_strategy, generator=gen
             )
-            for i, c in zip(rows, picks):
-                chosen[i], cprobs[i] = c.item_id, c.probs
-                abstain[i] = c.abstained
-                if c.parse_failure:
-                    pf[i]["chooser"] += c.parse_failure
-        items = self.retriever.items if self.retriever is not None else {}
-        names = [items[c].name if c else None for c in chosen]
+            for t, c in zip(turn, picks):
+                t.set_strategy(c.strategy, int(c.index), float(c.prob), float(c.entropy))
+        elif self.system.strategy_mode == "random":
+            for t, j in zip(turn, rng.integers(0, NUM_STRATEGIES, size=len(turn))):
+                t.set_strategy(STRATEGIES[j], int(j), 1 / NUM_STRATEGIES, math.log(NUM_STRATEGIES))
 
-        # 4b. PC-CRS: explanation strategy chosen by the system's own LLM
-        if sys_.strategy_mode == "explanation":
-            en, eprobs = choose_explanation_strategy(self._explainer, H, names)
-            for i, (s, row) in enumerate(zip(en, eprobs)):
-                strat[i], sprob[i] = s, float(row.max())
-                sent[i] = float(-(row * np.log(np.clip(row, 1e-12, 1))).sum())
-
-        # 5. Actor (Eq. 5): the chosen item's knowledge-base facts only when the system grounds
-        #    its replies (use_facts); without a chooser, the candidate titles (InterCRS,
-        #    w/o Fact Retriever keeps titles); without retrieval, the LLM's own knowledge.
-        facts = [[items[c].facts()] if c and sys_.use_facts else [] for c in chosen]
-        cand_names = [
-            [items[j].name for j in r.item_ids] if (r is not None and c is None and not a) else []
-            for r, c, a in zip(rets, chosen, abstain)
-        ]
-        # an inquiry turn with an item: the item is offered, not imposed (the strategy decides)
-        for i in range(n):
-            if inquiry[i] and chosen[i]:
-                cand_names[i] = [names[i]]
-        mode = [
-            _actor_mode(a, q, c, cn, sys_.use_retriever) for a, q, c, cn in zip(abstain, inquiry, chosen, cand_names)
-        ]
-        desc = [
-            DESCRIPTIONS.get(s) if s in DESCRIPTIONS else EXPLANATION_STRATEGIES.get(s) if s else None for s in strat
-        ]
-        replies, empty = self.actor.reply(
-            H, desc, prefs, facts, names, cand_names, seed=self._seed(step, "actor"), modes=mode
+    def _infer_preference(self, turn: list[_Draft], step: int) -> None:
+        """Eq. 3: the Preference Reasoner updates each dialogue's running preference summary (an
+        empty answer keeps the previous one for later turns; this turn's experts get it empty)."""
+        if not self.system.use_reasoner:
+            return
+        prefs, fails = self.reasoner.infer(
+            [t.history for t in turn], [t.dlg.preference for t in turn], seed=self._seed(step, "reasoner")
         )
-        for c, e in zip(pf, empty):
-            if e:
-                c["actor"] += e
-        refined = [0] * n
-        if sys_.self_check_rounds > 0:
+        for t, p, f in zip(turn, prefs, fails):
+            t.count_failures("reasoner", f)
+            t.preference = p
+            t.dlg.preference = p or t.dlg.preference
+
+    def _retrieve(self, turn: list[_Draft]) -> None:
+        """Eq. 4: candidates from the knowledge base (one embed batch + one search), never a movie
+        the user has turned down."""
+        if self.system.use_retriever:
+            found = self._model(
+                "retriever",
+                "retrieve",
+                self.retriever.retrieve,
+                [t.history for t in turn],
+                [t.preference for t in turn],
+                [t.dlg.rejected for t in turn],
+            )
+            for t, r in zip(turn, found):
+                t.retrieval = r
+
+    def _choose(self, turn: list[_Draft], step: int) -> None:
+        """The chooser picks the candidate to recommend; it may answer "none of these yet"
+        (allow_no_recommendation). A preference-elicitation strategy (Table I) asks rather than
+        recommends: with inquiry_item (the authors' env.py) the Actor still gets the chosen item
+        and its facts and may mention it; without, those turns skip the chooser."""
+        for t in turn:
+            t.inquiry = t.strategy in INQUIRY_STRATEGIES
+            t.abstain = t.inquiry and not self.inquiry_item
+        if self.system.use_retriever and self.system.use_chooser:
+            rows = [t for t in turn if not t.abstain]
+            picks = self.chooser.choose(
+                [t.history for t in rows],
+                [t.preference for t in rows],
+                [[self.retriever.items[j] for j in t.retrieval.item_ids] for t in rows],
+                seed=self._seed(step, "chooser"),
+            )
+            for t, c in zip(rows, picks):
+                t.chosen, t.chooser_probs, t.abstain = c.item_id, c.probs, c.abstained
+                t.count_failures("chooser", c.parse_failure)
+        items = self._items()
+        for t in turn:
+            t.item_name = items[t.chosen].name if t.chosen else None
+
+    def _explain(self, turn: list[_Draft]) -> None:
+        """PC-CRS: the explanation strategy for the chosen item, by the system's own LLM."""
+        if self.system.strategy_mode != "explanation":
+            return
+        names, probs = choose_explanation_strategy(
+            self._explainer, [t.history for t in turn], [t.item_name for t in turn]
+        )
+        for t, s, row in zip(turn, names, probs):
+            t.strategy, t.strategy_prob = s, float(row.max())
+            t.strategy_entropy = float(-(row * np.log(np.clip(row, 1e-12, 1))).sum())
+
+    def _act(self, turn: list[_Draft], step: int) -> None:
+        """Eq. 5: the Actor's reply. It gets the chosen item's knowledge-base facts only when the
+        system grounds its replies (use_facts); without a chooser, the candidate titles (InterCRS,
+        w/o Fact Retriever keeps titles); without retrieval, the LLM's own knowledge. PC-CRS then
+        checks each reply against the facts and rewrites the unsupported ones."""
+        items = self._items()
+        for t in turn:
+            t.facts = [items[t.chosen].facts()] if t.chosen and self.system.use_facts else []
+            t.offered = self._offered(t, items)
+        replies, empty = self.actor.reply(
+            [t.history for t in turn],
+            [_describe(t.strategy) for t in turn],
+            [t.preference for t in turn],
+            [t.facts for t in turn],
+            [t.item_name for t in turn],
+            [t.offered for t in turn],
+            seed=self._seed(step, "actor"),
+            modes=[_actor_mode(t.abstain, t.inquiry, t.chosen, t.offered, self.system.use_retriever) for t in turn],
+        )
+        for t, r, e in zip(turn, replies, empty):
+            t.reply = r
+            t.count_failures("actor", e)
+        if self.system.self_check_rounds > 0:
             replies, refined = self_check_and_refine(
                 self._checker,
-                H,
+                [t.history for t in turn],
                 replies,
-                facts,
-                names,
-                rounds=sys_.self_check_rounds,
+                [t.facts for t in turn],
+                [t.item_name for t in turn],
+                rounds=self.system.self_check_rounds,
                 sampling=self.actor.sampling,
                 seed=self._seed(step, "refine"),
             )
+            for t, r, k in zip(turn, replies, refined):
+                t.reply, t.refinements = r, int(k)
 
-        # what the turn's experts produced, before the user answers (interactive chat shows it)
-        self.current_trace = [
-            {
-                "strategy": strat[i],
-                "strategy_prob": sprob[i],
-                "preference": prefs[i],
-                "retrieved": list(rets[i].item_ids) if rets[i] is not None else [],
-                "facts": facts[i],
-            }
-            for i in range(n)
+    @staticmethod
+    def _offered(t: _Draft, items: dict) -> list[str]:
+        """The titles the Actor may choose from: an inquiry turn's chosen item is offered, not
+        imposed (the strategy decides); with no item chosen (no chooser, or its answer named no
+        candidate) and no abstention, every retrieved title."""
+        if t.inquiry and t.chosen:
+            return [t.item_name]
+        if t.retrieval is not None and t.chosen is None and not t.abstain:
+            return [items[j].name for j in t.retrieval.item_ids]
+        return []
+
+    def _simulate(self, turn: list[_Draft], step: int) -> None:
+        """The simulated user answers; it prefers the chosen item, then the other candidates."""
+        for t in turn:
+            strategy = t.strategy if t.strategy in DESCRIPTIONS else None  # Turn.strategy: the 14 only
+            t.history_after = t.history + [Turn(RECOMMENDER, t.reply, strategy)]
+        prefer = [
+            ([t.chosen] if t.chosen else []) + (list(t.retrieval.item_ids) if t.retrieval is not None else [])
+            for t in turn
         ]
+        answers = self.simulator.respond(
+            [t.dlg.sim for t in turn], [t.history_after for t in turn], prefer, seed=self._seed(step, "simulator")
+        )
+        for t, u in zip(turn, answers):
+            t.user = u
+            t.count_failures("simulator", u.parse_failures)
 
-        # 6. Simulated user
-        turn_strat = [s if s in DESCRIPTIONS else None for s in strat]  # Turn.strategy: the 14 only
-        H_after = [h + [Turn(RECOMMENDER, r, s)] for h, r, s in zip(H, replies, turn_strat)]
-        prefer = [([c] if c else []) + (list(r.item_ids) if r is not None else []) for c, r in zip(chosen, rets)]
-        resp = self.simulator.respond([d.sim for d in active], H_after, prefer, seed=self._seed(step, "simulator"))
-        for c, r in zip(pf, resp):
-            if r.parse_failures:
-                c["simulator"] += r.parse_failures
-
-        # 7. Rewarder (Eq. 9) on the state s_{t+1} (through the user's answer). A state in which
-        #    no movie has been named yet never passes tau (rso_lib.experts.rewarder.should_stop).
-        named = [r.item_id is not None or any(t.mentioned_item for t in d.turns) for d, r in zip(active, resp)]
+    def _reward(self, turn: list[_Draft], step: int) -> None:
+        """Eq. 9 on the state s_{t+1} (through the user's answer). A state in which no movie has
+        been named yet never passes tau (rso_lib.experts.rewarder.should_stop)."""
+        named = [t.user.item_id is not None or any(r.mentioned_item for r in t.dlg.turns) for t in turn]
         if self.rewarder is None:
-            rr = [RewardResult(None, None, False)] * n
+            rewards = [RewardResult(None, None, False)] * len(turn)
         elif getattr(self.rewarder, "uses_simulator", False):
-            rr = self.rewarder.score_from_sim(resp, named)
+            rewards = self.rewarder.score_from_sim([t.user for t in turn], named)
         else:
-            states = [h + [Turn(SEEKER, r.text)] for h, r in zip(H_after, resp)]
-            rr = self.rewarder.score(states, recommended=named, seed=self._seed(step, "rewarder"))
-        for c, r in zip(pf, rr):
-            if r.parse_failures:
-                c["rewarder"] += r.parse_failures
-            if getattr(r, "fallback", False):
-                c["rewarder_fallback"] += 1  # every sample unparseable: rated by a scoring pass
+            states = [t.history_after + [Turn(SEEKER, t.user.text)] for t in turn]
+            rewards = self.rewarder.score(states, recommended=named, seed=self._seed(step, "rewarder"))
+        for t, w in zip(turn, rewards):
+            t.reward = w
+            t.count_failures("rewarder", w.parse_failures)
+            t.count_failures("rewarder_fallback", int(getattr(w, "fallback", False)))  # every sample unparseable
 
-        recs = []
-        for i, d in enumerate(active):
-            r, u, w = rets[i], resp[i], rr[i]
-            stop = bool(w.stop)
-            if u.accepted:
-                reason = "accepted"
-            elif u.end:
-                reason = "user_quit"
-            elif stop and self.stop_on_reward:
-                reason = "reward"
-            elif step + 1 >= self.max_turns:
-                reason = "max_turns"
-            else:
-                reason = None
-            rec = TurnRecord(
-                turn=step,
-                history_before=H[i],
-                strategy=strat[i],
-                strategy_index=sidx[i],
-                strategy_prob=sprob[i],
-                strategy_entropy=sent[i],
-                preference=prefs[i],
-                retrieved=list(r.item_ids) if r else [],
-                retrieval_scores=list(r.scores) if r else [],
-                ranking=list(r.ranking) if r else [],
-                chosen_item=chosen[i],
-                chooser_probs=cprobs[i],
-                reply=replies[i],
-                refinements=int(refined[i]),
-                mentioned_item=u.item_id,
-                user_reply=u.text,
-                user_action=u.action,
-                covers_target=u.covers_target,
-                p_accept=u.p_accept,
-                accepted=bool(u.accepted),
-                reward=w.reward,
-                rating=w.rating,
-                stop=stop,
-                done=reason is not None,
-                stop_reason=reason,
-                parse_failures=dict(pf[i]),
-                facts=facts[i],
-            )
-            if u.action == "reject" and u.item_id:
-                d.rejected.add(u.item_id)
-            d.turns.append(rec)
-            d.history = H_after[i] + [Turn(SEEKER, u.text)]
-            d.done = rec.done
-            recs.append(rec)
-        self.stats.turns += n
-        return recs
+    def _stop_reason(self, t: _Draft, step: int) -> str | None:
+        """Why the dialogue ends after this turn (None: it goes on)."""
+        if t.user.accepted:
+            return "accepted"
+        if t.user.end:
+            return "user_quit"
+        if t.reward.stop and self.stop_on_reward:
+            return "reward"
+        if step + 1 >= self.max_turns:
+            return "max_turns"
+        return None
+
+    def _record(self, t: _Draft, step: int) -> TurnRecord:
+        """The turn's record; the dialogue's state moves on to s_{t+1}."""
+        reason = self._stop_reason(t, step)
+        rec = t.to_record(step, reason)
+        d = t.dlg
+        if t.user.action == "reject" and t.user.item_id:
+            d.rejected.add(t.user.item_id)
+        d.turns.append(rec)
+        d.history = t.history_after + [Turn(SEEKER, t.user.text)]
+        d.done = rec.done
+        return rec
+
+
+def _describe(strategy: str | None) -> str | None:
+    """The Actor's description of a strategy: one of the 14 (Table I) or a PC-CRS explanation."""
+    if strategy in DESCRIPTIONS:
+        return DESCRIPTIONS[strategy]
+    return EXPLANATION_STRATEGIES.get(strategy) if strategy else None
 
 
 __all__ = ["DialogueEngine", "EngineStats", "EXPLANATION_NAMES"]

@@ -37,9 +37,10 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections.abc import Generator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generator, Sequence, TypeVar
+from typing import TypeVar
 
 import numpy as np
 
@@ -112,6 +113,20 @@ def run_steps(steps: Generator[None, None, T]) -> T:
             next(steps)
         except StopIteration as done:
             return done.value
+
+
+def _batch_sampling(samplings: Sequence[Sampling]) -> Sampling:
+    """The decoding settings one batch runs with: every request must agree on ``temperature``,
+    ``top_p``, ``max_tokens`` and ``stop`` (one decode loop serves them all); ``seed`` and ``n``
+    stay per request. Returns the first request's sampling."""
+    sampling = samplings[0]
+    shared = ("temperature", "top_p", "max_tokens", "stop")
+    for s in samplings:
+        if any(getattr(s, k) != getattr(sampling, k) for k in shared):
+            raise ValueError(f"samplings in one batch must agree on {', '.join(shared)}")
+        if s.n < 1 or s.max_tokens < 1:
+            raise ValueError(f"n and max_tokens must be >= 1 (got n={s.n}, max_tokens={s.max_tokens})")
+    return sampling
 
 
 def resolve_device(device: str) -> str:
@@ -471,7 +486,7 @@ class HFChatLLM:
 
     def complete(
         self, prompts: Sequence[str], sampling: Sampling = Sampling(), top_logprobs: int | None = None
-    ) -> list[list["Generation"]]:
+    ) -> list[list[Generation]]:
         """Raw-text continuation (no chat template, no truncation): ``[len(prompts)][n]`` Generations.
 
         Raises:
@@ -484,7 +499,7 @@ class HFChatLLM:
         sampling: Sampling = Sampling(),
         top_logprobs: int | None = None,
         segment: int | None = None,
-    ) -> Generator[None, None, list[list["Generation"]]]:
+    ) -> Generator[None, None, list[list[Generation]]]:
         """:meth:`complete` as a step generator (see :meth:`generate_steps`)."""
         ids = [self._encode(p) for p in prompts]
         for p in ids:
@@ -497,7 +512,7 @@ class HFChatLLM:
 
     def generate_ids(
         self, prompts: list[list[int]], sampling: Sampling, top_logprobs: int | None = None
-    ) -> list[list["Generation"]]:
+    ) -> list[list[Generation]]:
         """Generate from token-id prompts: ``[len(prompts)][sampling.n]`` :class:`Generation`.
 
         Rows are (prompt, sample) pairs, sorted by length and run ``max_batch`` at a time. Row
@@ -511,7 +526,7 @@ class HFChatLLM:
         samplings: Sequence[Sampling],
         top_logprobs: int | None = None,
         segment: int | None = None,
-    ) -> Generator[None, None, list[list["Generation"]]]:
+    ) -> Generator[None, None, list[list[Generation]]]:
         """:meth:`generate_ids` with one :class:`Sampling` per prompt, as a step generator.
 
         The samplings must agree on ``temperature``, ``top_p``, ``max_tokens`` and ``stop``; ``seed``
@@ -527,13 +542,7 @@ class HFChatLLM:
             raise ValueError(f"{len(prompts)} prompts but {len(samplings)} samplings")
         if not prompts:
             return []
-        sampling = samplings[0]
-        shared = ("temperature", "top_p", "max_tokens", "stop")
-        for s in samplings:
-            if any(getattr(s, k) != getattr(sampling, k) for k in shared):
-                raise ValueError(f"samplings in one batch must agree on {', '.join(shared)}")
-            if s.n < 1 or s.max_tokens < 1:
-                raise ValueError(f"n and max_tokens must be >= 1 (got n={s.n}, max_tokens={s.max_tokens})")
+        sampling = _batch_sampling(samplings)
         t0 = time.perf_counter()
         busy = 0.0  # time spent here, without the time the caller spent between steps
         greedy = sampling.temperature <= 0
@@ -568,7 +577,7 @@ class HFChatLLM:
                 yield
                 t0 = time.perf_counter()
         result: list[list[Generation]] = [[] for _ in prompts]
-        for r, (i, j, _, _) in enumerate(rows):
+        for r, (i, _, _, _) in enumerate(rows):
             result[i].append(gens[r])
         if greedy:
             result = [res * s.n for res, s in zip(result, samplings)]
@@ -584,7 +593,7 @@ class HFChatLLM:
         sampling: Sampling,
         top_logprobs: int | None = None,
         segment: int | None = None,
-    ) -> Generator[None, None, list["Generation"]]:
+    ) -> Generator[None, None, list[Generation]]:
         """One batch of rows (at most ``max_batch``), yielding after every ``segment`` decode steps.
         Inference mode is entered per step, never held across a ``yield``."""
         import torch
@@ -684,7 +693,7 @@ class HFChatLLM:
             for r in range(b)
         ]
 
-    def _finish(self, ids: list[int], stop: Sequence[str], reason: str, lps=None, tops=None) -> "Generation":
+    def _finish(self, ids: list[int], stop: Sequence[str], reason: str, lps=None, tops=None) -> Generation:
         text = self.tokenizer.decode(ids, skip_special_tokens=True)
         cut = min((text.find(s) for s in stop if s and s in text), default=-1)
         if cut >= 0:
@@ -708,7 +717,7 @@ class HFChatLLM:
         import torch
 
         ids = [self._encode(p) for p in prompts]
-        for p, t in zip(prompts, ids):
+        for t in ids:
             if len(t) > self.max_context:
                 raise PromptTooLongError(f"prompt of {len(t)} tokens exceeds the context of {self.max_context}")
         out: list = [None] * len(prompts)
