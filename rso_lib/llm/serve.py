@@ -462,6 +462,13 @@ def _args(argv) -> argparse.Namespace:
         default=None,
         help="auto | bf16 | fp16 | fp32 (embedded / transformers; default auto: bf16 on GPUs and bf16-capable CPUs)",
     )
+    ap.add_argument(
+        "--prefix-cache-mib",
+        type=float,
+        default=0,
+        help="embedded / transformers: MiB of prompt keys/values kept for reuse (default 0, off: a server's "
+        "clients rarely share prefixes, and a store that fills to its budget reads as a leak)",
+    )
     ap.add_argument("--spec", default=None, help="full JSON spec for rso_lib.llm.build_llm (overrides the above)")
     ap.add_argument("--host", default="127.0.0.1")
     ap.add_argument("--port", type=int, default=8000, help="0 picks a free port")
@@ -486,6 +493,7 @@ def _spec(a: argparse.Namespace) -> dict:
             "backend": a.backend,
             **({"model": a.model} if a.model else {}),
             **({"dtype": a.dtype} if a.dtype else {}),
+            **({"prefix_cache_mib": a.prefix_cache_mib} if a.backend in ("embedded", "transformers") else {}),
         }
     try:
         spec = json.loads(a.spec)
