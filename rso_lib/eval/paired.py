@@ -185,16 +185,21 @@ def compare(
     return Comparison(p.n, float(d.mean()), lo, hi, pv, test, sd, float(p.x.mean()), float(p.y.mean()))
 
 
+def _sorted_finite(p: Sequence[float]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(p as floats, an all-NaN output, indices of the non-NaN p in ascending order)``: the
+    family an adjustment runs over (NaN = a comparison that was not made)."""
+    p = np.asarray(p, dtype=float)
+    idx = np.flatnonzero(~np.isnan(p))
+    return p, np.full(len(p), np.nan), idx[np.argsort(p[idx], kind="stable")]
+
+
 def holm(p: Sequence[float]) -> np.ndarray:
     """Holm's step-down adjusted p-values (family-wise error rate). NaN entries stay NaN and do
     not count towards the family size."""
-    p = np.asarray(p, dtype=float)
-    out = np.full(len(p), np.nan)
-    idx = np.flatnonzero(~np.isnan(p))
-    m = len(idx)
+    p, out, order = _sorted_finite(p)
+    m = len(order)
     if m == 0:
         return out
-    order = idx[np.argsort(p[idx], kind="stable")]
     adj = np.maximum.accumulate((m - np.arange(m)) * p[order])
     out[order] = np.minimum(adj, 1.0)
     return out
@@ -203,13 +208,10 @@ def holm(p: Sequence[float]) -> np.ndarray:
 def benjamini_hochberg(p: Sequence[float]) -> np.ndarray:
     """Benjamini-Hochberg step-up adjusted p-values (false discovery rate, independent or
     positively dependent tests). NaN entries stay NaN and do not count."""
-    p = np.asarray(p, dtype=float)
-    out = np.full(len(p), np.nan)
-    idx = np.flatnonzero(~np.isnan(p))
-    m = len(idx)
+    p, out, order = _sorted_finite(p)
+    m = len(order)
     if m == 0:
         return out
-    order = idx[np.argsort(p[idx], kind="stable")]
     raw = p[order] * m / np.arange(1, m + 1)
     out[order] = np.minimum(np.minimum.accumulate(raw[::-1])[::-1], 1.0)
     return out
