@@ -113,7 +113,10 @@ def test_the_mapping_loads_each_datasets_own_knowledge_base(data):
     assert (red.source, red.path) == ("redial", str(data / REDIAL_KB))
     assert ins.lookup("Frozen II", 2019) is not None and ins.lookup("Police Academy") is None
     assert red.lookup("Police Academy", 1984) is not None and red.lookup("Frozen II") is None
-    assert ins.get(ins.lookup("Coco").item_id).genres == ["animation", "family"]
+    coco = ins.get(ins.lookup("Coco").item_id)
+    assert coco.genres == ["animation", "family"] and coco.stars == ["Anthony Gonzalez"]
+    assert coco.plot == "Miguel dreams."  # the long plot, as the authors' INSPIRED items carry it
+    assert "Plot: Miguel dreams." in coco.facts()
     assert ctx.kb_for("inspired") is ins  # loaded once
     # one source for both: one object, read once
     same = _ctx(data, "redial")

@@ -262,7 +262,9 @@ _TSV_ALIASES: dict[str, tuple[str, ...]] = {
     "title": ("title", "movie", "movie_name", "name"),
     "year": ("year", "release_year", "released"),
     "genres": ("genre", "genres"),
-    "plot": ("short_plot", "plot", "long_plot", "description", "overview"),
+    # the long plot first: the RSO authors' INSPIRED items carry ``long_plot``, the text their WI
+    # judge's item similarity and their Cred judge's source read
+    "plot": ("long_plot", "plot", "short_plot", "description", "overview"),
     "director": ("director", "directors"),
     "writer": ("writer", "writers"),
     "stars": ("actors", "stars", "star", "cast", "actor"),
