@@ -92,10 +92,10 @@ def run_path(ctx, specs, judge, judge_cfg, k: int) -> dict:
         engine_kw = {a: v for a, v in ctx.engine.items() if a != "embedder_name"}
         eng = build_system(
             system,
-            kb=ctx.kb,
+            kb=ctx.kb_for("inspired"),
             llms=ctx.llms_for(spec),
             planner=planner,
-            retriever=ctx.retriever() if system.use_retriever else None,
+            retriever=ctx.retriever("inspired") if system.use_retriever else None,
             profile=ctx.profile,
             seed=ctx.seed,
             **engine_kw,
@@ -106,7 +106,7 @@ def run_path(ctx, specs, judge, judge_cfg, k: int) -> dict:
         texts += [(t.reply, t.user_reply) for e in eps for t in e.turns]
         dls = [to_eval_dialogue(e, system=spec.display, dataset="inspired") for e in eps]
         tj = time.perf_counter()
-        judge_dialogues(dls, ctx.kb, judge, judge_cfg)
+        judge_dialogues(dls, ctx.kb_for("inspired"), judge, judge_cfg)
         roles["judge"] += time.perf_counter() - tj
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
     return {"wall_s": wall, "cpu_s": cpu, "turns": turns, "roles": roles, "texts": texts}
@@ -136,7 +136,7 @@ def main(argv=None) -> None:
     judge_cfg = JudgeConfig(mode=params.get("JUDGE_MODE", "score"), samples=params.get("JUDGE_SAMPLES", 3))
     llms = role_llms(ctx.llm_cfg)
     models = distinct_models(llms)
-    ctx.retriever()
+    ctx.retriever("inspired")
     ctx.targets("inspired", args.k)
     print(
         f"setup {time.perf_counter() - t0:.0f} s: K={args.k} dialogues x <= {args.turns} turns x {len(specs)} systems "

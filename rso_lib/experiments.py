@@ -178,7 +178,10 @@ class RunContext:
         engine: keyword arguments for ``rso_lib.dialogue.systems.build_system`` (simulator,
             reward, max_turns, top_k, actor_max_tokens, ...).
         planner: default planner for planner systems (``"rl"``, ``"sft"``, ``"untrained"``, path).
-        kb_source: knowledge base (``"redial"`` id2info.json by default; ``"inspired"``).
+        kb_source: the ``KB_SOURCE`` parameter: a source for both datasets (``"redial"``:
+            id2info.json, the default; ``"inspired"``: movie_database.tsv) or a mapping
+            ``{dataset: source}`` (:func:`rso_lib.data.kb.kb_source_map`). Read per dataset with
+            :meth:`kb_for` / :meth:`retriever`.
         seed: engine seed.
         sample_strategy: sample the Planner's strategy (True) or take the argmax (False, default
             at evaluation).
@@ -191,23 +194,44 @@ class RunContext:
     llm_cfg: dict
     engine: dict = field(default_factory=dict)
     planner: str = "rl"
-    kb_source: str = "redial"
+    kb_source: str | dict = "redial"
     seed: int = 0
     sample_strategy: bool = False
     target_genres: str = "all"
-    _kb: Any = None
-    _retriever: Any = None
+    _kbs: dict = field(default_factory=dict)  # source -> KnowledgeBase (one object per file)
+    _retrievers: dict = field(default_factory=dict)  # source -> FactRetriever over that KB
     _planners: dict = field(default_factory=dict)
     _targets: dict = field(default_factory=dict)
     left_out: dict = field(default_factory=dict)  # dataset -> targets no catalogue item can satisfy
 
-    @property
-    def kb(self):
-        if self._kb is None:
+    def kb_source_for(self, dataset: str) -> str:
+        """The knowledge-base source of ``dataset`` (ValueError naming ``KB_SOURCE`` if invalid)."""
+        from rso_lib.data.kb import kb_source_map
+
+        return kb_source_map(self.kb_source)[dataset]
+
+    def kb_for(self, dataset: str):
+        """The dataset's knowledge base: its catalogue, facts and target coverage (loaded once per
+        source; a missing file raises the DataError that says how to fetch it)."""
+        src = self.kb_source_for(dataset)
+        if src not in self._kbs:
             from rso_lib.data.kb import load_kb
 
-            self._kb = load_kb(self.data_dir, source=self.kb_source)
-        return self._kb
+            self._kbs[src] = load_kb(self.data_dir, source=src)
+        return self._kbs[src]
+
+    def kb_provenance(self) -> dict:
+        """``kb_source`` (each dataset's source) and ``kb_files`` (path, items and SHA256 of each
+        file loaded so far) for a results file's provenance: INSPIRED's database is fetched
+        without a pinned checksum, so the hash says which copy a table came from."""
+        from rso_lib.data.fetch import sha256_file
+        from rso_lib.data.kb import kb_source_map
+
+        files = {
+            src: {"path": kb.path, "items": len(kb), "sha256": sha256_file(kb.path) if kb.path else None}
+            for src, kb in sorted(self._kbs.items())
+        }
+        return {"kb_source": kb_source_map(self.kb_source), "kb_files": files}
 
     def targets(self, dataset: str, n: int):
         """The first ``n`` reachable simulation targets of the dataset's test split (file order);
@@ -219,25 +243,28 @@ class RunContext:
             # a user whose genres no catalogue item covers can never be satisfied: leave them out
             # and count them (reported in every table's provenance as targets_left_out)
             ts = apply_genre_rule(load_sim_targets(self.data_dir, dataset, split="test"), self.target_genres)
-            kept, dropped = split_reachable(ts, self.kb)
+            kept, dropped = split_reachable(ts, self.kb_for(dataset))
             self._targets[dataset], self.left_out[dataset] = kept, len(dropped)
             if dropped:
                 print(
-                    f"[eval] {dataset}: {len(dropped)} test users left out: no {self.kb_source} item covers "
+                    f"[eval] {dataset}: {len(dropped)} test users left out: no {self.kb_source_for(dataset)} item covers "
                     f"their target genres ({len(kept)} kept)"
                 )
         ts = self._targets[dataset]
         return list(ts) if n <= 0 or n >= len(ts) else ts[:n]
 
-    def retriever(self):
-        if self._retriever is None:
+    def retriever(self, dataset: str):
+        """The Fact Retriever over the dataset's knowledge base (one per source; its index on disk
+        is keyed by the embedder and every item's text, so a changed file builds a new one)."""
+        src = self.kb_source_for(dataset)
+        if src not in self._retrievers:
             from rso_lib.experts.retriever import FactRetriever
             from rso_lib.llm import load_embedder
             from rso_lib.llm.embedded import cache_root
 
             name = self.engine.get("embedder_name", "all-MiniLM-L6-v2")
-            self._retriever = FactRetriever(
-                self.kb,
+            self._retrievers[src] = FactRetriever(
+                self.kb_for(dataset),
                 load_embedder(name),
                 embedder_name=name,
                 # the index is keyed by the embedder and every item's text: built once per
@@ -246,7 +273,7 @@ class RunContext:
                 top_k=self.engine.get("top_k", 5),
                 rank_n=self.engine.get("rank_n", 50),
             )
-        return self._retriever
+        return self._retrievers[src]
 
     def planner_for(self, spec: RunSpec, dataset: str = "inspired"):
         """(Planner, its directory) of a planner run on a dataset (loaded once per directory)."""
@@ -287,7 +314,7 @@ def _run_config(
         "llm": spec.llm,
         "dataset": dataset,
         "seed": ctx.seed,
-        "kb_source": ctx.kb_source,
+        "kb_source": ctx.kb_source_for(dataset),
         "llm_cfg": {k: v for k, v in ctx.llm_cfg.items() if k != "cache"},
         "engine": ctx.engine,
         "sample_strategy": ctx.sample_strategy,
@@ -332,10 +359,10 @@ def run_one(ctx: RunContext, spec: RunSpec, dataset: str, n_dialogues: int, log=
     engine_kw = {k: v for k, v in ctx.engine.items() if k not in ("embedder_name",)}
     eng = build_system(
         system,
-        kb=ctx.kb,
+        kb=ctx.kb_for(dataset),
         llms=ctx.llms_for(spec),
         planner=planner,
-        retriever=ctx.retriever() if system.use_retriever and system.plm is None else None,
+        retriever=ctx.retriever(dataset) if system.use_retriever and system.plm is None else None,
         profile=ctx.profile,
         seed=ctx.seed,
         plm=plm,
@@ -386,17 +413,17 @@ def run_and_evaluate(
 
         judge = role_llms(ctx.llm_cfg)["judge"]
     evals, dialogues, info = [], {}, {}
-    # the judged item and the catalogue ranking of prompt-only systems use the retriever's index
-    # (built on first use only)
-    ranker = RetrieverRanker(ctx.retriever)
     for ds in datasets:
+        # the judged item and the catalogue ranking of prompt-only systems use the dataset's
+        # retriever index (built on first use only)
+        ranker = RetrieverRanker(lambda ds=ds: ctx.retriever(ds))
         for spec in specs:
             eps, path, inf = run_one(ctx, spec, ds, n_dialogues, log=log)
             dls = [to_eval_dialogue(e, system=spec.display, dataset=ds) for e in eps]
             t0 = time.perf_counter()
             ev = evaluate_system(
                 dls,
-                ctx.kb,
+                ctx.kb_for(ds),
                 judge,
                 eval_cfg,
                 seed=ctx.seed,
@@ -456,7 +483,7 @@ def run_provenance(ctx: RunContext, specs: Sequence[RunSpec], eval_cfg: EvalConf
         ctx.seed,
         profile=ctx.profile,
         data_dir=str(ctx.data_dir),
-        kb_source=ctx.kb_source,
+        **ctx.kb_provenance(),
         target_genres=ctx.target_genres,
         llm_roles=roles,
         llm_cfg=ctx.llm_cfg,
@@ -478,7 +505,7 @@ def make_context(
     planner: str = "rl",
     engine: dict | None = None,
     llm_cache: bool = True,
-    kb_source: str = "redial",
+    kb_source: str | dict = "redial",
     sample_strategy: bool = True,
     target_genres: str = "all",
 ) -> RunContext:
@@ -491,7 +518,7 @@ def make_context(
         engine: ``build_system`` keyword arguments (max_turns, simulator, reward, ...).
         llm_cache: cache deterministic LLM requests in ``runs/<profile>/cache/llm.sqlite`` (so the
             judge does not redo work when a later notebook re-evaluates the same dialogues).
-        kb_source: knowledge base source.
+        kb_source: ``KB_SOURCE``: one source for both datasets or ``{dataset: source}``.
         sample_strategy: sample the Planner's strategy (the paper's policy) or take the argmax.
         target_genres: ``GENRE_RULE``, ``"all"`` | ``"first"``.
     """

@@ -202,7 +202,6 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "REWARD": ("judge", "simulator"),
     "REWARD_MODE": ("expected", "sampled"),
     "GENRE_RULE": ("all", "first"),
-    "KB_SOURCE": ("redial", "inspired"),
     "JUDGE_MODE": ("score", "sample", "reasoned"),
     "JUDGE_ITEM": ("most_similar", "presented"),
     "CRED_NO_ITEM": ("zero", "exclude"),
@@ -219,9 +218,21 @@ def _type_name(v: Any) -> str:
     return "bool" if isinstance(v, bool) else "number" if isinstance(v, (int, float)) else type(v).__name__
 
 
+def _kb_source_problem(value: Any) -> str | None:
+    from rso_lib.data.kb import kb_source_map  # stdlib-only module: --check stays light
+
+    try:
+        kb_source_map(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def check_value(name: str, value: Any, default: Any) -> str | None:
     """Why ``value`` is not allowed for parameter ``name`` (whose notebook default is ``default``),
     or None when it is."""
+    if name == "KB_SOURCE":  # a source for both datasets or {dataset: source}: not one type
+        return _kb_source_problem(value)
     if default is not None and value is not None:
         want, got = _type_name(default), _type_name(value)
         if want != got or (

@@ -36,7 +36,7 @@ def _once(root, data_dir, kb):
         seed=7,
         sample_strategy=True,
     )
-    ctx._kb = kb
+    ctx._kbs[ctx.kb_source_for("inspired")] = kb  # the hand-built slice stands in for INSPIRED's catalogue
     specs = parse_specs(["RSO"])
     judge = EvalConfig(judge=JudgeConfig(mode="score"))
     evals, dialogues, info = run_and_evaluate(ctx, specs, ["inspired"], 2, judge, n_boot=200, log=lambda *_: None)

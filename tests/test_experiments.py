@@ -82,4 +82,4 @@ def test_unreachable_targets_left_out_and_counted(data_dir, tmp_path, monkeypatc
     ctx = make_context("p", str(data_dir), 0, {"default": {"backend": "embedded"}}, llm_cache=False)
     ts = ctx.targets("inspired", 0)
     assert ctx.left_out == {"inspired": 20} and len(ts) == 79
-    assert all(ctx.kb.valid_targets(t.target_genres) for t in ts)
+    assert all(ctx.kb_for("inspired").valid_targets(t.target_genres) for t in ts)
