@@ -25,12 +25,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from repo_paths import REPO_ROOT
 
 from rso_lib.llm import serve
 from rso_lib.llm.hf import Generation
 from rso_lib.llm.scripted import ScriptedLLM
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO_ROOT)
 
 
 @pytest.fixture
