@@ -1,5 +1,5 @@
 """Unit tests of the micro-level experts (parsing, control flow, retrieval) with scripted LLMs
-and a tiny hand-made catalogue. The real-model runs are in tests/test_engine.py (slow)."""
+and a tiny hand-made catalogue. The real-model runs are in tests/unit/dialogue/test_engine.py (slow)."""
 
 from __future__ import annotations
 

@@ -209,7 +209,7 @@ def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match="chooser needs the retriever"):
         SystemConfig("X", use_retriever=False, use_chooser=True)
     with pytest.raises(KeyError, match="unknown system"):
-        get_system("KBRD")  # UNICRS / BARCOR are presets (tests/test_baselines.py runs them)
+        get_system("KBRD")  # UNICRS / BARCOR are presets (tests/unit/baselines/test_baselines.py runs them)
     eng, _ = make_engine(tmp_path=tmp_path)
     eng.run(targets(1), tmp_path / "t.jsonl")
     other, _ = make_engine(system=PROMPT_ONLY, tmp_path=tmp_path)
