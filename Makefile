@@ -88,14 +88,14 @@ $(VCSTAMP): $(VSTAMP) requirements-vllm-chain.txt
 reproduce-vllm: setup-vllm-chain
 	VLLM_CPU_KVCACHE_SPACE=1 PYTHONPATH=$(CURDIR) $(VPY) -m rso_lib.run --profile smoke --params-file params/vllm-cpu.yaml
 
-# Debian's chromium + chromium-driver for tests/test_browser.py (JupyterLab in a real browser).
+# Debian's chromium + chromium-driver for tests/integration/test_browser.py (JupyterLab in a real browser).
 # Installed with apt where we are root and apt exists; elsewhere the test skips and says why.
 browser-deps:
 	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	  (apt-get update -q >/dev/null || true) && (DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium chromium-driver >/dev/null \
-	   || echo "browser-deps: apt-get install chromium chromium-driver failed: tests/test_browser.py will skip"); \
-	else echo "browser-deps: not root or no apt-get: tests/test_browser.py will skip (install chromium + chromium-driver)"; fi
+	   || echo "browser-deps: apt-get install chromium chromium-driver failed: tests/integration/test_browser.py will skip"); \
+	else echo "browser-deps: not root or no apt-get: tests/integration/test_browser.py will skip (install chromium + chromium-driver)"; fi
 
 reproduce: setup
 	$(PY) -m rso_lib.run --profile $(PROFILE)
@@ -113,16 +113,16 @@ KEEP_OR_REMOVE = if [ "$${RSO_KEEP_NBVAL:-0}" = 1 ]; then echo "kept (RSO_KEEP_N
 # Lint, unit tests (fast feedback), then every notebook under nbval-lax (executes them in order
 # with their parameters-cell defaults = the smoke profile; outputs are not compared) in a fresh
 # temporary output root, never the working tree's runs/ results/ figures/; then the results those
-# notebooks wrote are asserted (tests/test_notebook_outputs.py).
+# notebooks wrote are asserted (tests/notebooks/test_notebook_outputs.py).
 test: setup setup-vllm browser-deps lint
-	$(PY) -m pytest tests -q --ignore=tests/test_llm_vllm_cpu.py
-	VLLM_CPU_KVCACHE_SPACE=1 PYTHONPATH=$(CURDIR) $(VPY) -m pytest tests/test_llm_vllm_cpu.py -q -p no:cacheprovider
+	$(PY) -m pytest tests -q --ignore=tests/integration/test_llm_vllm_cpu.py
+	VLLM_CPU_KVCACHE_SPACE=1 PYTHONPATH=$(CURDIR) $(VPY) -m pytest tests/integration/test_llm_vllm_cpu.py -q -p no:cacheprovider
 	out=$$(mktemp -d -t rso-nbval-XXXXXX) && echo "notebook outputs: $$out" && $(KEEP_OR_REMOVE) && \
 	RSO_ROOT=$$out $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=5400 notebooks -q -p no:cacheprovider && \
-	RSO_CHAIN_ROOT=$$out $(PY) -m pytest tests/test_notebook_outputs.py -q -p no:cacheprovider
+	RSO_CHAIN_ROOT=$$out $(PY) -m pytest tests/notebooks/test_notebook_outputs.py -q -p no:cacheprovider
 
 unit: setup
-	$(PY) -m pytest tests -q -m "not slow" --ignore=tests/test_llm_vllm_cpu.py
+	$(PY) -m pytest tests -q -m "not slow" --ignore=tests/integration/test_llm_vllm_cpu.py
 
 lint: setup
 	$(VENV)/bin/ruff check rso_lib tests bench notebooks

@@ -4,7 +4,7 @@ One-way flow, each module importing only from those to its left::
 
     data -> llm -> experts -> train -> baselines -> dialogue -> eval -> experiments -> plots
 
-(``strategies``, ``paths``, ``threads``, ``results`` and ``notebook`` are shared; ``tests/test_architecture.py``
+(``strategies``, ``paths``, ``threads``, ``results`` and ``notebook`` are shared; ``tests/unit/test_architecture.py``
 checks the flow). See README.md ("What RSO is", "Layout") for where each paper equation lives.
 """
 

@@ -5,7 +5,7 @@ It runs after that cell's imports, which is early enough: no module of the kit i
 ``huggingface_hub`` or ``transformers`` when it is imported (they are loaded when a model is
 built), and those libraries read the offline switches when *they* are first imported.
 :func:`setup` refuses to run late (after one of them was imported), so a notebook can never believe
-it is offline while the hub client was set up online (``tests/test_notebook_setup.py``).
+it is offline while the hub client was set up online (``tests/notebooks/test_notebook_setup.py``).
 """
 
 from __future__ import annotations

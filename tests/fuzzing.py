@@ -4,8 +4,8 @@
 fixed seed (``derandomize``): the same examples on every run, seconds in all. A developer's longer
 run::
 
-    RSO_FUZZ_EXAMPLES=5000 pytest tests/test_fuzz_loaders.py tests/test_fuzz_server.py -q
-    RSO_FUZZ_EXAMPLES=5000 RSO_FUZZ_RANDOM=1 pytest tests/test_fuzz_*.py -q   # new examples each run
+    RSO_FUZZ_EXAMPLES=5000 pytest tests/integration/test_fuzz_loaders.py tests/integration/test_fuzz_server.py -q
+    RSO_FUZZ_EXAMPLES=5000 RSO_FUZZ_RANDOM=1 pytest tests/integration/test_fuzz_*.py -q   # new examples each run
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Shared helpers for the tests/test_llm_*.py files (not a conftest: imported explicitly).
+"""Shared helpers for the LLM backend tests in tests/unit/llm/ and tests/integration/ (not a conftest:
+imported explicitly).
 
 Models come from :func:`rso_lib.llm.build_llm`, which is memoised per process, so every test
 module that asks for the embedded model shares one loaded copy."""

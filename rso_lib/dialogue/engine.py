@@ -9,7 +9,7 @@ one role and sends it to that role's backend as ONE batched call, in this order:
 then drops the finished dialogues (user accepted, Eq. 9 stop rule, or ``max_turns``). Each turn is
 appended to a JSONL transcript (:mod:`rso_lib.dialogue.transcript`); a rerun on the same
 transcript skips the dialogues already finished there (a partly written dialogue is dropped and
-run again from its start).
+run again from its start: :func:`~rso_lib.dialogue.transcript.finished_episodes`).
 
 Reproducibility: every sampled call gets a seed derived from (engine seed, step, role) and the
 Planner samples from a ``torch.Generator`` seeded with the engine seed, so the same seed, targets
@@ -39,10 +39,8 @@ from rso_lib.dialogue.transcript import (
     Episode,
     TurnRecord,
     append_rows,
-    episode_from_rows,
-    read_rows_for_resume,
+    finished_episodes,
     record_to_row,
-    rewrite_rows,
 )
 from rso_lib.experts.actor import (
     EXPLANATION_NAMES,
@@ -317,26 +315,11 @@ class DialogueEngine:
         ids = [t.dialog_id for t in targets]
         if len(set(ids)) != len(ids):
             raise ValueError("DialogueEngine.run: duplicate dialog_id in targets")
-        by_id = {t.dialog_id: t for t in targets}
-        finished: dict[str, Episode] = {}
         path = Path(transcript_path) if transcript_path else None
+        finished: dict[str, Episode] = {}
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True)
-            if path.exists():
-                rows = read_rows_for_resume(path)  # an invalid transcript is moved aside, never used
-                other = {r["system"] for r in rows} - {self.system.name}
-                if other:
-                    raise ValueError(
-                        f"{path}: transcript holds system(s) {sorted(other)}, not {self.system.name}; "
-                        "use one transcript per system"
-                    )
-                groups: dict[str, list[dict]] = {}
-                for r in rows:
-                    groups.setdefault(r["dialog_id"], []).append(r)
-                keep = {d: rs for d, rs in groups.items() if rs[-1]["done"]}
-                if sum(map(len, keep.values())) != len(rows):  # drop partly written dialogues
-                    rewrite_rows(path, [r for rs in keep.values() for r in rs])
-                finished = {d: episode_from_rows(rs, by_id[d]) for d, rs in keep.items() if d in by_id}
+            finished = finished_episodes(path, self.system.name, targets)
         todo = [t for t in targets if t.dialog_id not in finished]
         self._clear_prefix_caches()  # a run's numbers depend on its own calls only
         try:

@@ -373,6 +373,35 @@ def episode_from_rows(rows: list[dict], target: SimTarget | None = None) -> Epis
     )
 
 
+def finished_episodes(path: str | os.PathLike, system_name: str, targets: Iterable[SimTarget]) -> dict[str, Episode]:
+    """What a rerun on an existing transcript can keep: the Episodes of ``targets`` whose
+    dialogues are finished in ``path``, by dialog_id (``{}`` when there is no file yet).
+
+    The file is brought to a state the run can append to: an invalid transcript is moved aside
+    (:func:`read_rows_for_resume`), and the rows of partly written dialogues (no turn marked
+    ``done``, e.g. a run killed mid-dialogue) are removed so those dialogues are simulated again
+    from their start. Finished dialogues of other targets stay in the file but are not returned.
+    Raises ``ValueError`` naming the file if it holds turns of another system: appending to it
+    would mix two systems in one transcript."""
+    path = Path(path)
+    if not path.exists():
+        return {}
+    rows = read_rows_for_resume(path)
+    other = {r["system"] for r in rows} - {system_name}
+    if other:
+        raise ValueError(
+            f"{path}: transcript holds system(s) {sorted(other)}, not {system_name}; use one transcript per system"
+        )
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(r["dialog_id"], []).append(r)
+    keep = {d: rs for d, rs in groups.items() if rs[-1]["done"]}
+    if sum(map(len, keep.values())) != len(rows):  # a partly written dialogue is run again whole
+        rewrite_rows(path, [r for rs in keep.values() for r in rs])
+    by_id = {t.dialog_id: t for t in targets}
+    return {d: episode_from_rows(rs, by_id[d]) for d, rs in keep.items() if d in by_id}
+
+
 def read_episodes(path: str | os.PathLike, finished_only: bool = True) -> list[Episode]:
     """Episodes in a transcript (file order of first appearance), validated on the way."""
     by: dict[str, list[dict]] = {}

@@ -1,7 +1,7 @@
 """The paper's own numbers (arXiv 2509.26093), printed beside ours in every table and figure.
 
 Transcribed by hand from the paper's text (``shared/paper/rso-arxiv-2509.26093.txt``, extracted
-from the arXiv HTML); ``tests/test_paper_numbers.py`` checks every cell of Tables II, IV and V
+from the arXiv HTML); ``tests/unit/eval/test_paper_numbers.py`` checks every cell of Tables II, IV and V
 and the Sec. V-C ablation numbers against that file when it is present.
 
 What the paper prints, and where:

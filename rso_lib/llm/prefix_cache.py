@@ -23,7 +23,7 @@ finished dialogues age out. :meth:`PrefixKVStore.clear` drops everything at once
 Equality: the keys and values of a position depend only on the tokens up to it, so a prompt run
 on top of stored positions gives what the whole prompt gives in one pass, up to floating-point
 rounding of differently shaped matrix products (greedy replies identical, scores equal to ~1e-5:
-``tests/test_llm_prefix_cache.py``).
+``tests/unit/llm/test_llm_prefix_cache.py``).
 """
 
 from __future__ import annotations

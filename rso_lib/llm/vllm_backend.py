@@ -11,7 +11,7 @@ Install and run on a GPU machine (the paper's setting, Qwen2.5-7B-Instruct)::
 
     pip install -e '.[vllm]'         # vLLM 0.33 pins torch==2.14.0 and transformers<5.21, CUDA 12
     # params: {"backend": "vllm", "model": "Qwen/Qwen2.5-7B-Instruct", "gpu_memory_utilization": 0.85}
-    pytest tests/test_llm_vllm.py    # the engine test runs when vllm imports and a GPU is present
+    pytest tests/unit/llm/test_llm_vllm.py    # the engine test runs when vllm imports and a GPU is present
 
 GPU use: one engine per distinct spec, holding ``gpu_memory_utilization`` of the card (weights +
 KV cache): a 7B model in bf16 takes ~15 GB of weights, so one 24 GB card serves one 7B engine; all

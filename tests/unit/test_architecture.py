@@ -6,8 +6,9 @@ import ast
 from pathlib import Path
 
 import pytest
+from repo_paths import REPO_ROOT
 
-ROOT = Path(__file__).resolve().parent.parent / "rso_lib"
+ROOT = REPO_ROOT / "rso_lib"
 
 #: The README's order: a package may import only from packages to its left (or shared modules).
 FLOW = ("data", "llm", "experts", "train", "baselines", "dialogue", "eval", "experiments", "plots")

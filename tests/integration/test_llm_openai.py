@@ -14,12 +14,13 @@ import time
 import numpy as np
 import pytest
 from llm_fixtures import RATING_PROMPT, RATINGS, convs, embedded
+from repo_paths import REPO_ROOT
 
 from rso_lib.llm import build_llm
 from rso_lib.llm.openai_backend import LLMServerError, OpenAIChatLLM, sampling_to_request
 from rso_lib.llm.protocol import Sampling
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO_ROOT)
 
 
 def test_sampling_maps_to_request_fields():

@@ -1,14 +1,12 @@
 """Unit tests of the micro-level experts (parsing, control flow, retrieval) with scripted LLMs
-and a tiny hand-made catalogue. The real-model runs are in tests/test_engine.py (slow)."""
+and a tiny hand-made catalogue. The real-model runs are in tests/unit/dialogue/test_engine.py (slow)."""
 
 from __future__ import annotations
 
-import hashlib
-
-import numpy as np
 import pytest
+from engine_fixtures import ITEMS, BagEmbedder
 
-from rso_lib.data.records import RECOMMENDER, SEEKER, Item, Turn
+from rso_lib.data.records import RECOMMENDER, SEEKER, Turn
 from rso_lib.experts.actor import Actor, ItemChooser, self_check_and_refine
 from rso_lib.experts.prompts import ACCEPTANCE_ANSWERS, acceptance_prompt, actor_prompt, render_history
 from rso_lib.experts.reasoner import PreferenceReasoner
@@ -24,43 +22,7 @@ from rso_lib.experts.rewarder import (
 from rso_lib.llm.scripted import ScriptedLLM
 from rso_lib.strategies import DESCRIPTIONS
 
-ITEMS = [
-    Item(
-        "1", "Alien", 1979, ["horror", "sci-fi"], "A space crew is hunted by a deadly alien creature aboard their ship."
-    ),
-    Item("2", "Notting Hill", 1999, ["comedy", "romance"], "A London bookseller falls in love with a famous actress."),
-    Item(
-        "3", "Heat", 1995, ["crime", "drama", "action"], "A detective hunts a professional thief crew in Los Angeles."
-    ),
-    Item(
-        "4", "Toy Story", 1995, ["animation", "comedy", "family"], "Toys come to life when their owner leaves the room."
-    ),
-    Item(
-        "5",
-        "The Conjuring",
-        2013,
-        ["horror", "mystery"],
-        "Paranormal investigators help a family terrorised by a dark presence.",
-    ),
-]
 H = [Turn(SEEKER, "Hi, I want a scary movie with aliens in space.")]
-
-
-class BagEmbedder:
-    """Deterministic stand-in for a sentence embedder: hashed bag of words, L2-normalised by the
-    retriever. Enough to make lexical overlap decide the ranking."""
-
-    def __init__(self, dim: int = 64):
-        self.dim, self.calls = dim, 0
-
-    def encode(self, texts, batch_size=32, convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False):
-        self.calls += 1
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        for i, t in enumerate(texts):
-            for w in t.lower().replace(".", " ").replace(",", " ").split():
-                out[i, int(hashlib.md5(w.encode()).hexdigest(), 16) % self.dim] += 1
-        n = np.linalg.norm(out, axis=1, keepdims=True)
-        return out / np.maximum(n, 1e-9) if normalize_embeddings else out
 
 
 # ---------------------------------------------------------------- Rewarder (Eq. 9, acceptance scale)

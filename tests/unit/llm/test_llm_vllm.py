@@ -67,5 +67,5 @@ def test_packaged_names_resolve_to_the_embedded_conversion(monkeypatch, tmp_path
     assert packaged_model_dir(str(tmp_path)) == (str(tmp_path), str(tmp_path), None)
 
 
-# The engine itself is exercised by tests/test_llm_vllm_cpu.py, in the second venv .venv-vllm that
+# The engine itself is exercised by tests/integration/test_llm_vllm_cpu.py, in the second venv .venv-vllm that
 # `make test` builds (vllm-cpu); this file runs in the main venv, which has no vLLM.

@@ -179,7 +179,7 @@ def test_the_engine_empties_every_backends_store_at_the_start_and_end_of_a_run(t
     """The engine's calls reach the backends through wrappers (timing, counting); each backend's
     store is emptied before the run (its numbers then depend on its own calls only) and after it
     (the dialogues have ended)."""
-    from test_engine import make_engine, targets
+    from engine_fixtures import make_engine, targets
 
     eng, _ = make_engine(sim="llm", max_turns=2, tmp_path=tmp_path)
     cleared = []

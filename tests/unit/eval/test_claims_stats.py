@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+from repo_paths import REPO_ROOT
 
 from rso_lib.eval import claims as C
 from rso_lib.eval import paired as S
@@ -273,9 +274,8 @@ def test_settings_reject_bad_parameters():
 
 
 def test_docs_power_table_is_the_commands_output(capsys):
-    from pathlib import Path
 
-    doc = (Path(__file__).resolve().parents[1] / "docs" / "claims.md").read_text()
+    doc = (REPO_ROOT / "docs" / "claims.md").read_text()
     table = doc.split("<!-- power:begin -->\n")[1].split("<!-- power:end -->")[0]
     assert W.main([]) == 0
     assert capsys.readouterr().out == table

@@ -6,15 +6,15 @@ import ast
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import nbformat
 import pandas as pd
 import pytest
+from repo_paths import REPO_ROOT
 
 from rso_lib import notebook
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+NOTEBOOKS = sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
 
 
 def _setup_cell(nb) -> tuple[int, str]:

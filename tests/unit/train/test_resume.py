@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from repo_paths import REPO_ROOT, TESTS_DIR
 
 from rso_lib.data.records import RECOMMENDER, SEEKER, Turn
 from rso_lib.experts.planner import Planner, make_tiny_encoder
@@ -27,8 +28,6 @@ from rso_lib.train.checkpoint import (
     save_checkpoint,
 )
 from rso_lib.train.sft import SFTConfig, train_sft
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 class Ex:  # duck-typed SFT example (history, strategy)
@@ -183,7 +182,8 @@ SIGKILL_SCRIPT = textwrap.dedent(
     """
     import os, signal, sys
     sys.path.insert(0, {repo!r})
-    sys.path.insert(0, {tests!r})
+    sys.path.insert(0, {tests!r})  # the shared helpers (repo_paths), as pytest's pythonpath has it
+    sys.path.insert(0, {here!r})  # this test file's folder
     from test_resume import synthetic_examples, cfg_for
     from rso_lib.train.sft import train_sft
     from pathlib import Path
@@ -203,7 +203,12 @@ def test_sft_sigkill_and_resume_gives_identical_weights(tiny_dir, tmp_path):
     cfg = cfg_for(tiny_dir)
     ref = train_sft(cfg, data, data[:8], tmp_path / "ref", log=lambda s: None)
     script = SIGKILL_SCRIPT.format(
-        repo=str(REPO), tests=str(REPO / "tests"), tiny=str(tiny_dir), out=str(tmp_path / "run"), kill_step=7
+        repo=str(REPO_ROOT),
+        tests=str(TESTS_DIR),
+        here=str(Path(__file__).resolve().parent),
+        tiny=str(tiny_dir),
+        out=str(tmp_path / "run"),
+        kill_step=7,
     )
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", OMP_NUM_THREADS=str(torch.get_num_threads()))
     proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=300)

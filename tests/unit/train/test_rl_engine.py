@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from test_engine import make_engine, targets
+from engine_fixtures import make_engine, targets
 
 from rso_lib.dialogue.systems import RSO
 from rso_lib.dialogue.transcript import validate_transcript

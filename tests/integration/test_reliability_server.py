@@ -7,7 +7,7 @@ as the transformers backends do) distinct seeds in one batch and long batches in
 short ones. The tests marked slow run the embedded model in a server process of its own: 40
 concurrent requests with distinct seeds in three bursts (batch sizes, p95 latency, the server's
 RSS), and a 512-token request at temperature 1.5 while short ones arrive. Their figures are
-printed (``pytest tests/test_reliability_server.py -q -s``, lines ``server_bursts:`` and
+printed (``pytest tests/integration/test_reliability_server.py -q -s``, lines ``server_bursts:`` and
 ``server_long:``).
 """
 
@@ -25,12 +25,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from repo_paths import REPO_ROOT
 
 from rso_lib.llm import serve
 from rso_lib.llm.hf import Generation
 from rso_lib.llm.scripted import ScriptedLLM
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = str(REPO_ROOT)
 
 
 @pytest.fixture

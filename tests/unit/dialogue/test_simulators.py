@@ -1,5 +1,5 @@
 """User simulators: title matching, the agenda state machine, the LLM simulator's grounded
-acceptance, the simulator reward. Scripted LLMs; real-model runs are in tests/test_engine.py."""
+acceptance, the simulator reward. Scripted LLMs; real-model runs are in tests/unit/dialogue/test_engine.py."""
 
 from __future__ import annotations
 

@@ -124,7 +124,7 @@ def test_duplicate_dialogue_in_a_split_is_reported(tmp_path):
 
 # ------------------------------------------------------------------ transcripts
 def test_interleaved_transcript_is_moved_aside_and_not_used(tmp_path, capsys):
-    from test_engine import make_engine, targets
+    from engine_fixtures import make_engine, targets
 
     from rso_lib.dialogue.transcript import read_rows, validate_transcript
 

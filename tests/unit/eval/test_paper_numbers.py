@@ -10,13 +10,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from repo_paths import REPO_ROOT
 
 from rso_lib.eval import claims as C
 from rso_lib.eval import paper_numbers as P
 
 # The paper's text sits in shared/paper beside the data (never in this repository).
 _NAME = Path("paper") / "rso-arxiv-2509.26093.txt"
-CANDIDATES = [Path(__file__).resolve().parents[2] / "shared" / _NAME]
+CANDIDATES = [REPO_ROOT.parent / "shared" / _NAME]
 if os.environ.get("RSO_DATA_DIR"):
     CANDIDATES.insert(0, Path(os.environ["RSO_DATA_DIR"]).resolve().parent / _NAME)
 

@@ -5,11 +5,9 @@ from __future__ import annotations
 
 import json
 
-import numpy as np
 import pytest
-from test_experts import ITEMS, BagEmbedder
+from engine_fixtures import ITEMS, BagEmbedder, Counting, make_engine, scripted_actor, targets
 
-from rso_lib.data.records import Persona, SimTarget
 from rso_lib.dialogue.chat import chat
 from rso_lib.dialogue.engine import DialogueEngine
 from rso_lib.dialogue.simulators import AgendaSimulator, LLMSimulator, SimulatorReward
@@ -34,88 +32,6 @@ from rso_lib.llm.scripted import ScriptedLLM
 from rso_lib.strategies import INQUIRY_STRATEGIES, STRATEGIES
 
 ROLES = ("actor", "reasoner", "chooser", "rewarder", "simulator", "judge")
-
-
-class UniformPlanner:
-    """Test-only stand-in with the Planner's ``act`` API: uniform random strategy."""
-
-    def act(self, histories, greedy, generator):
-        import torch
-
-        from rso_lib.experts.planner import PlannerChoice
-
-        idx = torch.randint(0, len(STRATEGIES), (len(histories),), generator=generator).tolist()
-        p = [1 / len(STRATEGIES)] * len(STRATEGIES)
-        return [PlannerChoice(STRATEGIES[i], i, p[i], float(np.log(len(STRATEGIES))), p) for i in idx]
-
-
-class Counting:
-    """Wraps a backend and counts batched calls (the test's own view of lockstep batching)."""
-
-    def __init__(self, inner, log, role):
-        self.inner, self.log, self.role = inner, log, role
-        self.model_id, self.backend = inner.model_id, inner.backend
-
-    def chat(self, batch, sampling):
-        self.log.append((self.role, "chat", len(batch)))
-        return self.inner.chat(batch, sampling)
-
-    def score_options(self, batch, options, prefix=""):
-        self.log.append((self.role, "score", len(batch)))
-        return self.inner.score_options(batch, options, prefix)
-
-
-def targets(n, genres=("horror",)):
-    return [
-        SimTarget(f"d{i}", "inspired", f"u{i}", Persona(f"u{i}", "You like films."), list(genres)) for i in range(n)
-    ]
-
-
-def scripted_actor(messages):
-    """Recommends the movie it was told to (so the agenda user reacts), else asks a question."""
-    text = messages[-1]["content"]
-    if "Movie to recommend:" in text:
-        name = text.split("Movie to recommend:")[1].split("\n")[0].strip()
-        return f"I think you would enjoy {name}."
-    return "What kind of movies do you like?"
-
-
-def make_engine(
-    system=RSO,
-    sim="agenda",
-    reward="judge",
-    max_turns=3,
-    rating_probs=None,
-    chooser_mode="letters",
-    chooser_replies=("A",),
-    log=None,
-    tmp_path=None,
-):
-    rp = rating_probs or [0.2, 0.2, 0.2, 0.2, 0.2]
-    base = {
-        "actor": ScriptedLLM(scripted_actor, option_probs=lambda m, o: [1.0] + [0.0] * (len(o) - 1)),
-        "reasoner": ScriptedLLM(["The user wants a horror sci-fi film about aliens."]),
-        "chooser": ScriptedLLM(list(chooser_replies), option_probs=lambda m, o: [1.0] + [0.0] * (len(o) - 1)),
-        "rewarder": ScriptedLLM(["Rating: 3"], option_probs=lambda m, o: rp),
-        # the LLM user's decision options are ask / accept / reject: it accepts once it has asked
-        "simulator": ScriptedLLM(["I like horror."], option_probs=lambda m, o: [0.05, 0.9, 0.05]),
-    }
-    log = log if log is not None else []
-    llms = {r: Counting(l, log, r) for r, l in base.items()}
-    retr = FactRetriever(ITEMS, BagEmbedder(), embedder_name="bag", cache_dir=tmp_path, top_k=3, rank_n=5)
-    simulator = AgendaSimulator(ITEMS) if sim == "agenda" else LLMSimulator(llms["simulator"], ITEMS)
-    rew = Rewarder(llms["rewarder"]) if reward == "judge" else SimulatorReward()
-    return DialogueEngine(
-        system,
-        llms,
-        retriever=retr if system.use_retriever else None,
-        planner=UniformPlanner() if system.strategy_mode == "planner" else None,
-        simulator=simulator,
-        rewarder=rew,
-        max_turns=max_turns,
-        seed=7,
-        chooser_mode=chooser_mode,
-    ), log
 
 
 # ------------------------------------------------------------------ control flow (fast)
@@ -293,7 +209,7 @@ def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match="chooser needs the retriever"):
         SystemConfig("X", use_retriever=False, use_chooser=True)
     with pytest.raises(KeyError, match="unknown system"):
-        get_system("KBRD")  # UNICRS / BARCOR are presets (tests/test_baselines.py runs them)
+        get_system("KBRD")  # UNICRS / BARCOR are presets (tests/unit/baselines/test_baselines.py runs them)
     eng, _ = make_engine(tmp_path=tmp_path)
     eng.run(targets(1), tmp_path / "t.jsonl")
     other, _ = make_engine(system=PROMPT_ONLY, tmp_path=tmp_path)
