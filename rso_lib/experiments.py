@@ -319,6 +319,18 @@ def _run_config(
     }
 
 
+def _same_config(old: dict | None, cfg: dict) -> bool:
+    """Whether a transcript's sidecar ``old`` describes the run ``cfg``. A sidecar written before
+    the engine's settings were one :class:`EngineConfig` lists only the engine parameters its
+    notebook declared; the others were the engine's defaults, which EngineConfig's defaults are,
+    so they are filled in before comparing (such transcripts are reused, not rerun)."""
+    if old is None:
+        return False
+    if isinstance(old.get("engine"), dict):
+        old = {**old, "engine": {**json.loads(json.dumps(EngineConfig().as_dict())), **old["engine"]}}
+    return old == json.loads(json.dumps(cfg, default=str))
+
+
 def transcript_path(profile: str, dataset: str, name: str) -> Path:
     safe = "".join(c if c.isalnum() or c in "-_.@" else "_" for c in name)
     return run_dir(profile) / "transcripts" / dataset / f"{safe}.jsonl"
@@ -346,7 +358,7 @@ def run_one(ctx: RunContext, spec: RunSpec, dataset: str, n_dialogues: int, log=
     side = path.with_suffix(".config.json")
     if path.exists():
         old = json.loads(side.read_text()) if side.exists() else None
-        if old != json.loads(json.dumps(cfg, default=str)):
+        if not _same_config(old, cfg):
             stale = path.with_suffix(f".stale-{int(time.time())}.jsonl")
             os.replace(path, stale)
             log(f"[eval] {path.name}: config changed since it was written; moved aside to {stale.name}")

@@ -241,7 +241,7 @@ def test_the_two_configs_above_leave_no_field_at_its_default():
 # --------------------------------------------------------------------------------------------
 
 
-def test_run_context_from_params_reads_the_engine_parameters_and_rejects_bad_ones(tmp_path):
+def test_a_run_context_reads_the_engine_parameters_and_rejects_bad_ones(tmp_path):
     params = {
         "PROFILE": "p",
         "DATA_DIR": str(tmp_path),
@@ -261,3 +261,26 @@ def test_run_context_from_params_reads_the_engine_parameters_and_rejects_bad_one
     with pytest.raises(ValueError, match=r"TOP_K = 0: outside \[1, 25\]"):
         RunContext.from_params({**params, "TOP_K": 0})
     assert make_context("p", str(tmp_path), 0, {"default": {}}, llm_cache=False).engine == EngineConfig()
+
+
+def test_a_transcript_written_before_engine_config_is_still_recognised(tmp_path):
+    """Sidecars written before this change list only the engine parameters the notebook declared
+    (the rest were the engine's defaults): the same run must still match them, a changed one not."""
+    import json
+
+    from rso_lib.experiments import RunSpec, _run_config, _same_config
+
+    nb = next(n for n in run.notebooks() if n.stem == "04_eval_tables")
+    params = {**run.declared_parameters(nb), "DATA_DIR": str(tmp_path), "LLM_CACHE": False}
+    ctx = RunContext.from_params(params)
+    cfg = json.loads(json.dumps(_run_config(ctx, RunSpec("PROMPT_ONLY", "PROMPT_ONLY"), "inspired", None, False)))
+    declared = {PARAMS[k].name: v for k, v in params.items() if k in PARAMS}
+    assert len(declared) < len(FIELDS)  # the notebook leaves some settings at their defaults
+    old = {**cfg, "engine": declared}
+    assert _same_config(old, cfg)
+    assert not _same_config({**cfg, "engine": {**declared, "max_turns": declared["max_turns"] + 1}}, cfg)
+    # a setting the old sidecar left out was the default: a run that changes it is another run
+    ctx.engine = dataclasses.replace(ctx.engine, rank_n=7)
+    changed = json.loads(json.dumps(_run_config(ctx, RunSpec("PROMPT_ONLY", "PROMPT_ONLY"), "inspired", None, False)))
+    assert "rank_n" not in declared and not _same_config(old, changed)
+    assert not _same_config(None, cfg)
