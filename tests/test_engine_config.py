@@ -52,6 +52,12 @@ def test_every_field_is_documented_typed_and_has_its_own_parameter():
         ("MAX_TURNS", True, "MAX_TURNS = True: expected an integer"),
         ("ACCEPTANCE_VALUES", [0.6], "ACCEPTANCE_VALUES = [0.6]: expected a mapping or None"),
         ("EMBEDDER", 3, "EMBEDDER = 3: expected a string"),
+        ("ACCEPTANCE_VALUES", {"accepted": 1.0}, "needs exactly the levels"),
+        (
+            "ACCEPTANCE_VALUES",
+            {**ACCEPTANCE_LEVELS, "accepted": 1.5},
+            "ACCEPTANCE_VALUES['accepted']: a number in [0, 1]",
+        ),
     ],
 )
 def test_a_bad_value_names_the_parameter(param, value, needle):

@@ -24,7 +24,7 @@ import dataclasses
 import functools
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,10 +38,12 @@ def _setting(
     choices: tuple[str, ...] | None = None,
     bounds: Bounds | None = None,
     param: str | None = None,
+    check: Callable[[Any], str | None] | None = None,
 ):
     """A field of :class:`EngineConfig`: ``doc`` says what it is and why this default;
     ``choices`` / ``bounds`` (inclusive, None = unbounded) are what a value may be; ``param`` is
-    the notebook parameter when it is not the field's name upper-cased."""
+    the notebook parameter when it is not the field's name upper-cased; ``check`` says what else
+    is wrong with a value (None: nothing)."""
     meta: dict[str, Any] = {"doc": doc}
     if choices is not None:
         meta["choices"] = choices
@@ -49,7 +51,20 @@ def _setting(
         meta["bounds"] = bounds
     if param is not None:
         meta["param"] = param
+    if check is not None:
+        meta["check"] = check
     return field(default=default, metadata=meta)
+
+
+def _acceptance_scale(values: Any) -> str | None:
+    """What the Rewarder would reject in an acceptance scale (five named levels, each in [0, 1])."""
+    from rso_lib.experts.rewarder import acceptance_values  # numpy only: run.py --check stays light
+
+    try:
+        acceptance_values(values)
+    except ValueError as exc:
+        return str(exc)
+    return None
 
 
 @dataclass(frozen=True)
@@ -120,6 +135,7 @@ class EngineConfig:
         None,
         "Acceptance level -> reward value, for both reward kinds (None: the authors' critic scale, "
         "rso_lib.experts.rewarder.ACCEPTANCE_LEVELS).",
+        check=_acceptance_scale,
     )
     stop_threshold: float = _setting(
         0.7,
@@ -272,4 +288,4 @@ def _problem(f: dataclasses.Field, value: Any) -> str | None:
     lo, hi = f.metadata.get("bounds", (None, None))
     if (lo is not None and value < lo) or (hi is not None and value > hi):
         return f"outside [{lo}, {'inf' if hi is None else hi}]"
-    return None
+    return f.metadata["check"](value) if "check" in f.metadata else None
