@@ -48,6 +48,7 @@ def main(argv=None) -> None:
 
     from rso_lib.data.kb import load_kb
     from rso_lib.data.targets import load_sim_targets
+    from rso_lib.dialogue.config import EngineConfig
     from rso_lib.dialogue.systems import build_system, get_system
     from rso_lib.llm import build_llm, load_embedder
     from rso_lib.paths import data_dir, run_dir
@@ -66,20 +67,24 @@ def main(argv=None) -> None:
 
         planner = Planner.from_config(seed=args.seed)
 
+    config = EngineConfig(
+        simulator=args.simulator,
+        max_turns=args.turns,
+        actor_max_tokens=args.max_tokens,
+        user_max_tokens=args.max_tokens,
+        reasoner_max_tokens=args.max_tokens,
+    )
+
     def engine(retriever=None):
         return build_system(
             system,
+            config,
             kb=kb,
             llms=llms,
             planner=planner,
-            simulator=args.simulator,
             embedder=emb,
             retriever=retriever,
             cache_dir=run_dir("smoke") / "cache",
-            max_turns=args.turns,
-            actor_max_tokens=args.max_tokens,
-            user_max_tokens=args.max_tokens,
-            reasoner_max_tokens=args.max_tokens,
             seed=args.seed,
         )
 

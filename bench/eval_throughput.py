@@ -89,16 +89,14 @@ def run_path(ctx, specs, judge, judge_cfg, k: int) -> dict:
     for spec in specs:
         system = replace(get_system(spec.system), name=spec.name)
         planner = ctx.planner_for(spec, "inspired")[0] if system.strategy_mode == "planner" else None
-        engine_kw = {a: v for a, v in ctx.engine.items() if a != "embedder_name"}
         eng = build_system(
             system,
+            ctx.engine,
             kb=ctx.kb_for("inspired"),
             llms=ctx.llms_for(spec),
             planner=planner,
             retriever=ctx.retriever("inspired") if system.use_retriever else None,
-            profile=ctx.profile,
             seed=ctx.seed,
-            **engine_kw,
         )
         eps = eng.run(ctx.targets("inspired", k), None, sample_strategy=ctx.sample_strategy)
         turns += eng.stats.turns
@@ -126,12 +124,12 @@ def main(argv=None) -> None:
     import torch
 
     from rso_lib.eval.judges import JudgeConfig
-    from rso_lib.experiments import context_from_params, parse_specs
+    from rso_lib.experiments import RunContext, parse_specs
     from rso_lib.llm import role_llms
 
     t0 = time.perf_counter()
     params = cpu_params(args.k, args.turns)
-    ctx = context_from_params(params)
+    ctx = RunContext.from_params(params)
     specs = parse_specs(args.systems.split(","))
     judge_cfg = JudgeConfig(mode=params.get("JUDGE_MODE", "score"), samples=params.get("JUDGE_SAMPLES", 3))
     llms = role_llms(ctx.llm_cfg)

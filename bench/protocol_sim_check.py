@@ -17,6 +17,7 @@ import time
 
 from rso_lib.data.kb import load_kb
 from rso_lib.data.targets import apply_genre_rule, load_sim_targets, split_reachable
+from rso_lib.dialogue.config import EngineConfig
 from rso_lib.dialogue.systems import build_system
 from rso_lib.paths import data_dir
 
@@ -48,11 +49,7 @@ def main() -> None:
         "default": {"backend": "embedded", "model": args.model},
         "rewarder": {"backend": "embedded", "model": args.rewarder},
     }
-    eng = build_system(
-        args.system,
-        kb=kb,
-        llm_cfg=llm_cfg,
-        planner=planner,
+    config = EngineConfig(
         simulator="llm",
         reward="judge",
         reward_mode=args.reward_mode,
@@ -68,8 +65,8 @@ def main() -> None:
         user_temperature=0.0,
         require_kb_cover=False,
         user_opening=args.opening,
-        seed=args.seed,
     )
+    eng = build_system(args.system, config, kb=kb, llm_cfg=llm_cfg, planner=planner, seed=args.seed)
     t0 = time.perf_counter()
     eps = eng.run(targets, sample_strategy=False)
     wall = time.perf_counter() - t0

@@ -27,6 +27,7 @@ from typing import Any
 
 import pandas as pd
 
+from rso_lib.dialogue.config import EngineConfig
 from rso_lib.eval.evaluate import EvalConfig, SystemEval, evaluate_system
 from rso_lib.eval.judges import JudgeConfig
 from rso_lib.eval.similarity import RetrieverRanker
@@ -175,8 +176,8 @@ class RunContext:
         profile: run profile (``smoke`` | ``paper`` | ...).
         data_dir: the data directory (resolved).
         llm_cfg: ``rso_lib.llm.role_llms`` config (``{"default": spec, role: spec, "cache": ..}``).
-        engine: keyword arguments for ``rso_lib.dialogue.systems.build_system`` (simulator,
-            reward, max_turns, top_k, actor_max_tokens, ...).
+        engine: the engine's settings for every run (simulator, reward, max_turns, top_k,
+            decoding, ...: :class:`rso_lib.dialogue.config.EngineConfig`).
         planner: default planner for planner systems (``"rl"``, ``"sft"``, ``"untrained"``, path).
         kb_source: the ``KB_SOURCE`` parameter: a source for both datasets (``"redial"``:
             id2info.json, the default; ``"inspired"``: movie_database.tsv) or a mapping
@@ -192,7 +193,7 @@ class RunContext:
     profile: str
     data_dir: Path
     llm_cfg: dict
-    engine: dict = field(default_factory=dict)
+    engine: EngineConfig = field(default_factory=EngineConfig)
     planner: str = "rl"
     kb_source: str | dict = "redial"
     seed: int = 0
@@ -203,6 +204,28 @@ class RunContext:
     _planners: dict = field(default_factory=dict)
     _targets: dict = field(default_factory=dict)
     left_out: dict = field(default_factory=dict)  # dataset -> targets no catalogue item can satisfy
+
+    @classmethod
+    def from_params(cls, params: dict) -> RunContext:
+        """The context of an evaluation notebook, from its parameters (pass ``globals()``: only
+        UPPER_CASE names are read). ``PROFILE``, ``DATA_DIR``, ``SEED``, ``LLM``, ``PLANNER``,
+        ``LLM_CACHE``, ``KB_SOURCE``, ``SAMPLE_STRATEGY``, ``GENRE_RULE`` set the context; every
+        engine parameter the notebook declares (``MAX_TURNS``, ``SIMULATOR``, ``REWARD``, ...: see
+        :class:`rso_lib.dialogue.config.EngineConfig`) sets the engine of every run, the others
+        keep the engine's defaults. A bad engine value raises ``ValueError`` naming it."""
+        p = {k: v for k, v in params.items() if k.isupper()}
+        return make_context(
+            p["PROFILE"],
+            p.get("DATA_DIR", ""),
+            p.get("SEED", 0),
+            p["LLM"],
+            planner=p.get("PLANNER", "rl"),
+            engine=EngineConfig.from_params(p),
+            llm_cache=p.get("LLM_CACHE", True),
+            kb_source=p.get("KB_SOURCE", "redial"),
+            sample_strategy=p.get("SAMPLE_STRATEGY", True),
+            target_genres=p.get("GENRE_RULE", "all"),
+        )
 
     def kb_source_for(self, dataset: str) -> str:
         """The knowledge-base source of ``dataset`` (ValueError naming ``KB_SOURCE`` if invalid)."""
@@ -262,7 +285,7 @@ class RunContext:
             from rso_lib.llm import load_embedder
             from rso_lib.llm.embedded import cache_root
 
-            name = self.engine.get("embedder_name", "all-MiniLM-L6-v2")
+            name = self.engine.embedder_name
             self._retrievers[src] = FactRetriever(
                 self.kb_for(dataset),
                 load_embedder(name),
@@ -270,8 +293,8 @@ class RunContext:
                 # the index is keyed by the embedder and every item's text: built once per
                 # machine (~100 s for MiniLM on 2 cores), shared by profiles and output roots
                 cache_dir=cache_root(),
-                top_k=self.engine.get("top_k", 5),
-                rank_n=self.engine.get("rank_n", 50),
+                top_k=self.engine.top_k,
+                rank_n=self.engine.rank_n,
             )
         return self._retrievers[src]
 
@@ -316,11 +339,23 @@ def _run_config(
         "seed": ctx.seed,
         "kb_source": ctx.kb_source_for(dataset),
         "llm_cfg": {k: v for k, v in ctx.llm_cfg.items() if k != "cache"},
-        "engine": ctx.engine,
+        "engine": ctx.engine.as_dict(),
         "sample_strategy": ctx.sample_strategy,
         "target_genres": ctx.target_genres,
         "planner": (_hash_dir(planner_dir) or "untrained") if uses_planner else None,  # weights, not names
     }
+
+
+def _same_config(old: dict | None, cfg: dict) -> bool:
+    """Whether a transcript's sidecar ``old`` describes the run ``cfg``. A sidecar written before
+    the engine's settings were one :class:`EngineConfig` lists only the engine parameters its
+    notebook declared; the others were the engine's defaults, which EngineConfig's defaults are,
+    so they are filled in before comparing (such transcripts are reused, not rerun)."""
+    if old is None:
+        return False
+    if isinstance(old.get("engine"), dict):
+        old = {**old, "engine": {**json.loads(json.dumps(EngineConfig().as_dict())), **old["engine"]}}
+    return old == json.loads(json.dumps(cfg, default=str))
 
 
 def transcript_path(profile: str, dataset: str, name: str) -> Path:
@@ -350,23 +385,21 @@ def run_one(ctx: RunContext, spec: RunSpec, dataset: str, n_dialogues: int, log=
     side = path.with_suffix(".config.json")
     if path.exists():
         old = json.loads(side.read_text()) if side.exists() else None
-        if old != json.loads(json.dumps(cfg, default=str)):
+        if not _same_config(old, cfg):
             stale = path.with_suffix(f".stale-{int(time.time())}.jsonl")
             os.replace(path, stale)
             log(f"[eval] {path.name}: config changed since it was written; moved aside to {stale.name}")
     path.parent.mkdir(parents=True, exist_ok=True)
     side.write_text(json.dumps(cfg, indent=1, sort_keys=True, default=str) + "\n")
-    engine_kw = {k: v for k, v in ctx.engine.items() if k not in ("embedder_name",)}
     eng = build_system(
         system,
+        ctx.engine,
         kb=ctx.kb_for(dataset),
         llms=ctx.llms_for(spec),
         planner=planner,
         retriever=ctx.retriever(dataset) if system.use_retriever and system.plm is None else None,
-        profile=ctx.profile,
         seed=ctx.seed,
         plm=plm,
-        **engine_kw,
     )
     t0 = time.perf_counter()
     eps = eng.run(ctx.targets(dataset, n_dialogues), transcript_path=path, sample_strategy=ctx.sample_strategy)
@@ -488,7 +521,7 @@ def run_provenance(ctx: RunContext, specs: Sequence[RunSpec], eval_cfg: EvalConf
         llm_roles=roles,
         llm_cfg=ctx.llm_cfg,
         runs=runs,
-        engine=ctx.engine,
+        engine=ctx.engine.as_dict(),
         planner=ctx.planner,
         evaluation=asdict(eval_cfg),
         run_info=info,
@@ -503,7 +536,7 @@ def make_context(
     seed: int,
     llm: dict,
     planner: str = "rl",
-    engine: dict | None = None,
+    engine: EngineConfig | None = None,
     llm_cache: bool = True,
     kb_source: str | dict = "redial",
     sample_strategy: bool = True,
@@ -515,7 +548,7 @@ def make_context(
         profile, data_dir_param, seed: the notebook's PROFILE, DATA_DIR ("" -> $RSO_DATA_DIR), SEED.
         llm: ``role_llms`` config without ``cache`` (``{"default": spec, "<role>": spec}``).
         planner: default Planner (``"rl"`` | ``"sft"`` | ``"untrained"`` | path).
-        engine: ``build_system`` keyword arguments (max_turns, simulator, reward, ...).
+        engine: the engine's settings (None: :class:`EngineConfig`'s defaults).
         llm_cache: cache deterministic LLM requests in ``runs/<profile>/cache/llm.sqlite`` (so the
             judge does not redo work when a later notebook re-evaluates the same dialogues).
         kb_source: ``KB_SOURCE``: one source for both datasets or ``{dataset: source}``.
@@ -533,7 +566,7 @@ def make_context(
         profile=profile,
         data_dir=data_dir(data_dir_param),
         llm_cfg=cfg,
-        engine=dict(engine or {}),
+        engine=engine if engine is not None else EngineConfig(),
         planner=planner,
         kb_source=kb_source,
         seed=seed,
@@ -602,32 +635,3 @@ def eval_config_from_params(params: dict) -> EvalConfig:
         if key in p:
             jkw[fld] = p[key]
     return EvalConfig(judge=JudgeConfig(**jkw), **{f: p[k] for k, f in EVAL_PARAMS.items() if k in p})
-
-
-#: Engine parameters an evaluation notebook may declare (names of
-#: ``rso_lib.dialogue.systems.PARAM_KEYS``) that are run settings, not per-system choices.
-_NOT_ENGINE = {"LLM", "PROFILE", "SEED"}
-
-
-def context_from_params(params: dict) -> RunContext:
-    """The :class:`RunContext` of an evaluation notebook, from its parameters (pass
-    ``globals()``: only UPPER_CASE names are read). ``PROFILE``, ``DATA_DIR``, ``SEED``, ``LLM``,
-    ``PLANNER``, ``LLM_CACHE``, ``KB_SOURCE``, ``SAMPLE_STRATEGY``, ``GENRE_RULE`` set the
-    context; every declared engine parameter (``MAX_TURNS``, ``SIMULATOR``, ``REWARD``, ...; see
-    ``rso_lib.dialogue.systems.PARAM_KEYS``) goes to the engine of every run."""
-    from rso_lib.dialogue.systems import PARAM_KEYS
-
-    p = {k: v for k, v in params.items() if k.isupper()}
-    engine = {PARAM_KEYS[k]: v for k, v in p.items() if k in PARAM_KEYS and k not in _NOT_ENGINE}
-    return make_context(
-        p["PROFILE"],
-        p.get("DATA_DIR", ""),
-        p.get("SEED", 0),
-        p["LLM"],
-        planner=p.get("PLANNER", "rl"),
-        engine=engine,
-        llm_cache=p.get("LLM_CACHE", True),
-        kb_source=p.get("KB_SOURCE", "redial"),
-        sample_strategy=p.get("SAMPLE_STRATEGY", True),
-        target_genres=p.get("GENRE_RULE", "all"),
-    )

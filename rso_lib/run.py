@@ -35,6 +35,7 @@ from typing import Any
 import nbformat
 import yaml
 
+from rso_lib.dialogue.config import EngineConfig
 from rso_lib.paths import PROFILE_NAME, repo_root, results_dir, run_dir
 
 
@@ -150,13 +151,12 @@ def load_params(files: list[Path]) -> dict[str, dict[str, Any]]:
     return merged
 
 
-#: Allowed ranges (inclusive; None = unbounded) and choices of notebook parameters. A parameter's
-#: type is its notebook default's (an int is allowed where the default is a float).
+#: Allowed ranges (inclusive; None = unbounded) and choices of the notebook parameters that are
+#: not engine settings (the engine's: the field metadata of rso_lib.dialogue.config.EngineConfig).
+#: A parameter's type is its notebook default's (an int is allowed where the default is a float).
 RANGES: dict[str, tuple[float | None, float | None]] = {
     "SEED": (0, None),
     "N_DIALOGUES": (0, None),
-    "MAX_TURNS": (1, None),
-    "TOP_K": (1, 25),
     "N_BOOT": (1, None),
     "N_BINS": (1, None),
     "RL_EPOCHS": (1, None),
@@ -168,8 +168,6 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
     "LR": (0, None),
     "GAMMA": (0, 1),
     "BETA": (0, None),
-    "STOP_THRESHOLD": (0, 1),
-    "REWARD_SAMPLES": (1, None),
     "JUDGE_SAMPLES": (1, None),
     "SAVE_EVERY_STEPS": (0, None),
     "ALPHA": (0, 1),
@@ -198,9 +196,6 @@ RANGES: dict[str, tuple[float | None, float | None]] = {
 }
 SUFFIX_RANGES = {"_MAX_TOKENS": (1, None), "_TEMPERATURE": (0, 2), "_EXAMPLES": (1, None)}
 CHOICES: dict[str, tuple[str, ...]] = {
-    "SIMULATOR": ("agenda", "llm"),
-    "REWARD": ("judge", "simulator"),
-    "REWARD_MODE": ("expected", "sampled"),
     "GENRE_RULE": ("all", "first"),
     "JUDGE_MODE": ("score", "sample", "reasoned"),
     "JUDGE_ITEM": ("most_similar", "presented"),
@@ -245,6 +240,8 @@ def check_value(name: str, value: Any, default: Any) -> str | None:
             return f"{name} = {value!r}: expected {kind} (like the default {default!r})"
     if name == "PROFILE" and not (isinstance(value, str) and PROFILE_NAME.match(value)):
         return f"PROFILE = {value!r}: a plain name of letters, digits, '_' or '-' (it names runs/<PROFILE>/)"
+    if name in EngineConfig.param_fields():  # an engine setting: its field's type, choices, range
+        return EngineConfig.check_param(name, value)
     if name in CHOICES and value not in CHOICES[name]:
         return f"{name} = {value!r}: one of {', '.join(map(repr, CHOICES[name]))}"
     lo_hi = RANGES.get(name) or next((r for suf, r in SUFFIX_RANGES.items() if name.endswith(suf)), None)

@@ -31,7 +31,9 @@ BARCOR          none       no        own rank   no     no       0           BARC
   opinion / experience inquiry, rephrase preference, preference confirmation) are offered the
   chosen item without being told to name it (``INQUIRY_ITEM``, the authors' ``env.py``).
 
-:func:`build_system` assembles an engine from names and params (what the notebooks call).
+:func:`build_system` assembles an engine from a system's name and an
+:class:`~rso_lib.dialogue.config.EngineConfig` (the engine's settings) plus the run's objects
+(knowledge base, LLMs, Planner); what the notebooks call.
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from rso_lib.dialogue.config import EngineConfig
 from rso_lib.llm.protocol import Sampling
 
 
@@ -125,38 +128,15 @@ def get_system(name: str) -> SystemConfig:
 
 def build_system(
     name: str | SystemConfig,
+    config: EngineConfig | None = None,
     *,
     kb,
     llm_cfg: dict | None = None,
     llms: dict | None = None,
     planner: Any = None,
-    simulator: str = "agenda",
-    reward: str = "judge",
-    reward_mode: str = "expected",
-    reward_samples: int = 10,
-    stop_threshold: float = 0.7,
-    stop_on_reward: bool = True,
-    max_turns: int = 10,
-    top_k: int = 5,
-    rank_n: int = 50,
-    chooser_mode: str = "letters",
-    actor_max_tokens: int = 64,
-    actor_temperature: float = 0.7,
-    user_max_tokens: int = 48,
-    user_temperature: float = 0.7,
-    reasoner_max_tokens: int = 48,
-    require_kb_cover: bool = True,
-    allow_no_recommendation: bool = True,
-    acceptance_values: dict | None = None,
-    user_opening: str = "Hello.",
-    user_asks_first: bool = True,
-    inquiry_item: bool = True,
-    paraphrase: bool = False,
     embedder: Any = None,
-    embedder_name: str = "all-MiniLM-L6-v2",
     retriever: Any = None,
     cache_dir: str | Path | None = None,
-    profile: str = "smoke",
     seed: int = 0,
     plm: Any = None,
 ):
@@ -164,38 +144,23 @@ def build_system(
 
     Args:
         name: a :data:`SYSTEMS` key (``"RSO"``, ``"PROMPT_ONLY"``, ...) or a SystemConfig.
+        config: the engine's settings (simulator, reward, max_turns, top_k, decoding, ...; see
+            :class:`rso_lib.dialogue.config.EngineConfig`); None: its defaults.
         kb: the knowledge base (``rso_lib.data.kb.load_kb(...)``), the retrieval catalogue and the
             simulators' ground truth.
         llm_cfg: ``rso_lib.llm.role_llms`` config ({"default": spec, "<role>": spec, "cache": ..});
             ignored when ``llms`` (role -> ChatLLM) is given.
         planner: a Planner (or path to a saved one) for systems with ``strategy_mode="planner"``.
-        simulator: ``"agenda"`` (default) or ``"llm"``.
-        reward: ``"judge"`` (Eq. 9 LLM rewarder) or ``"simulator"`` (grounded simulator outcome).
-        reward_mode / reward_samples / stop_threshold: Rewarder settings (Eq. 9).
-        stop_on_reward: end dialogues on Eq. 9's stop rule (acceptance always ends them).
-        max_turns: most system turns (paper 10).
-        top_k / rank_n: retrieved candidates / recorded ranking length.
-        chooser_mode: ``letters`` | ``titles`` | ``generate``.
-        actor_max_tokens / actor_temperature / user_max_tokens / user_temperature / reasoner_max_tokens:
-            decoding (the authors: temperature 0.7 while training the Planner, 0 when evaluating).
-        require_kb_cover: LLM simulator may accept only movies covering the targets.
-        allow_no_recommendation: the chooser may answer "none of these yet" (no item this turn).
-        acceptance_values: the Rewarder's level -> value map (None: the authors',
-            :data:`rso_lib.experts.rewarder.ACCEPTANCE_LEVELS`), for both ``reward`` kinds.
-        user_opening / user_asks_first: LLM simulator: its first message ("" -> written by the
-            LLM) and whether it asks about a newly named movie before deciding.
-        inquiry_item: preference-elicitation turns still get the chosen item (authors' env.py).
-        paraphrase: agenda simulator rewords its templates with the simulator LLM.
-        embedder / embedder_name / retriever: reuse a loaded embedder or a built retriever.
+        embedder / retriever: reuse a loaded embedder (of ``config.embedder_name``) or a built
+            retriever.
         cache_dir: retriever index cache (default the user cache, ``$RSO_CACHE_DIR`` or ``~/.cache/rso``).
-        profile, seed: run profile and seed.
+        seed: the engine's seed (every sampled call and the Planner's samples derive from it).
         plm: for UNICRS / BARCOR: the trained model or its saved directory
             (:func:`rso_lib.baselines.plm_system.plm_parts`); it replaces ``retriever`` and the Actor.
     """
     from rso_lib.dialogue.engine import DialogueEngine
-    from rso_lib.dialogue.simulators import AgendaSimulator, LLMSimulator, SimulatorReward
-    from rso_lib.experts.rewarder import Rewarder
 
+    cfg = config if config is not None else EngineConfig()
     system = name if isinstance(name, SystemConfig) else get_system(name)
     if llms is None:
         from rso_lib.llm import role_llms
@@ -205,110 +170,83 @@ def build_system(
     if system.plm is not None:
         from rso_lib.baselines.plm_system import plm_parts
 
-        retriever, plm_actor = plm_parts(plm, kb, system.plm, rank_n=rank_n, max_new_tokens=actor_max_tokens)
+        retriever, plm_actor = plm_parts(plm, kb, system.plm, rank_n=cfg.rank_n, max_new_tokens=cfg.actor_max_tokens)
     if system.use_retriever and retriever is None:
-        from rso_lib.experts.retriever import FactRetriever
-
-        if embedder is None:
-            from rso_lib.llm import load_embedder
-
-            embedder = load_embedder(embedder_name)
-        if cache_dir is None:  # content-addressed (embedder + catalogue): shared by profiles and runs
-            from rso_lib.llm.embedded import cache_root
-
-            cache_dir = cache_root()
-        retriever = FactRetriever(
-            kb, embedder, embedder_name=embedder_name, cache_dir=cache_dir, top_k=top_k, rank_n=rank_n
-        )
+        retriever = _retriever(cfg, kb, embedder, cache_dir)
     if system.strategy_mode == "planner" and isinstance(planner, (str, Path)):
         from rso_lib.experts.planner import Planner
 
         planner = Planner.load(planner)
-    sim_llm = llms.get("simulator", llms["actor"])
-    user_s = Sampling(temperature=user_temperature, top_p=0.9, max_tokens=user_max_tokens)
-    if simulator == "agenda":
-        sim = AgendaSimulator(
-            kb, paraphrase_llm=sim_llm if paraphrase else None, paraphrase_sampling=replace(user_s, temperature=0.0)
-        )
-    elif simulator == "llm":
-        sim = LLMSimulator(
-            sim_llm,
-            kb,
-            require_kb_cover=require_kb_cover,
-            sampling=user_s,
-            opening=user_opening,
-            ask_first=user_asks_first,
-        )
-    else:
-        raise ValueError(f"unknown simulator {simulator!r} (agenda | llm)")
-    if reward == "judge":
-        rew = Rewarder(
-            llms.get("rewarder", llms["actor"]),
-            mode=reward_mode,
-            samples=reward_samples,
-            stop_threshold=stop_threshold,
-            values=acceptance_values,
-        )
-    elif reward == "simulator":
-        rew = SimulatorReward(stop_threshold=stop_threshold, values=acceptance_values)
-    else:
-        raise ValueError(f"unknown reward {reward!r} (judge | simulator)")
     engine = DialogueEngine(
         system,
         llms,
         retriever=retriever if system.use_retriever else None,
         planner=planner if system.strategy_mode == "planner" else None,
-        simulator=sim,
-        rewarder=rew,
-        max_turns=max_turns,
+        simulator=_simulator(cfg, kb, llms.get("simulator", llms["actor"])),
+        rewarder=_rewarder(cfg, llms.get("rewarder", llms["actor"])),
+        max_turns=cfg.max_turns,
         seed=seed,
-        chooser_mode=chooser_mode,
-        actor_sampling=Sampling(temperature=actor_temperature, top_p=0.9, max_tokens=actor_max_tokens),
-        reasoner_sampling=Sampling(temperature=0.0, max_tokens=reasoner_max_tokens),
-        stop_on_reward=stop_on_reward,
-        allow_no_recommendation=allow_no_recommendation,
-        inquiry_item=inquiry_item,
+        chooser_mode=cfg.chooser_mode,
+        actor_sampling=Sampling(temperature=cfg.actor_temperature, top_p=0.9, max_tokens=cfg.actor_max_tokens),
+        reasoner_sampling=Sampling(temperature=0.0, max_tokens=cfg.reasoner_max_tokens),
+        stop_on_reward=cfg.stop_on_reward,
+        allow_no_recommendation=cfg.allow_no_recommendation,
+        inquiry_item=cfg.inquiry_item,
     )
     if plm_actor is not None:  # the PLM's generator replaces the LLM Actor (timed like it)
         engine.actor = plm_actor.timed(engine)
     return engine
 
 
-#: Notebook parameter name -> :func:`build_system` argument (what ``build_system_from_params`` maps).
-PARAM_KEYS: dict[str, str] = {
-    "LLM": "llm_cfg",
-    "SIMULATOR": "simulator",
-    "REWARD": "reward",
-    "REWARD_MODE": "reward_mode",
-    "REWARD_SAMPLES": "reward_samples",
-    "STOP_THRESHOLD": "stop_threshold",
-    "STOP_ON_REWARD": "stop_on_reward",
-    "MAX_TURNS": "max_turns",
-    "TOP_K": "top_k",
-    "RANK_N": "rank_n",
-    "CHOOSER_MODE": "chooser_mode",
-    "ACTOR_MAX_TOKENS": "actor_max_tokens",
-    "ACTOR_TEMPERATURE": "actor_temperature",
-    "USER_MAX_TOKENS": "user_max_tokens",
-    "USER_TEMPERATURE": "user_temperature",
-    "REASONER_MAX_TOKENS": "reasoner_max_tokens",
-    "REQUIRE_KB_COVER": "require_kb_cover",
-    "ALLOW_NO_RECOMMENDATION": "allow_no_recommendation",
-    "ACCEPTANCE_VALUES": "acceptance_values",
-    "USER_OPENING": "user_opening",
-    "USER_ASKS_FIRST": "user_asks_first",
-    "INQUIRY_ITEM": "inquiry_item",
-    "PARAPHRASE": "paraphrase",
-    "EMBEDDER": "embedder_name",
-    "PROFILE": "profile",
-    "SEED": "seed",
-}
+def _retriever(cfg: EngineConfig, kb, embedder, cache_dir):
+    """The Fact Retriever over ``kb`` (its index cached on disk, keyed by embedder and catalogue)."""
+    from rso_lib.experts.retriever import FactRetriever
+
+    if embedder is None:
+        from rso_lib.llm import load_embedder
+
+        embedder = load_embedder(cfg.embedder_name)
+    if cache_dir is None:  # content-addressed (embedder + catalogue): shared by profiles and runs
+        from rso_lib.llm.embedded import cache_root
+
+        cache_dir = cache_root()
+    return FactRetriever(
+        kb, embedder, embedder_name=cfg.embedder_name, cache_dir=cache_dir, top_k=cfg.top_k, rank_n=cfg.rank_n
+    )
 
 
-def build_system_from_params(name: str | SystemConfig, params: dict, *, kb, **kw):
-    """:func:`build_system` from notebook parameters (UPPER_CASE names of :data:`PARAM_KEYS`).
-    Keys not in :data:`PARAM_KEYS` are ignored (notebooks hold other parameters too); ``kw``
-    (``planner``, ``llms``, ``embedder``, ``retriever``...) is passed through and wins."""
-    args = {PARAM_KEYS[k]: v for k, v in params.items() if k in PARAM_KEYS}
-    args.update(kw)
-    return build_system(name, kb=kb, **args)
+def _simulator(cfg: EngineConfig, kb, sim_llm):
+    """The simulated user ``cfg.simulator`` names."""
+    from rso_lib.dialogue.simulators import AgendaSimulator, LLMSimulator
+
+    user_s = Sampling(temperature=cfg.user_temperature, top_p=0.9, max_tokens=cfg.user_max_tokens)
+    if cfg.simulator == "agenda":
+        return AgendaSimulator(
+            kb,
+            paraphrase_llm=sim_llm if cfg.paraphrase else None,
+            paraphrase_sampling=replace(user_s, temperature=0.0),
+        )
+    return LLMSimulator(
+        sim_llm,
+        kb,
+        require_kb_cover=cfg.require_kb_cover,
+        sampling=user_s,
+        opening=cfg.user_opening,
+        ask_first=cfg.user_asks_first,
+    )
+
+
+def _rewarder(cfg: EngineConfig, rewarder_llm):
+    """The turn reward ``cfg.reward`` names: the LLM Rewarder (Eq. 9) or the simulator's outcome."""
+    from rso_lib.dialogue.simulators import SimulatorReward
+    from rso_lib.experts.rewarder import Rewarder
+
+    if cfg.reward == "judge":
+        return Rewarder(
+            rewarder_llm,
+            mode=cfg.reward_mode,
+            samples=cfg.reward_samples,
+            stop_threshold=cfg.stop_threshold,
+            values=cfg.acceptance_values,
+        )
+    return SimulatorReward(stop_threshold=cfg.stop_threshold, values=cfg.acceptance_values)

@@ -26,7 +26,7 @@ from __future__ import annotations
 import math
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +34,7 @@ import numpy as np
 import pandas as pd
 
 from rso_lib.data.records import RECOMMENDER, SEEKER, Item, SimTarget, Turn
+from rso_lib.dialogue.config import EngineConfig
 from rso_lib.dialogue.simulators import SimResponse, covers
 from rso_lib.eval import judges as J
 from rso_lib.eval import known_answers as K
@@ -681,17 +682,15 @@ def user_checks(
 # --------------------------------------------------------------------------------------------
 
 
-def instruments(kb, llms: dict, engine: dict) -> dict:
+def instruments(kb, llms: dict, engine: EngineConfig) -> dict:
     """The simulated user, the LLM Rewarder (the RL reward; the Conv-SR evaluator when
     ``REWARD: judge``) and the evaluation's turn reward, built by the very function the runs use
     (:func:`rso_lib.dialogue.systems.build_system`, on the PROMPT_ONLY system: no retriever, no
-    Planner) from the same engine parameters, so that the card checks what the tables used."""
+    Planner) from the same engine settings, so that the card checks what the tables used."""
     from rso_lib.dialogue.systems import build_system
 
-    kw = {k: v for k, v in engine.items() if k != "reward"}
-    judged = build_system("PROMPT_ONLY", kb=kb, llms=llms, reward="judge", **kw)
-    reward = engine.get("reward", "judge")
-    ev = judged if reward == "judge" else build_system("PROMPT_ONLY", kb=kb, llms=llms, reward=reward, **kw)
+    judged = build_system("PROMPT_ONLY", replace(engine, reward="judge"), kb=kb, llms=llms)
+    ev = judged if engine.reward == "judge" else build_system("PROMPT_ONLY", engine, kb=kb, llms=llms)
     return {"simulator": judged.simulator, "llm_rewarder": judged.rewarder, "eval_rewarder": ev.rewarder}
 
 

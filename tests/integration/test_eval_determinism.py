@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from rso_lib.data.kb import KnowledgeBase, load_kb
+from rso_lib.dialogue.config import EngineConfig
 from rso_lib.eval.evaluate import EvalConfig
 from rso_lib.eval.judges import JudgeConfig
 from rso_lib.eval.tables import metrics_table
@@ -25,13 +26,9 @@ def _once(root, data_dir, kb):
         profile="det",
         data_dir=data_dir,
         llm_cfg={"default": {"backend": "embedded"}},
-        engine={
-            "max_turns": 2,
-            "actor_max_tokens": 24,
-            "user_max_tokens": 16,
-            "reward": "simulator",
-            "stop_on_reward": False,
-        },
+        engine=EngineConfig(
+            max_turns=2, actor_max_tokens=24, user_max_tokens=16, reward="simulator", stop_on_reward=False
+        ),
         planner="untrained",
         seed=7,
         sample_strategy=True,

@@ -219,6 +219,7 @@ def test_engine_runs_barcor_end_to_end(world, trained_barcor, tmp_path):
     """build_system("BARCOR", plm=model) with the agenda simulator: the ranking is the model's,
     the reply is its generator's, and the transcript is valid."""
     from rso_lib.data.records import Persona, SimTarget
+    from rso_lib.dialogue.config import EngineConfig
     from rso_lib.dialogue.systems import build_system
     from rso_lib.dialogue.transcript import validate_transcript
     from rso_lib.llm.scripted import ScriptedLLM
@@ -230,11 +231,12 @@ def test_engine_runs_barcor_end_to_end(world, trained_barcor, tmp_path):
         for i, e in enumerate(world["examples"][:2])
     ]
     with pytest.raises(ValueError, match="needs a trained model"):
-        build_system("BARCOR", kb=kb, llms={"actor": ScriptedLLM()}, reward="simulator")
+        build_system("BARCOR", EngineConfig(reward="simulator"), kb=kb, llms={"actor": ScriptedLLM()})
     with pytest.raises(ValueError, match="got a barcor model"):
-        build_system("UNICRS", kb=kb, llms={"actor": ScriptedLLM()}, reward="simulator", plm=m)
+        build_system("UNICRS", EngineConfig(reward="simulator"), kb=kb, llms={"actor": ScriptedLLM()}, plm=m)
     actor_llm = ScriptedLLM()
-    eng = build_system("BARCOR", kb=kb, llms={"actor": actor_llm}, reward="simulator", max_turns=3, plm=m, rank_n=20)
+    cfg = EngineConfig(reward="simulator", max_turns=3, rank_n=20)
+    eng = build_system("BARCOR", cfg, kb=kb, llms={"actor": actor_llm}, plm=m)
     eps = eng.run(tgts, tmp_path / "t.jsonl")
     validate_transcript(tmp_path / "t.jsonl")
     assert actor_llm.chat_calls == []  # the LLM never spoke for the system

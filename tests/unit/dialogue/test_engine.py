@@ -6,11 +6,12 @@ from __future__ import annotations
 import json
 
 import pytest
-from engine_fixtures import ITEMS, BagEmbedder, Counting, make_engine, scripted_actor, targets
+from engine_fixtures import ITEMS, Counting, make_engine, targets
 
 from rso_lib.dialogue.chat import chat
+from rso_lib.dialogue.config import EngineConfig
 from rso_lib.dialogue.engine import DialogueEngine
-from rso_lib.dialogue.simulators import AgendaSimulator, LLMSimulator, SimulatorReward
+from rso_lib.dialogue.simulators import AgendaSimulator
 from rso_lib.dialogue.systems import (
     PROMPT_ONLY,
     RSO,
@@ -283,19 +284,10 @@ def _real_engine(real, system, sim, log, max_turns=3):
 
     llms = {r: Counting(real["llm"], log, r) for r in ROLES}
     planner = Planner.from_config(seed=0) if system.strategy_mode == "planner" else None
-    return build_system(
-        system,
-        kb=real["kb"],
-        llms=llms,
-        planner=planner,
-        simulator=sim,
-        retriever=real["retriever"],
-        max_turns=max_turns,
-        actor_max_tokens=24,
-        user_max_tokens=20,
-        reasoner_max_tokens=24,
-        seed=0,
+    cfg = EngineConfig(
+        simulator=sim, max_turns=max_turns, actor_max_tokens=24, user_max_tokens=20, reasoner_max_tokens=24
     )
+    return build_system(system, cfg, kb=real["kb"], llms=llms, planner=planner, retriever=real["retriever"], seed=0)
 
 
 @pytest.mark.slow
@@ -339,29 +331,6 @@ def test_real_dialogues_end_to_end(real, system, sim, tmp_path):
         if not any(u.mentioned_item for u in e.turns[: k + 1])
     )
     assert eng.stats.model_s > 0 and 0 <= eng.stats.outside_share < 1
-
-
-def test_build_system_from_params_maps_names(tmp_path):
-    from rso_lib.dialogue.systems import PARAM_KEYS, build_system_from_params
-
-    llms = {"actor": ScriptedLLM(scripted_actor, option_probs=lambda m, o: [1.0] + [0.0] * (len(o) - 1))}
-    retr = FactRetriever(ITEMS, BagEmbedder(), embedder_name="bag", cache_dir=tmp_path, top_k=3)
-    P = {
-        "MAX_TURNS": 2,
-        "SIMULATOR": "llm",
-        "REWARD": "simulator",
-        "STOP_THRESHOLD": 0.9,
-        "SEED": 3,
-        "N_DIALOGUES": 99,
-        "CHOOSER_MODE": "generate",
-    }
-    eng = build_system_from_params("PROMPT_ONLY", P, kb=ITEMS, llms=llms, retriever=retr)
-    assert (eng.max_turns, eng.seed, eng.chooser.mode) == (2, 3, "generate")
-    assert isinstance(eng.simulator, LLMSimulator) and isinstance(eng.rewarder, SimulatorReward)
-    assert eng.rewarder.stop_threshold == 0.9
-    import inspect
-
-    assert set(PARAM_KEYS.values()) <= set(inspect.signature(build_system).parameters)
 
 
 def test_chat_widget_buttons_drive_the_dialogue(tmp_path):

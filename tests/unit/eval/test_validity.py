@@ -13,6 +13,7 @@ import pytest
 from eval_support import _rows, _write  # tests/eval_support.py
 
 from rso_lib.data.records import Item, Persona, SimTarget
+from rso_lib.dialogue.config import EngineConfig
 from rso_lib.dialogue.simulators import AgendaSimulator, LLMSimulator, SimulatorReward
 from rso_lib.eval import known_answers as K
 from rso_lib.eval import transcript_checks as T
@@ -320,7 +321,7 @@ def test_known_answer_variants_change_no_fact():
 
 def test_instruments_are_built_as_the_runs_build_them_and_thresholds_come_from_params():
     llms = {r: _authors_judge() for r in ("actor", "reasoner", "chooser", "rewarder", "simulator", "judge")}
-    inst = V.instruments(ITEMS, llms, {"simulator": "agenda", "reward": "simulator", "stop_threshold": 0.8})
+    inst = V.instruments(ITEMS, llms, EngineConfig(simulator="agenda", reward="simulator", stop_threshold=0.8))
     assert isinstance(inst["simulator"], AgendaSimulator) and isinstance(inst["eval_rewarder"], SimulatorReward)
     assert isinstance(inst["llm_rewarder"], Rewarder) and inst["llm_rewarder"].stop_threshold == 0.8
     rows = V.rewarder_checks(inst["llm_rewarder"], _states(), ["Conv-SR"], TH)
