@@ -31,6 +31,8 @@ import argparse
 import os
 import time
 
+from _record import add_out_argument, recorded  # bench/_record.py: --out writes a provenance file
+
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,7 +43,14 @@ def main(argv=None) -> None:
     ap.add_argument("--simulator", default="agenda", choices=["agenda", "llm"])
     ap.add_argument("--data-dir", default="")
     ap.add_argument("--seed", type=int, default=0)
+    add_out_argument(ap)
     args = ap.parse_args(argv)
+    with recorded(args.out):
+        run_bench(args)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    """The bench itself; what it prints is the measurement (``main`` records it with ``--out``)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch
