@@ -14,7 +14,7 @@ It also splits the LLM time into prompt passes (generation prefill and option sc
 decoding steps, with the batching gain of each, and prints a ceiling for lockstep on this machine
 computed from the run's own numbers (no padding, decoding steps no dearer than one-row steps). On
 a CPU, prompt passes are compute-bound: batching 16 rows gains ~2x there against ~9x for decoding,
-which caps the overall ratio well below the decoding gain (see docs/performance-history.md, "Lockstep speed-up").
+which caps the overall ratio well below the decoding gain (see docs/performance.md, "Lockstep").
 
 Short dialogues and short replies keep it under a minute on 2 idle CPU cores (``--turns 3
 --max-tokens 32`` is the smoke profile's setting, ~2.5 minutes); the retriever index is built once
