@@ -47,3 +47,10 @@ def test_a_bench_that_printed_nothing_is_an_error(tmp_path):
     with pytest.raises(RuntimeError, match="printed nothing"), _record.recorded(tmp_path / "x.txt", ["b.py"]):
         pass
     assert not (tmp_path / "x.txt").exists()
+
+
+def test_every_bench_can_record_its_output():
+    benches = [p for p in sorted(Path(_record.__file__).parent.glob("*.py")) if not p.name.startswith("_")]
+    assert benches
+    missing = [p.name for p in benches if "add_out_argument(ap)" not in p.read_text()]
+    assert not missing, f"benches without --out (bench/_record.py): {missing}"
