@@ -134,7 +134,7 @@ nbval: setup
 	RSO_ROOT=$$out $(PY) -m pytest --nbval-lax --nbval-current-env --nbval-cell-timeout=5400 notebooks -q -p no:cacheprovider
 
 bench: setup
-	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
+	@for b in bench/[!_]*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 # Strip outputs from notebooks before committing (executed copies live in runs/).
 strip: setup

@@ -28,6 +28,8 @@ import time
 import warnings
 from pathlib import Path
 
+from _record import add_out_argument, recorded  # bench/_record.py: --out writes a provenance file
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -109,7 +111,14 @@ def main(argv=None) -> None:
     ap.add_argument("--models", default="qwen2.5-0.5b,qwen2.5-1.5b")
     ap.add_argument("--pairs", type=int, default=10, help="Cred claim pairs for the drift check (default 10)")
     ap.add_argument("--threads", type=int, default=2)
+    add_out_argument(ap)
     args = ap.parse_args(argv)
+    with recorded(args.out):
+        run_bench(args)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    """The bench itself; what it prints is the measurement (``main`` records it with ``--out``)."""
 
     import torch
 

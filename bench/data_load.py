@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import time
 
+from _record import add_out_argument, recorded  # bench/_record.py: --out writes a provenance file
+
 from rso_lib.paths import data_dir
 
 
@@ -24,7 +26,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--data-dir", default="")
     ap.add_argument("--repeat", type=int, default=3, help="warm repetitions (best is reported)")
+    add_out_argument(ap)
     a = ap.parse_args()
+    with recorded(a.out):
+        run_bench(a)
+
+
+def run_bench(a: argparse.Namespace) -> None:
+    """The bench itself; what it prints is the measurement (``main`` records it with ``--out``)."""
     d = data_dir(a.data_dir)
 
     from rso_lib.data.inspired import load_dialog_split, load_strategy_split

@@ -28,6 +28,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
+from _record import add_out_argument, recorded  # noqa: E402  (--out: a provenance file)
 
 from rso_lib.llm.decoding import generation_cache  # noqa: E402
 from rso_lib.llm.embedded import load_embedded  # noqa: E402
@@ -61,7 +62,14 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=10)
     ap.add_argument("--reps", type=int, default=2)
     ap.add_argument("--batches", type=int, nargs="+", default=[1, 4, 8, 16])
+    add_out_argument(ap)
     a = ap.parse_args()
+    with recorded(a.out):
+        run_bench(a)
+
+
+def run_bench(a: argparse.Namespace) -> None:
+    """The bench itself; what it prints is the measurement (``main`` records it with ``--out``)."""
     threads = configure_torch_threads()
     fp32 = load_embedded(dtype="fp32").model
     with warnings.catch_warnings():  # torch warns that its quantised tensors are deprecated

@@ -34,6 +34,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
+from _record import add_out_argument, recorded  # noqa: E402  (--out: a provenance file)
 
 from rso_lib.llm import build_llm, decoding, hf  # noqa: E402  (hf: where the patched helpers are looked up)
 from rso_lib.llm.protocol import Sampling  # noqa: E402
@@ -129,7 +130,14 @@ def main(argv=None) -> None:
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--max-tokens", type=int, default=32)
     ap.add_argument("--reps", type=int, default=3)
+    add_out_argument(ap)
     args = ap.parse_args(argv)
+    with recorded(args.out):
+        run_bench(args)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    """The bench itself; what it prints is the measurement (``main`` records it with ``--out``)."""
 
     llm = build_llm({"backend": "embedded"})
     batch = conversations(args.batch)

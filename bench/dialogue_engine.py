@@ -14,7 +14,7 @@ It also splits the LLM time into prompt passes (generation prefill and option sc
 decoding steps, with the batching gain of each, and prints a ceiling for lockstep on this machine
 computed from the run's own numbers (no padding, decoding steps no dearer than one-row steps). On
 a CPU, prompt passes are compute-bound: batching 16 rows gains ~2x there against ~9x for decoding,
-which caps the overall ratio well below the decoding gain (see docs/performance-history.md, "Lockstep speed-up").
+which caps the overall ratio well below the decoding gain (see docs/performance.md, "Lockstep").
 
 Short dialogues and short replies keep it under a minute on 2 idle CPU cores (``--turns 3
 --max-tokens 32`` is the smoke profile's setting, ~2.5 minutes); the retriever index is built once
@@ -31,6 +31,8 @@ import argparse
 import os
 import time
 
+from _record import add_out_argument, recorded  # bench/_record.py: --out writes a provenance file
+
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -41,7 +43,14 @@ def main(argv=None) -> None:
     ap.add_argument("--simulator", default="agenda", choices=["agenda", "llm"])
     ap.add_argument("--data-dir", default="")
     ap.add_argument("--seed", type=int, default=0)
+    add_out_argument(ap)
     args = ap.parse_args(argv)
+    with recorded(args.out):
+        run_bench(args)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    """The bench itself; what it prints is the measurement (``main`` records it with ``--out``)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     import torch

@@ -37,6 +37,8 @@ import os
 import time
 from collections import Counter
 
+from _record import add_out_argument, recorded  # bench/_record.py: --out writes a provenance file
+
 
 def cpu_params(k: int, turns: int) -> dict:
     """The ``cpu`` profile's parameters of notebook 04_eval_tables, sized to K dialogues of T turns."""
@@ -117,7 +119,14 @@ def main(argv=None) -> None:
     ap.add_argument("--systems", default="PROMPT_ONLY,RSO")
     ap.add_argument("--reuse-mib", type=float, default=1024, help="prefix store per model (default 1024 MiB)")
     ap.add_argument("--reuse-first", action="store_true", help="run the reuse path first (order check)")
+    add_out_argument(ap)
     args = ap.parse_args(argv)
+    with recorded(args.out):
+        run_bench(args)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    """The bench itself; what it prints is the measurement (``main`` records it with ``--out``)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TQDM_DISABLE", "1")
 

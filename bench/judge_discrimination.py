@@ -41,6 +41,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from _record import add_out_argument, recorded  # noqa: E402  (--out: a provenance file)
 
 from rso_lib.data.kb import load_kb  # noqa: E402
 from rso_lib.eval.judges import JudgeConfig, credibility_messages, intention_messages, rate  # noqa: E402
@@ -125,7 +126,14 @@ def main(argv=None) -> None:
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--data-dir", default=os.environ.get("RSO_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    add_out_argument(ap)
     args = ap.parse_args(argv)
+    with recorded(args.out):
+        run_bench(args)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    """The bench itself; what it prints is the measurement (``main`` records it with ``--out``)."""
 
     from rso_lib.llm import build_llm
 

@@ -28,6 +28,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from _record import add_out_argument, recorded  # noqa: E402  (--out: a provenance file)
+
 from rso_lib.llm import build_llm, expected_rating  # noqa: E402
 from rso_lib.llm.cache import CachedLLM  # noqa: E402
 from rso_lib.llm.protocol import Sampling  # noqa: E402
@@ -101,7 +103,14 @@ def main():
     ap.add_argument("--fp32", action="store_true", help="also measure fp32 (slow on bf16 CPUs)")
     ap.add_argument("--model", default=None, help="embedded model: smollm2 (default), qwen2.5-0.5b, qwen2.5-1.5b")
     ap.add_argument("--spec", default=None, help="any LLM spec as JSON (overrides --model)")
+    add_out_argument(ap)
     a = ap.parse_args()
+    with recorded(a.out):
+        run_bench(a)
+
+
+def run_bench(a: argparse.Namespace) -> None:
+    """The bench itself; what it prints is the measurement (``main`` records it with ``--out``)."""
     spec = json.loads(a.spec) if a.spec else {"backend": "embedded", **({"model": a.model} if a.model else {})}
     t0 = time.perf_counter()
     llm = build_llm(spec)

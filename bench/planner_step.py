@@ -24,6 +24,7 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
+from _record import add_out_argument, recorded  # noqa: E402  (--out: a provenance file)
 
 from rso_lib.experts.planner import Planner, format_history  # noqa: E402
 from rso_lib.train.rl import EpisodeData, RLConfig, build_rl_optimizer, rl_update  # noqa: E402
@@ -69,7 +70,14 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=8, help="timed SFT steps per precision")
     ap.add_argument("--rl-turns", type=int, default=60, help="turns in the timed RL update (10 dialogues x 6)")
+    add_out_argument(ap)
     a = ap.parse_args()
+    with recorded(a.out):
+        run_bench(a)
+
+
+def run_bench(a: argparse.Namespace) -> None:
+    """The bench itself; what it prints is the measurement (``main`` records it with ``--out``)."""
     torch.manual_seed(0)
     ex, n_train = real_examples(16 * (a.steps + 2) + a.rl_turns)
     if ex is None:

@@ -15,6 +15,8 @@ import collections
 import json
 import time
 
+from _record import add_out_argument, recorded  # bench/_record.py: --out writes a provenance file
+
 from rso_lib.data.kb import load_kb
 from rso_lib.data.targets import apply_genre_rule, load_sim_targets, split_reachable
 from rso_lib.dialogue.config import EngineConfig
@@ -34,7 +36,14 @@ def main() -> None:
     ap.add_argument("--tau", type=float, default=0.8)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--opening", default="Hello.", help='the user\'s first message ("" -> written by the LLM)')
+    add_out_argument(ap)
     args = ap.parse_args()
+    with recorded(args.out):
+        run_bench(args)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    """The bench itself; what it prints is the measurement (``main`` records it with ``--out``)."""
 
     kb = load_kb(data_dir(""))
     targets, _ = split_reachable(apply_genre_rule(load_sim_targets(data_dir(""), "inspired"), "first"), kb)

@@ -39,6 +39,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import numpy as np  # noqa: E402
+from _record import add_out_argument, recorded  # noqa: E402  (--out: a provenance file)
 
 from rso_lib.data.kb import load_kb  # noqa: E402
 from rso_lib.eval.judges import JudgeConfig, credibility_messages, rate  # noqa: E402
@@ -121,7 +122,14 @@ def main(argv=None) -> None:
     ap.add_argument("--hf-dtype", default="auto", help="transformers dtype (default auto: what the cpu profile uses)")
     ap.add_argument("--vllm-dtype", default="bfloat16", help="vLLM dtype (default bfloat16, vLLM's CPU default)")
     ap.add_argument("--data-dir", default=os.environ.get("RSO_DATA_DIR", ""))
+    add_out_argument(ap)
     a = ap.parse_args(argv)
+    with recorded(a.out):
+        run_bench(a)
+
+
+def run_bench(a: argparse.Namespace) -> None:
+    """The bench itself; what it prints is the measurement (``main`` records it with ``--out``)."""
     try:
         import vllm
     except ImportError:
