@@ -15,7 +15,9 @@ Workloads (prompts built from the knowledge base by the kit's own prompt functio
 
 Both backends load the same converted safetensors directory (``$RSO_CACHE_DIR``; the main venv
 converts it on first use: ``make reproduce PROFILE=cpu`` or ``bench/judge_discrimination.py``).
-Each workload runs once to warm up, then ``--repeats`` times; the median is printed. The threads
+Each workload runs once to warm up, then ``--repeats`` times with both backends' prefix caches
+emptied before each timed call (within a call both reuse what its prompts share); the median is
+printed. The threads
 each backend uses are printed too (vLLM's CPU worker binds its own OpenMP threads). Last line:
 ``vllm_over_transformers=X``, the geometric mean over the three workloads of transformers time
 over vLLM time (> 1: vLLM is faster).
@@ -63,10 +65,15 @@ def prompts(kb, n: int) -> tuple[list, list]:
     return chats, claims
 
 
-def timed(fn, repeats: int) -> float:
-    fn()  # warm-up: first-call allocations, vLLM's graph capture / prefix cache filled once
+def timed(fn, repeats: int, reset) -> float:
+    """Median seconds of ``fn`` over ``repeats`` timed calls after one warm-up (first-call
+    allocations, vLLM's graph capture). ``reset`` empties the backend's prefix store / vLLM's
+    prefix cache before every timed call: the warm-up ran the same prompts, and a cache it filled
+    would serve them whole (an earlier version of this bench timed exactly that for vLLM)."""
+    fn()
     ts = []
     for _ in range(repeats):
+        reset()
         t = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t)
@@ -74,7 +81,10 @@ def timed(fn, repeats: int) -> float:
 
 
 def measure(llm, chats, claims, batch: int, repeats: int, gen: bool) -> dict:
+    from rso_lib.llm import clear_prefix_caches
+
     out = {}
+    reset = lambda: clear_prefix_caches(llm)  # noqa: E731
     if gen:
         s = Sampling(max_tokens=40)
         toks = [0]
@@ -83,19 +93,19 @@ def measure(llm, chats, claims, batch: int, repeats: int, gen: bool) -> dict:
             rs = llm.chat(chats, s)
             toks[0] = sum(len(r[0].split()) for r in rs)
 
-        t = timed(run_gen, repeats)
+        t = timed(run_gen, repeats, reset)
         out["generate_s"] = t
         out["generate_words"] = toks[0]
     else:
         cfg = JudgeConfig(mode="score", batch_size=len(claims))
-        out["judge_s_per"] = timed(lambda: rate(llm, claims, cfg), repeats) / len(claims)
+        out["judge_s_per"] = timed(lambda: rate(llm, claims, cfg), repeats, reset) / len(claims)
         sampled = JudgeConfig(mode="sample", samples=3, temperature=1.1, max_tokens=16, batch_size=batch)
         res = {}
 
         def run_reward():
             res["r"] = rate(llm, claims[:batch], sampled)
 
-        out["reward_s_per"] = timed(run_reward, repeats) / batch
+        out["reward_s_per"] = timed(run_reward, repeats, reset) / batch
         out["reward_parse_failures"] = res["r"].parse_failures
         out["judge_mean"] = float(np.mean([v for v in rate(llm, claims, cfg).values if v is not None]))
     return out
@@ -107,9 +117,11 @@ def build(backend: str, model: str, dtype: str):
 
     d = str(packaged_dir(model))
     if backend == "transformers":
-        spec = {"backend": "transformers", "model": d, "dtype": dtype, "max_context": 2048}
+        # the prefix store on, as in the cpu profile: both backends reuse what a call shares
+        spec = {"backend": "transformers", "model": d, "dtype": dtype, "max_context": 2048, "prefix_cache_mib": 1024}
     else:
         spec = {"backend": "vllm", "model": d, "dtype": dtype, "max_model_len": 2048, "enforce_eager": True}
+        spec["engine_kwargs"] = {"enable_prefix_caching": True}
     return build_llm(spec), spec
 
 

@@ -209,6 +209,15 @@ class VLLMChatLLM:
     def stats(self) -> dict:
         return dict(self._stats)
 
+    def clear_prefix_cache(self) -> None:
+        """Empty vLLM's automatic prefix cache (the counterpart of the transformers backend's
+        prefix store), so that a run's numbers and timings depend on its own calls only: the
+        dialogue engine calls this at the start and end of every run, and a bench between timed
+        repeats (a warm-up that filled the cache would otherwise serve the timed prompts whole)."""
+        reset = getattr(self.engine, "reset_prefix_cache", None)
+        if reset is not None:
+            reset()
+
     def close(self) -> None:
         """Stop the engine's worker processes now (otherwise they stop at interpreter exit, when
         their log lines can no longer be written)."""

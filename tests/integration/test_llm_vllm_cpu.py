@@ -104,6 +104,25 @@ def test_single_token_options_take_one_pass_per_conversation(engine, monkeypatch
     np.testing.assert_allclose(fast, slow, rtol=0, atol=0.02)
 
 
+def test_prefix_cache_is_emptied_through_wrappers(engine, monkeypatch):
+    """The dialogue engine empties every backend's prefix store at the start and end of a run
+    (``clear_prefix_caches``, which looks through wrappers): for vLLM that must reach its
+    automatic prefix cache, or a run's timings (and bf16 rounding) depend on earlier runs."""
+    from rso_lib.llm import clear_prefix_caches
+
+    calls = []
+    real = engine.engine.reset_prefix_cache
+    monkeypatch.setattr(engine.engine, "reset_prefix_cache", lambda *a, **k: calls.append(1) or real(*a, **k))
+
+    class Wrapper:  # what the response cache and the engine's timing wrapper look like
+        def __init__(self, inner):
+            self.inner = inner
+
+    engine.chat(convs(2), Sampling(max_tokens=4))
+    clear_prefix_caches(Wrapper(Wrapper(engine)), engine)
+    assert calls == [1]  # reached once, though named twice
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
