@@ -74,6 +74,8 @@ class RunSpec:
         planner: ``"sft"`` | ``"rl"`` | ``"untrained"`` | a directory (planner systems only;
             None = the run's default).
         paper_row: the paper's row name for the paper columns (default :data:`PAPER_ROW`).
+        rl_seed: which RL run's Planner (a value of ``RL_SEEDS``; None = the first) when the
+            planner is ``"rl"`` (:meth:`RunContext.planner_for`).
     """
 
     name: str
@@ -82,6 +84,7 @@ class RunSpec:
     llm: dict | None = None
     planner: str | None = None
     paper_row: str | None = None
+    rl_seed: int | None = None
 
     @property
     def display(self) -> str:
@@ -118,30 +121,50 @@ def parse_specs(items: Sequence[str | dict]) -> list[RunSpec]:
     return out
 
 
-def rl_checkpoint_name(system: str = "RSO", dataset: str = "inspired") -> str:
+def rl_seed_list(rl_seeds: Sequence[int], seed: int) -> list[int]:
+    """The RL seeds of a run: the ``RL_SEEDS`` parameter, or ``[SEED]`` when it is empty (one RL
+    run, as before the parameter existed). Raises ValueError naming ``RL_SEEDS`` on anything but
+    distinct integers >= 0."""
+    seeds = list(rl_seeds) or [seed]
+    bad = [s for s in seeds if isinstance(s, bool) or not isinstance(s, int) or s < 0]
+    if bad or len(set(seeds)) != len(seeds):
+        raise ValueError(f"RL_SEEDS = {list(rl_seeds)!r}: distinct integers >= 0 (empty: [SEED])")
+    return seeds
+
+
+def rl_checkpoint_name(system: str = "RSO", dataset: str = "inspired", seed: int | None = None) -> str:
     """Where notebook 03 saves the RL Planner trained for one system on one dataset's users:
     ``rl`` (RSO, INSPIRED), ``rl-redial``, ``rl-no_reasoner``, ``rl-no_reasoner-redial`` ... under
-    ``runs/<profile>/checkpoints/`` (the authors tune one Planner per system and dataset)."""
+    ``runs/<profile>/checkpoints/`` (the authors tune one Planner per system and dataset). The
+    first of ``RL_SEEDS`` is ``seed=None`` and keeps that name (so a single-seed run's checkpoints
+    stay where they were); every other seed adds ``-seed<seed>`` (``rl-seed1``, ``rl-redial-seed1``)."""
     parts = (
-        ["rl"] + ([system.lower()] if system.upper() != "RSO" else []) + ([dataset] if dataset != "inspired" else [])
+        ["rl"]
+        + ([system.lower()] if system.upper() != "RSO" else [])
+        + ([dataset] if dataset != "inspired" else [])
+        + ([f"seed{seed}"] if seed is not None else [])
     )
     return "-".join(parts)
 
 
-def resolve_planner(which: str, profile: str, system: str = "RSO", dataset: str = "inspired") -> Path | None:
+def resolve_planner(
+    which: str, profile: str, system: str = "RSO", dataset: str = "inspired", seed: int | None = None
+) -> Path | None:
     """``"sft"`` -> the Planner of notebook 02; ``"rl"`` -> the RL Planner of notebook 03 for this
     system and dataset, else the closest one trained (same system on INSPIRED, RSO on this dataset,
     RSO on INSPIRED: see :func:`rl_checkpoint_name`); ``"untrained"`` -> None; else a path or a
-    checkpoint name under ``runs/<profile>/checkpoints``."""
+    checkpoint name under ``runs/<profile>/checkpoints``. ``seed``: an RL seed other than the
+    first (None); the closest one is looked for among that seed's runs only, never another
+    seed's (that would report no spread where there is some); other choices ignore it."""
     if which == "untrained":
         return None
     ck = run_dir(profile) / "checkpoints"
     if which == "rl":
         names = [
-            rl_checkpoint_name(system, dataset),
-            rl_checkpoint_name(system),
-            rl_checkpoint_name("RSO", dataset),
-            "rl",
+            rl_checkpoint_name(system, dataset, seed),
+            rl_checkpoint_name(system, seed=seed),
+            rl_checkpoint_name("RSO", dataset, seed),
+            rl_checkpoint_name(seed=seed),
         ]
         bases = [ck / n for n in dict.fromkeys(names)]
     elif which == "sft" or (ck / which).is_dir():
@@ -154,7 +177,8 @@ def resolve_planner(which: str, profile: str, system: str = "RSO", dataset: str 
                 return cand
     raise FileNotFoundError(
         f"no saved Planner under {bases[-1]} (looked for planner.json there and in planner/): run notebooks/02_sft"
-        f"{' and 03_rl' if which == 'rl' else ''} with PROFILE={profile!r} first, or set PLANNER to 'untrained'"
+        f"{' and 03_rl' if which == 'rl' else ''} with PROFILE={profile!r}"
+        f"{f' and {seed} in RL_SEEDS' if which == 'rl' and seed is not None else ''} first, or set PLANNER to 'untrained'"
     )
 
 
@@ -188,6 +212,8 @@ class RunContext:
             at evaluation).
         target_genres: which listed genres are the target (``"all"`` | ``"first"``, see
             :func:`rso_lib.data.targets.apply_genre_rule`).
+        rl_seeds: the ``RL_SEEDS`` parameter: the seeds notebook 03 trained an RL Planner with
+            (empty: ``[seed]``, one run); :attr:`rl_seed_list` resolves it.
     """
 
     profile: str
@@ -199,6 +225,7 @@ class RunContext:
     seed: int = 0
     sample_strategy: bool = False
     target_genres: str = "all"
+    rl_seeds: tuple[int, ...] = ()
     _kbs: dict = field(default_factory=dict)  # source -> KnowledgeBase (one object per file)
     _retrievers: dict = field(default_factory=dict)  # source -> FactRetriever over that KB
     _planners: dict = field(default_factory=dict)
@@ -209,7 +236,7 @@ class RunContext:
     def from_params(cls, params: dict) -> RunContext:
         """The context of an evaluation notebook, from its parameters (pass ``globals()``: only
         UPPER_CASE names are read). ``PROFILE``, ``DATA_DIR``, ``SEED``, ``LLM``, ``PLANNER``,
-        ``LLM_CACHE``, ``KB_SOURCE``, ``SAMPLE_STRATEGY``, ``GENRE_RULE`` set the context; every
+        ``LLM_CACHE``, ``KB_SOURCE``, ``SAMPLE_STRATEGY``, ``GENRE_RULE``, ``RL_SEEDS`` set the context; every
         engine parameter the notebook declares (``MAX_TURNS``, ``SIMULATOR``, ``REWARD``, ...: see
         :class:`rso_lib.dialogue.config.EngineConfig`) sets the engine of every run, the others
         keep the engine's defaults. A bad engine value raises ``ValueError`` naming it."""
@@ -225,7 +252,25 @@ class RunContext:
             kb_source=p.get("KB_SOURCE", "redial"),
             sample_strategy=p.get("SAMPLE_STRATEGY", True),
             target_genres=p.get("GENRE_RULE", "all"),
+            rl_seeds=p.get("RL_SEEDS", ()),
         )
+
+    @property
+    def rl_seed_list(self) -> list[int]:
+        """The RL seeds whose Planners exist: ``RL_SEEDS``, or ``[seed]`` (the first is the Planner
+        every ``"rl"`` run uses unless a spec names another: :meth:`planner_for`)."""
+        return rl_seed_list(self.rl_seeds, self.seed)
+
+    def seed_specs(self, spec: RunSpec) -> list[RunSpec]:
+        """The runs of ``spec`` with the RL Planner of every seed but the first (which ``spec``
+        itself uses): named ``<name>@seed<s>``, same system, users and engine seed, so that only
+        the Planner differs. Empty for a spec whose Planner is not ``"rl"``, or for one seed."""
+        if (spec.planner or self.planner) != "rl":
+            return []
+        return [
+            replace(spec, name=f"{spec.name}@seed{s}", rl_seed=s, label=f"{spec.display} (RL seed {s})")
+            for s in self.rl_seed_list[1:]
+        ]
 
     def kb_source_for(self, dataset: str) -> str:
         """The knowledge-base source of ``dataset`` (ValueError naming ``KB_SOURCE`` if invalid)."""
@@ -298,10 +343,17 @@ class RunContext:
             )
         return self._retrievers[src]
 
-    def planner_for(self, spec: RunSpec, dataset: str = "inspired"):
-        """(Planner, its directory) of a planner run on a dataset (loaded once per directory)."""
+    def planner_for(self, spec: RunSpec, dataset: str = "inspired", seed: int | None = None):
+        """(Planner, its directory) of a planner run on a dataset (loaded once per directory): the
+        one place that maps a run to its Planner. ``seed`` (default: ``spec.rl_seed``) picks the
+        RL run of that seed (a value of :attr:`rl_seed_list`; the first, or None, is the
+        checkpoint a single-seed run has); a Planner that is not ``"rl"`` has no seed."""
         which = spec.planner or self.planner
-        d = resolve_planner(which, self.profile, spec.system, dataset)
+        seed = spec.rl_seed if seed is None else seed
+        if seed is not None and which == "rl" and seed not in self.rl_seed_list:
+            raise ValueError(f"{spec.name}: RL seed {seed} is not one of RL_SEEDS {self.rl_seed_list}")
+        tag = None if seed is None or seed == self.rl_seed_list[0] else seed
+        d = resolve_planner(which, self.profile, spec.system, dataset, seed=tag)
         if d not in self._planners:
             from rso_lib.experts.planner import Planner
 
@@ -541,6 +593,7 @@ def make_context(
     kb_source: str | dict = "redial",
     sample_strategy: bool = True,
     target_genres: str = "all",
+    rl_seeds: Sequence[int] = (),
 ) -> RunContext:
     """A :class:`RunContext` from notebook parameters.
 
@@ -554,6 +607,7 @@ def make_context(
         kb_source: ``KB_SOURCE``: one source for both datasets or ``{dataset: source}``.
         sample_strategy: sample the Planner's strategy (the paper's policy) or take the argmax.
         target_genres: ``GENRE_RULE``, ``"all"`` | ``"first"``.
+        rl_seeds: ``RL_SEEDS``: the seeds of notebook 03's RL runs (empty: ``[seed]``).
     """
     from rso_lib.paths import data_dir
 
@@ -572,6 +626,7 @@ def make_context(
         seed=seed,
         sample_strategy=sample_strategy,
         target_genres=target_genres,
+        rl_seeds=tuple(rl_seed_list(rl_seeds, seed)),
     )
 
 

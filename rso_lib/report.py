@@ -51,17 +51,22 @@ SECTIONS = (
     Section(
         "Fig. 3: strategy distribution",
         "05_strategy_distribution",
-        ("fig3_strategy_shares", "fig3_strategy_entropy", "fig3_strategy_turns"),
+        ("fig3_strategy_shares", "fig3_strategy_entropy", "rl_seeds_fig3", "fig3_strategy_turns"),
         ("fig3_strategy_distribution",),
     ),
-    Section("Fig. 5: ablations", "06_ablations", ("fig5_ablations", "fig5_ablation_metrics"), ("fig5_ablations",)),
+    Section(
+        "Fig. 5: ablations",
+        "06_ablations",
+        ("fig5_ablations", "fig5_ablation_metrics", "rl_seeds_fig5"),
+        ("fig5_ablations",),
+    ),
     Section("Fig. 4: backbone scale", "07_scale", ("fig4_scale",), ("fig4_scale",)),
     Section("Validity card", "validity", ("validity",), ("validity",)),
     Section("Claims: does this run support the paper?", "09_claims", ("claims",)),
     Section(
         "Per-dialogue values",
         "04-07",
-        ("per_dialogue_main", "per_dialogue_ablations", "per_dialogue_scale"),
+        ("per_dialogue_main", "per_dialogue_ablations", "per_dialogue_rl_seeds", "per_dialogue_scale"),
     ),
 )
 

@@ -223,11 +223,21 @@ def _kb_source_problem(value: Any) -> str | None:
     return None
 
 
+def _rl_seeds_problem(value: Any) -> str | None:
+    """RL_SEEDS: a list of distinct integers >= 0 (empty: one RL run with SEED)."""
+    ok = isinstance(value, list) and all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in value)
+    if not ok or len(set(value)) != len(value):
+        return f"RL_SEEDS = {value!r}: a list of distinct integers >= 0 ([] = one RL run with SEED)"
+    return None
+
+
 def check_value(name: str, value: Any, default: Any) -> str | None:
     """Why ``value`` is not allowed for parameter ``name`` (whose notebook default is ``default``),
     or None when it is."""
     if name == "KB_SOURCE":  # a source for both datasets or {dataset: source}: not one type
         return _kb_source_problem(value)
+    if name == "RL_SEEDS":
+        return _rl_seeds_problem(value)
     if default is not None and value is not None:
         want, got = _type_name(default), _type_name(value)
         if want != got or (

@@ -368,6 +368,13 @@ def _finish(row, claim, sides, x, ran, st, invalid, paper_rso, delta0) -> dict:
 
 
 # ------------------------------------------------------------------------------- Fig. 3 (turns)
+#: The Fig. 3 claims by statistic (their text in the claims table)
+FIG3_CLAIMS = {
+    "entropy": "RL raises the entropy of the strategy distribution over SFT (Fig. 3)",
+    "strategies_used": "RL raises the number of strategies used over SFT (Fig. 3)",
+}
+
+
 def _counts(turns: pd.DataFrame) -> tuple[list[str], np.ndarray]:
     """Per-dialogue strategy counts (dialogues x strategies) of one stage."""
     t = turns.assign(dialog_id=turns["dialog_id"].astype(str))
@@ -384,18 +391,27 @@ def _stats(counts: np.ndarray) -> np.ndarray:
     return np.stack([ent, (tot > 0).sum(-1)], -1)
 
 
+def strategy_stats(turns: pd.DataFrame) -> dict[str, float]:
+    """The Fig. 3 statistics of one stage's turns, all dialogues pooled: ``entropy`` (nats) of the
+    strategy distribution and ``strategies_used`` (what :func:`strategy_claims` compares)."""
+    if not len(turns):
+        return {"entropy": math.nan, "strategies_used": math.nan}
+    ent, used = _stats(_counts(turns)[1].to_numpy())
+    return {"entropy": float(ent), "strategies_used": float(used)}
+
+
 def strategy_claims(turns: pd.DataFrame, before: str, after: str, rng: np.random.Generator, st: Settings) -> list[dict]:
     """Fig. 3 / Sec. V-B2: RL raises the entropy of the strategy distribution and the number of
     strategies used, over SFT. The statistic is a property of all turns pooled, so the test
     permutes whole dialogues: where both stages ran the same users, each user's two dialogues swap
     stages at random (paired); else dialogues are shuffled between stages. The CI resamples users
     (paired) or dialogues in each stage."""
-    texts = {0: "entropy of the strategy distribution", 1: "number of strategies used"}
+    texts = dict(enumerate(FIG3_CLAIMS.values()))
     stages = {s: g for s, g in turns.groupby("stage", sort=False)}
     rows = []
     if before not in stages or after not in stages:
         for i, stat in enumerate(("entropy", "strategies_used")):
-            rows.append(_fig3_row(f"RL raises the {texts[i]} over SFT (Fig. 3)", stat, after, before, verdict=NOT_RUN))
+            rows.append(_fig3_row(texts[i], stat, after, before, verdict=NOT_RUN))
         return rows
     ids_a, ca = _counts(stages[after])
     ids_b, cb = _counts(stages[before])
@@ -410,7 +426,7 @@ def strategy_claims(turns: pd.DataFrame, before: str, after: str, rng: np.random
     p = (1 + (np.abs(perm) >= np.abs(obs) - 1e-9).sum(0)) / (1 + len(perm))
     n = min(len(a), len(b))
     for i, stat in enumerate(("entropy", "strategies_used")):
-        r = _fig3_row(f"RL raises the {texts[i]} over SFT (Fig. 3)", stat, after, before, verdict=None)
+        r = _fig3_row(texts[i], stat, after, before, verdict=None)
         r.update(ours_rso=_stats(a)[i], ours_other=_stats(b)[i], effect=obs[i], effect_lo=lo[i], effect_hi=hi[i])
         r.update(
             n_paired=n,

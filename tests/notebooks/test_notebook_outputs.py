@@ -46,7 +46,17 @@ def test_rl_log_has_one_row_per_update(res, params):
     p = params["03_rl"]
     updates = math.ceil(p["DIALOGUES_PER_EPOCH"] / p["DIALOGUES_PER_UPDATE"])
     log = pd.read_csv(res / "rl_log.csv")
-    assert len(log) == p["RL_EPOCHS"] * updates * len(p["RL_DATASETS"]) * len(p["RL_SYSTEMS"])
+    seeds = max(1, len(p["RL_SEEDS"]))  # RL_SEEDS empty: one run with SEED
+    assert len(log) == p["RL_EPOCHS"] * updates * len(p["RL_DATASETS"]) * len(p["RL_SYSTEMS"]) * seeds
+    assert log["seed"].nunique() == seeds
+
+
+@pytest.mark.parametrize("table", ["rl_seeds_fig3", "rl_seeds_fig5"])
+def test_rl_seed_tables_have_a_column_per_seed(res, params, table):
+    seeds = params["03_rl"]["RL_SEEDS"] or [params["03_rl"]["SEED"]]
+    t = pd.read_csv(res / f"{table}.csv")
+    assert len(t) and [c for c in t.columns if c.startswith("seed_")] == [f"seed_{s}" for s in seeds]
+    assert (t["n_seeds"] <= len(seeds)).all()
 
 
 @pytest.mark.parametrize(
