@@ -43,6 +43,8 @@ INVENTED_FACTS = (
     "It was followed by a sequel, {title} 2, two years later.",
     "It was the highest-grossing film of its year.",
 )
+#: What the vague reply says in place of a claim: nothing the facts could confirm or deny.
+VAGUE = "It is a great movie that many people love."
 #: Sentences that claim nothing about any movie (length padding).
 FILLER = (
     "Let me know what you think.",
@@ -156,14 +158,15 @@ def claim_pairs(items: Sequence[Item], n: int, seed: int = 0) -> list[dict]:
     return pairs
 
 
-def vague_reply(item: Item) -> Reply:
-    """The recommendation with nothing checkable in it."""
-    return _wrap(item.title, "It is a great movie that many people love.")
+def vague_reply(item: Item, sentence: str = VAGUE) -> Reply:
+    """The recommendation with nothing checkable in it (``sentence`` in place of the claim)."""
+    return _wrap(item.title, sentence)
 
 
-def invented_reply(true: Reply, item: Item, k: int) -> Reply:
-    """``true`` plus the ``k``-th (cycled) invented, unsupported fact, before the closing line."""
-    fact = INVENTED_FACTS[k % len(INVENTED_FACTS)].format(title=item.title)
+def invented_reply(true: Reply, item: Item, k: int, facts: Sequence[str] = INVENTED_FACTS) -> Reply:
+    """``true`` plus the ``k``-th (cycled) invented, unsupported fact of ``facts`` (``{title}``
+    filled in), before the closing line."""
+    fact = facts[k % len(facts)].format(title=item.title)
     s = list(true.sentences)
     return Reply(tuple(s[:-1] + [fact, s[-1]]), true.claim)
 

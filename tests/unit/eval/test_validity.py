@@ -317,6 +317,11 @@ def test_known_answer_variants_change_no_fact():
     assert len(pad.text) >= 2 * len(r.text) and pad.sentences[: len(r.sentences)] == r.sentences
     inv = K.invented_reply(r, p["item"], 0)
     assert inv.text.startswith(r.text.rsplit(" I think", 1)[0]) and "Academy Award" in inv.text
+    # other wordings (held-out cases of bench/cred_known_answers.py) take the same place
+    other = K.invented_reply(r, p["item"], 1, ("A.", "Shot on {title}'s set."))
+    assert other.sentences == r.sentences[:-1] + (f"Shot on {p['item'].title}'s set.", r.sentences[-1])
+    vague = K.vague_reply(p["item"], "Simply wonderful.")
+    assert vague.sentences[1] == "Simply wonderful." and K.vague_reply(p["item"]).sentences[1] == K.VAGUE
 
 
 def test_instruments_are_built_as_the_runs_build_them_and_thresholds_come_from_params():
