@@ -42,6 +42,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 import numpy as np  # noqa: E402
+from _record import add_out_argument, recorded  # noqa: E402  (--out: a provenance file)
 from judge_discrimination import configured_judge, label, parse_model  # noqa: E402
 
 from rso_lib.data.kb import load_kb  # noqa: E402
@@ -226,7 +227,14 @@ def main(argv=None) -> None:
     ap.add_argument("--rubrics", default="current", help=f"comma-separated: current,{','.join(VARIANTS)}")
     ap.add_argument("--data-dir", default=os.environ.get("RSO_DATA_DIR", str(ROOT.parent / "shared" / "data")))
     ap.add_argument("--json", default=None, help="also write the results to this JSON file")
+    add_out_argument(ap)
     args = ap.parse_args(argv)
+    with recorded(args.out):
+        run_bench(args)
+
+
+def run_bench(args: argparse.Namespace) -> None:
+    """The bench itself; what it prints is the measurement (``main`` records it with ``--out``)."""
     names = [r for r in args.rubrics.split(",") if r]
     bad = [r for r in names if r != "current" and r not in VARIANTS]
     if bad:
@@ -252,7 +260,8 @@ def main(argv=None) -> None:
         Path(args.json).write_text(json.dumps(results, indent=1))
     first = [results[f"{names[0]}@seed{s}"] for s in seeds]
     worst = min(r[f"acc_true_over_{k}"] for r in first for k in KINDS[1:])
-    print(f"cred_min_known_answer_accuracy={worst:.3f} (rubric {names[0]}, seeds {seeds})")
+    print(f"headline: rubric {names[0]}, seeds {seeds}, worst of true > vague and true > invented")
+    print(f"cred_min_known_answer_accuracy={worst:.3f}")
 
 
 if __name__ == "__main__":
