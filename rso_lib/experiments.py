@@ -674,6 +674,7 @@ EVAL_PARAMS = {
     "CRED_NO_ITEM": "cred_no_item",
     "POST_EVIDENCE": "post_evidence",
     "PRS_MIN_GAP": "prs_min_gap",
+    "PRS_INTENTIONS": "prs_intentions",
     "RECALL_RANKING": "recall_ranking",
     "DIST2": "dist2",
 }

@@ -201,6 +201,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "JUDGE_ITEM": ("most_similar", "presented"),
     "CRED_NO_ITEM": ("zero", "exclude"),
     "POST_EVIDENCE": ("recommender", "dialogue"),
+    "PRS_INTENTIONS": ("whole", "expected"),
     "RECALL_RANKING": ("catalogue", "named"),
     "DIST2": ("per_response", "corpus"),
     "BASELINE": ("none", "mean", "normalise"),

@@ -68,7 +68,9 @@ class EvalConfig:
         cred_no_item: ``CRED_NO_ITEM``: ``"zero"`` (authors) | ``"exclude"``.
         post_evidence: ``POST_EVIDENCE``: ``"recommender"`` (PC-CRS) | ``"dialogue"`` (authors).
         prs_min_gap: ``PRS_MIN_GAP``: ``i_pre`` and ``i_true`` closer than this are "equal"
-            (PRS undefined; 0.5 = exact equality for integer ratings).
+            (PRS undefined; 0.5 = exact equality for whole ratings).
+        prs_intentions: ``PRS_INTENTIONS``: ``"whole"`` (authors: greedy-decoded whole ratings;
+            expected ratings rounded) | ``"expected"`` (score mode's values as they are).
         recall_ranking: ``RECALL_RANKING``: ``"catalogue"`` (PC-CRS) | ``"named"``.
         dist2: ``DIST2``: ``"per_response"`` (the paper's values) | ``"corpus"``.
     """
@@ -78,6 +80,7 @@ class EvalConfig:
     cred_no_item: str = "zero"
     post_evidence: str = "recommender"
     prs_min_gap: float = 0.5
+    prs_intentions: str = "whole"
     recall_ranking: str = "catalogue"
     dist2: str = "per_response"
 
@@ -86,6 +89,7 @@ class EvalConfig:
             ("judge_item", self.judge_item, JUDGE_ITEM_RULES),
             ("cred_no_item", self.cred_no_item, M.CRED_NO_ITEM_RULES),
             ("post_evidence", self.post_evidence, POST_EVIDENCE),
+            ("prs_intentions", self.prs_intentions, M.PRS_INTENTIONS),
             ("recall_ranking", self.recall_ranking, RECALL_RANKINGS),
             ("dist2", self.dist2, M.DIST2_DEFINITIONS),
         ):
@@ -191,7 +195,7 @@ def judge_dialogues(
         evidence = J.dialogue_text(d.turns, jc.max_dialogue_chars, include_user=cfg.post_evidence == "dialogue")
         idx.append(k)
         cases.append(J.IntentionCase(d.persona, tuple(d.target_genres), item, evidence))
-    prs = J.judge_prs(judge, cases, cfg=jc, min_gap=cfg.prs_min_gap)
+    prs = J.judge_prs(judge, cases, cfg=jc, min_gap=cfg.prs_min_gap, intentions=cfg.prs_intentions)
     i_pre, i_post, i_true = ([None] * len(dialogues) for _ in range(3))
     for j, k in enumerate(idx):
         i_pre[k], i_post[k], i_true[k] = prs.pre.scores[j], prs.post.scores[j], prs.true.scores[j]
@@ -339,7 +343,8 @@ def evaluate_system(
             notes.append("no judge: WI, PRS and Cred not computed")
 
     prs_cases = [
-        M.persuasiveness(a, b, c, min_gap=cfg.prs_min_gap) for a, b, c in zip(df["i_pre"], df["i_post"], df["i_true"])
+        M.persuasiveness(a, b, c, min_gap=cfg.prs_min_gap, intentions=cfg.prs_intentions)
+        for a, b, c in zip(df["i_pre"], df["i_post"], df["i_true"])
     ]
     df["prs_status"] = [c.status for c in prs_cases]
     df["prs"] = [c.value for c in prs_cases]

@@ -410,13 +410,18 @@ def judge_prs(
     mode: str | None = None,
     cfg: JudgeConfig | None = None,
     min_gap: float = 0.5,
+    intentions: str = "whole",
 ) -> PRSJudged:
     """PRS of each case: ``i_pre`` (title), ``i_post`` (the case's evidence: what the recommender
     said), ``i_true`` (full record), then ``1 - (i_true - i_post) / (i_true - i_pre)`` with the
     authors' / PC-CRS's rules (``i_post > i_true`` counted apart; ``i_pre`` = ``i_true``, i.e.
-    closer than ``min_gap``, excluded)."""
+    closer than ``min_gap``, excluded), on whole or expected ratings (``intentions``, see
+    :func:`rso_lib.eval.metrics.persuasiveness`)."""
     pre, post, true = (judge_wi(llm, cases, k, mode, cfg) for k in INTENTION_KINDS)
-    prs = [M.persuasiveness(a, b, t, min_gap=min_gap) for a, b, t in zip(pre.scores, post.scores, true.scores)]
+    prs = [
+        M.persuasiveness(a, b, t, min_gap=min_gap, intentions=intentions)
+        for a, b, t in zip(pre.scores, post.scores, true.scores)
+    ]
     return PRSJudged(pre, post, true, prs)
 
 

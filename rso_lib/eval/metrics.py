@@ -143,8 +143,21 @@ class PRSCase:
     value: float | None  # the PRS of this dialogue when status == PRS_OK
 
 
+PRS_INTENTIONS = ("whole", "expected")
+
+
+def whole_rating(x: float) -> int:
+    """The whole 1-5 rating nearest to ``x`` (halves round up, not to even: 3.5 -> 4)."""
+    return int(math.floor(x + 0.5))
+
+
 def persuasiveness(
-    i_pre: float | None, i_post: float | None, i_true: float | None, min_gap: float = 0.5, tol: float = 1e-9
+    i_pre: float | None,
+    i_post: float | None,
+    i_true: float | None,
+    min_gap: float = 0.5,
+    intentions: str = "whole",
+    tol: float = 1e-9,
 ) -> PRSCase:
     """Paper section IV-C: ``PRS = 1 - (i_true - i_post) / (i_true - i_pre)``.
 
@@ -156,9 +169,14 @@ def persuasiveness(
         i_post: watching intention after the dialogue.
         i_true: watching intention from the full item record.
         min_gap: ``i_pre`` and ``i_true`` closer than this count as equal (default 0.5). With
-            integer ratings (sampled judgements, PC-CRS) this is exactly ``i_pre == i_true``; with
-            expected ratings (option scoring) it keeps a near-zero denominator from blowing PRS
-            up to arbitrary values.
+            whole ratings this is exactly ``i_pre == i_true`` (the authors' rule); with expected
+            ratings it keeps a near-zero denominator from blowing PRS up to arbitrary values.
+        intentions: ``"whole"`` (default): each intention is first rounded to the nearest whole
+            rating, the values the authors' greedy-decoded "Watching Intention: N" judgements
+            produce, so ``i_post > i_true`` and ``i_pre == i_true`` are decided on the rating
+            scale as theirs are. A no-op for reasoned judgements. ``"expected"``: the judged
+            values as they are (score mode gives expected ratings; a post-dialogue intention
+            0.1 above the true one is then "over" and the dialogue drops out).
         tol: float tolerance of ``i_post > i_true``.
 
     Returns:
@@ -168,6 +186,10 @@ def persuasiveness(
     vals = (i_pre, i_post, i_true)
     if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in vals):
         return PRSCase(PRS_MISSING, None)
+    if intentions not in PRS_INTENTIONS:
+        raise ValueError(f"PRS intentions must be one of {PRS_INTENTIONS}, got {intentions!r}")
+    if intentions == "whole":
+        i_pre, i_post, i_true = (whole_rating(v) for v in vals)
     if i_post > i_true + tol:
         return PRSCase(PRS_OVER, None)
     if abs(i_true - i_pre) < max(min_gap, tol):

@@ -330,7 +330,14 @@ def _prs_note(name: str, cases) -> str:
 
 
 def prs_checks(
-    judge, cfg: J.JudgeConfig, items: Sequence[Item], n: int, seed: int, th: Thresholds, min_gap: float = 0.5
+    judge,
+    cfg: J.JudgeConfig,
+    items: Sequence[Item],
+    n: int,
+    seed: int,
+    th: Thresholds,
+    min_gap: float = 0.5,
+    intentions: str = "whole",
 ) -> list[dict]:
     """PRS judge rows: for a persona who wants the movie's genre, the post-dialogue intention after
     a truthful explanation vs after a title-only reply (the same pre and true intentions), and the
@@ -339,10 +346,18 @@ def prs_checks(
     pool = random.Random(seed + 2).sample(pool, min(n, len(pool)))
     who = [(f"I enjoy {it.genres[0]} movies.", [it.genres[0]]) for it in pool]
     expl = J.judge_prs(
-        judge, [post_case(*w, it, K.explanation_reply(it), cfg) for w, it in zip(who, pool)], cfg=cfg, min_gap=min_gap
+        judge,
+        [post_case(*w, it, K.explanation_reply(it), cfg) for w, it in zip(who, pool)],
+        cfg=cfg,
+        min_gap=min_gap,
+        intentions=intentions,
     )
     title = J.judge_prs(
-        judge, [post_case(*w, it, K.title_only_reply(it), cfg) for w, it in zip(who, pool)], cfg=cfg, min_gap=min_gap
+        judge,
+        [post_case(*w, it, K.title_only_reply(it), cfg) for w, it in zip(who, pool)],
+        cfg=cfg,
+        min_gap=min_gap,
+        intentions=intentions,
     )
     model = model_name(judge)
     note = f"post intention; {_prs_note('explanation', expl.cases)}, {_prs_note('title-only', title.cases)}"

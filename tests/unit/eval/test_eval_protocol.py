@@ -284,3 +284,13 @@ def test_eval_config_from_notebook_parameters():
     assert eval_config_from_params({"SEED": 3}).judge.seed == 3
     with pytest.raises(ValueError, match="judge_item"):
         eval_config_from_params({"JUDGE_ITEM": "first"})
+
+
+def test_prs_intentions_parameter_reaches_the_evaluation():
+    from rso_lib.eval.evaluate import EvalConfig
+    from rso_lib.experiments import eval_config_from_params
+
+    assert eval_config_from_params({"PRS_INTENTIONS": "expected"}).prs_intentions == "expected"
+    assert eval_config_from_params({}).prs_intentions == "whole"  # the authors' rule by default
+    with pytest.raises(ValueError, match="prs_intentions"):
+        EvalConfig(prs_intentions="rounded")

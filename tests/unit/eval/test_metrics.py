@@ -46,8 +46,8 @@ def test_prs_cases(pre, post, true, status, value):
 
 def test_prs_min_gap_for_expected_ratings():
     # true - pre = 0.1: with the default gap 0.5 excluded (else PRS = 1 - 0.6/0.1 = -5)
-    assert M.persuasiveness(2.9, 2.4, 3.0).status == M.PRS_EXCLUDED
-    assert M.persuasiveness(2.9, 2.4, 3.0, min_gap=0.0).value == pytest.approx(-5.0)
+    assert M.persuasiveness(2.9, 2.4, 3.0, intentions="expected").status == M.PRS_EXCLUDED
+    assert M.persuasiveness(2.9, 2.4, 3.0, min_gap=0.0, intentions="expected").value == pytest.approx(-5.0)
     # integer ratings one apart are never excluded
     assert M.persuasiveness(3, 3, 4).value == pytest.approx(0.0)
 
@@ -102,3 +102,19 @@ def test_summarise_mean_ci_missing_and_seed():
 
 def test_bootstrap_ci_constant_values_collapse():
     assert M.bootstrap_ci([3.0] * 5) == (3.0, 3.0)
+
+
+def test_prs_whole_intentions_follow_the_authors_integer_rules():
+    # score mode's expected ratings: post 0.17 above true is not "over" on the rating scale
+    assert M.persuasiveness(3.2, 4.27, 4.1, intentions="expected").status == M.PRS_OVER
+    c = M.persuasiveness(3.2, 4.27, 4.1)  # whole: (3, 4, 4)
+    assert c.status == M.PRS_OK and c.value == pytest.approx(1.0)
+    # pre and true round to the same rating: excluded, whatever min_gap says
+    assert M.persuasiveness(3.6, 3.0, 4.4, min_gap=0.0).status == M.PRS_EXCLUDED
+    assert M.persuasiveness(3.6, 3.0, 4.4, min_gap=0.0, intentions="expected").status == M.PRS_OK
+    # halves round up (not to even), so 2.5 and 3.5 are different ratings
+    assert M.persuasiveness(2.5, 3.5, 3.5).value == pytest.approx(1.0)
+    # over on whole ratings: post a full rating above true
+    assert M.persuasiveness(2.0, 4.6, 4.1).status == M.PRS_OVER
+    with pytest.raises(ValueError, match="intentions"):
+        M.persuasiveness(2, 3, 4, intentions="rounded")
