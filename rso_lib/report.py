@@ -204,6 +204,50 @@ def _header(profile: str, metas: dict[str, dict], chain: dict | None, chain_path
     return lines
 
 
+def _time_by_role(metas: dict[str, dict]) -> list[str]:
+    """Where the evaluation notebooks' time went: per table whose meta holds the engine's
+    ``run_info`` (one entry per system x dataset run), the dialogues and turns run, the engine's
+    wall time, each role's model time within it, and the post-hoc judging time (WI, PRS, Cred).
+    Roles' times are inside the dialogue wall time; judging comes after it."""
+    groups: dict[str, list[str]] = {}  # tables written from the same runs share one row
+    for name, meta in sorted(metas.items()):
+        info = meta.get("run_info")
+        if isinstance(info, dict) and info:
+            groups.setdefault(json.dumps(info, sort_keys=True, default=str), []).append(name)
+    rows = []
+    for key, names in groups.items():
+        runs = [v for v in json.loads(key).values() if isinstance(v, dict)]
+        roles: dict[str, float] = {}
+        for v in runs:
+            for role, sec in (v.get("model_s_by_role") or {}).items():
+                roles[role] = roles.get(role, 0.0) + float(sec)
+        wall = sum(float(v.get("wall_s", 0)) for v in runs)
+        judge = sum(float(v.get("judge_s", 0)) for v in runs)
+        turns = sum(int(v.get("turns", 0)) for v in runs)
+        new = sum(int(v.get("new_dialogues", 0)) for v in runs)
+        total = wall + judge
+        share = f"{judge / total:.0%}" if total else "-"
+        by_role = ", ".join(f"{r} {_fmt_seconds(sec)}" for r, sec in sorted(roles.items(), key=lambda kv: -kv[1]))
+        rows.append(
+            f"| {', '.join(f'`{n}`' for n in names)} | {len(runs)} | {new} | {turns} | {_fmt_seconds(wall)} | {by_role or '-'} "
+            f"| {_fmt_seconds(judge)} | {share} |"
+        )
+    if not rows:
+        return []
+    return [
+        "",
+        "## Where the evaluation's time went",
+        "",
+        "From each table's `run_info` (the engine's timers): dialogues run in this chain (`new`; resumed ones",
+        "are not timed again), system turns, the dialogues' wall time with each role's model time inside",
+        "it, and the judging after the dialogues (WI, PRS, Cred), with its share of the two.",
+        "",
+        "| tables | runs | new dialogues | turns | dialogue wall | model time by role | judging | judging share |",
+        "|---|---|---|---|---|---|---|---|",
+        *rows,
+    ]
+
+
 def _fmt_threads(t: Any) -> str:
     if isinstance(t, dict):
         return f"{t.get('threads', '?')} of {t.get('cpus', '?')} CPUs ({t.get('source', 'source not recorded')})"
@@ -249,6 +293,7 @@ def render(profile: str, root: Path, out: Path, max_rows: int = MAX_ROWS) -> Pat
     if fig_dir.is_dir():  # figures of an earlier run must not outlive it
         shutil.rmtree(fig_dir)
     lines = _header(profile, metas, chain, chain_path)
+    lines += _time_by_role(metas)
     tables = {p.stem for p in results.glob("*.md")}
     pngs = {p.stem for p in figures.glob("*.png")} if figures.is_dir() else set()
     named_t, named_f = set(), set()

@@ -123,3 +123,30 @@ def test_meta_written_by_provenance_holds_the_machine(tmp_path):
     m = machine(info)
     assert m["cpu_model"] == "Some CPU" and m["cpu_flags"] == ["avx2", "fma", "avx512f"]
     assert "cpu_model" not in machine(tmp_path / "absent")  # unreadable: left out, not guessed
+
+
+def test_time_by_role_sums_the_runs_of_each_table(root):
+    info = {
+        "inspired/RSO": {"wall_s": 100.0, "judge_s": 300.0, "turns": 20, "new_dialogues": 10,
+                         "model_s_by_role": {"actor": 40.0, "rewarder": 50.0}},
+        "redial/RSO": {"wall_s": 80.0, "judge_s": 120.0, "turns": 14, "new_dialogues": 10,
+                       "model_s_by_role": {"actor": 30.0, "simulator": 25.0}},
+    }  # fmt: skip
+    _table("table_iv", {**META, "run_info": info})
+    _table("table_v", {**META, "run_info": info})  # the same runs: the same row
+    _table("claims", META)  # no run_info: no row
+    page = report.render("p", root, root / "docs" / "results").read_text()
+    section = page.split("## Where the evaluation's time went")[1].split("\n## ")[0]
+    rows = [line for line in section.splitlines() if "`table_iv`" in line]
+    assert len(rows) == 1 and rows[0].startswith("| `table_iv`, `table_v` |")
+    row = rows[0]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[1:5] == ["2", "20", "34", "3 min 0 s"]
+    assert cells[5] == "actor 1 min 10 s, rewarder 50 s, simulator 25 s"  # largest first
+    assert cells[6:] == ["7 min 0 s", "70%"]  # 420 of 600 s
+    assert "`claims`" not in section
+
+
+def test_no_run_info_no_time_section(root):
+    _table("table_iv", META)
+    assert "Where the evaluation's time went" not in report.render("p", root, root / "docs" / "results").read_text()
