@@ -100,23 +100,27 @@ def speed(model, tokens: int = 400) -> tuple[float, float, float]:
     return prefill, steps[0], steps[1]
 
 
-def cred_ratings(model, tok, pairs) -> list[float]:
-    """Score-mode Cred ratings of every true and false claim of ``pairs``, as the kit's judge asks."""
-    import torch
+def judge_view(name: str, model, tok, mode: str):
+    """``model`` behind the kit's transformers backend, so that ratings go through the judge's own
+    code (:func:`rso_lib.eval.judges.rate`): its chat rendering, prefix and option scoring."""
+    from rso_lib.llm.hf import HFChatLLM
 
-    from rso_lib.eval.judges import RATING_PREFIX, credibility_messages
+    dtype = "bf16" if mode == "bf16" else "fp32"  # int8: quantized Linear layers inside an fp32 model
+    return HFChatLLM(name, model_id=f"{name}-{mode}", hf_model=model, hf_tokenizer=tok, dtype=dtype, device="cpu")
 
-    digits = [tok(str(k), add_special_tokens=False)["input_ids"][0] for k in range(1, 6)]
-    out = []
-    with torch.inference_mode():
-        for p in pairs:
-            for key in ("true", "false"):
-                msgs = credibility_messages(p[key].text, p["item"])
-                text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-                ids = tok(text + RATING_PREFIX, return_tensors="pt", add_special_tokens=False)["input_ids"]
-                probs = torch.softmax(model(ids, logits_to_keep=1).logits[0, -1, digits].float(), 0)
-                out.append(float((probs * torch.arange(1, 6)).sum()))
-    return out
+
+def claim_messages(pairs) -> list:
+    """The Cred judge's request for the true and then the false claim of each pair."""
+    from rso_lib.eval.judges import credibility_messages
+
+    return [credibility_messages(p[key].text, p["item"]) for p in pairs for key in ("true", "false")]
+
+
+def cred_ratings(llm, pairs) -> list[float]:
+    """Score-mode Cred ratings of every true and false claim of ``pairs`` by the kit's judge code."""
+    from rso_lib.eval.judges import JudgeConfig, rate
+
+    return [float(v) for v in rate(llm, claim_messages(pairs), JudgeConfig(mode="score")).values]
 
 
 def main(argv=None) -> None:
@@ -165,7 +169,7 @@ def run_bench(args: argparse.Namespace) -> None:
                 f"decode {d4:.0f} ms/step at 4 rows, {d16:.0f} at 16"
             )
             if name.endswith("1.5b"):
-                ratings[mode] = cred_ratings(model, tok, pairs)
+                ratings[mode] = cred_ratings(judge_view(name, model, tok, mode), pairs)
             del model
         if ratings:
             for mode in ("bf16", "int8"):

@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 from _record import add_out_argument, recorded  # bench/_record.py: --out writes a provenance file
-from cpu_ceilings import cred_ratings, load  # the embedded side, measured as cpu_ceilings measures it
+from cpu_ceilings import claim_messages, cred_ratings, judge_view, load  # the embedded side, as cpu_ceilings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -113,26 +113,24 @@ def llama_speed(llm, tokens: int) -> tuple[float, float]:
     return prefill, 1000 * (time.perf_counter() - t) / 8
 
 
-def llama_cred_ratings(llm, tok, pairs) -> list[float]:
-    """The score-mode Cred rating of each true and false claim, with the prompt text built exactly
-    as :func:`cpu_ceilings.cred_ratings` builds it (same chat template, same ``Rating: `` prefix)."""
+def llama_cred_ratings(llm, view, pairs) -> list[float]:
+    """The score-mode Cred rating of each true and false claim by llama.cpp, on the very prompt
+    text the kit's judge sends (``view``: the embedded model's backend; its chat rendering and
+    ``Rating: `` prefix), read off the five digits' logits as the judge reads them."""
     import numpy as np
 
-    from rso_lib.eval.judges import RATING_PREFIX, credibility_messages
+    from rso_lib.eval.judges import RATING_PREFIX
 
+    tok = view.tokenizer
     digits = [tok(str(k), add_special_tokens=False)["input_ids"][0] for k in range(1, 6)]
     out = []
-    for p in pairs:
-        for key in ("true", "false"):
-            msgs = credibility_messages(p[key].text, p["item"])
-            text = tok.apply_chat_template(msgs, tokenize=False, add_generation_prompt=True)
-            ids = tok(text + RATING_PREFIX, add_special_tokens=False)["input_ids"]
-            llm.reset()
-            llm.eval(ids)
-            z = llama_last_logits(llm)[digits].astype(np.float64)
-            probs = np.exp(z - z.max())
-            probs /= probs.sum()
-            out.append(float(probs @ np.arange(1, 6)))
+    for msgs in claim_messages(pairs):
+        ids = tok(view.render(msgs) + RATING_PREFIX, add_special_tokens=False)["input_ids"]
+        llm.reset()
+        llm.eval(ids)
+        z = llama_last_logits(llm)[digits].astype(np.float64)
+        probs = np.exp(z - z.max())
+        out.append(float(probs @ np.arange(1, 6) / probs.sum()))
     return out
 
 
@@ -175,8 +173,8 @@ def run_bench(args: argparse.Namespace) -> None:
             print(
                 f"{name} torch {mode}: prefill {t_pre:.0f} tok/s, decode {t_d1:.0f} ms/step at 1 row, {t_d4:.0f} at 4"
             )
-            ref = cred_ratings(model, tok, pairs) if name.endswith("1.5b") else None
-            del model
+            view = judge_view(name, model, tok, mode) if name.endswith("1.5b") else None
+            ref = cred_ratings(view, pairs) if view is not None else None
             llm = open_gguf(name, Path(tmp), args.threads)
             l_pre, l_d1 = llama_speed(llm, args.tokens)
             speedup[name] = l_pre / t_pre
@@ -185,7 +183,7 @@ def run_bench(args: argparse.Namespace) -> None:
                 f"decode {l_d1:.0f} ms/token single stream ({t_d1 / l_d1:.2f}x)"
             )
             if ref is not None:
-                got = llama_cred_ratings(llm, tok, pairs)
+                got = llama_cred_ratings(llm, view, pairs)
                 diffs = [abs(a - b) for a, b in zip(got, ref)]
                 for label, r in ((f"torch {mode}", ref), ("llama.cpp", got)):
                     acc = sum(t > f for t, f in zip(r[::2], r[1::2])) / len(pairs)
@@ -195,7 +193,7 @@ def run_bench(args: argparse.Namespace) -> None:
                     f"{name} llama.cpp vs torch {mode} Cred ratings on {len(got)} claims: "
                     f"max |diff| {drift:.2f}, mean {sum(diffs) / len(diffs):.2f}"
                 )
-            del llm
+            del llm, model, view
     print(f"llama_cpp_judge_max_drift={drift if drift is not None else float('nan'):.3f}")
     print(f"llama_cpp_prefill_speedup_1.5b={speedup.get('qwen2.5-1.5b', float('nan')):.2f}")
 
