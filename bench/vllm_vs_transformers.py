@@ -1,5 +1,6 @@
 """vLLM against the transformers backend on this CPU, side by side in one process, on the `cpu`
-profile's three kinds of model work. Run it from the second venv, which has both backends:
+profile's three kinds of model work. Run it from the second venv, which has both backends
+(``make setup-vllm-chain``: the recording of ``--out`` reads provenance with pandas):
 
     VLLM_CPU_KVCACHE_SPACE=2 PYTHONPATH=. .venv-vllm/bin/python bench/vllm_vs_transformers.py \
         [--gen-model qwen2.5-0.5b] [--judge-model qwen2.5-1.5b] [--batch 8]
