@@ -77,27 +77,33 @@ def matmul_params(model) -> int:
     return sum(m.weight.numel() for m in model.modules() if isinstance(m, torch.nn.Linear) and m is not out)
 
 
-def speed(model, tokens: int = 400) -> tuple[float, float, float]:
-    """(prefill tokens/s at 1 row, decode ms/step at 4 rows, at 16 rows)."""
+def token_ids(tokens: int) -> list[int]:
+    """The pseudo-random prompt (Qwen vocabulary range, seed 0) every speed measurement uses."""
     import torch
 
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(100, 30000, (1, tokens), generator=g)
+    return torch.randint(100, 30000, (tokens,), generator=torch.Generator().manual_seed(0)).tolist()
+
+
+def speed(model, tokens: int = 400, rows: tuple[int, ...] = (4, 16)) -> tuple[float, ...]:
+    """(prefill tokens/s at 1 row, then decode ms/step at each of ``rows``) of a torch model."""
+    import torch
+
+    ids = torch.tensor([token_ids(tokens)])
     with torch.inference_mode():
         model(ids[:, :32], logits_to_keep=1)  # warm-up
         t = time.perf_counter()
         model(ids, logits_to_keep=1)
         prefill = tokens / (time.perf_counter() - t)
         steps = []
-        for rows in (4, 16):
-            out = model(ids[:, :128].repeat(rows, 1), use_cache=True, logits_to_keep=1)
+        for r in rows:
+            out = model(ids[:, :128].repeat(r, 1), use_cache=True, logits_to_keep=1)
             kv, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
             t = time.perf_counter()
             for _ in range(8):
                 out = model(nxt, past_key_values=kv, use_cache=True)
                 kv, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
             steps.append(1000 * (time.perf_counter() - t) / 8)
-    return prefill, steps[0], steps[1]
+    return (prefill, *steps)
 
 
 def judge_view(name: str, model, tok, mode: str):

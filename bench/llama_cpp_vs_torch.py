@@ -31,41 +31,18 @@ import time
 from pathlib import Path
 
 from _record import add_out_argument, recorded  # bench/_record.py: --out writes a provenance file
-from cpu_ceilings import claim_messages, cred_ratings, judge_view, load  # the embedded side, as cpu_ceilings
+from cpu_ceilings import (  # the embedded side, measured as cpu_ceilings measures it
+    claim_messages,
+    cred_ratings,
+    judge_view,
+    load,
+    speed,
+    token_ids,
+)
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
-
-
-def prompt_ids(tokens: int) -> list[int]:
-    """The same pseudo-random token ids for both runtimes (Qwen vocabulary range)."""
-    import random
-
-    rng = random.Random(0)
-    return [rng.randrange(100, 30000) for _ in range(tokens)]
-
-
-def torch_speed(model, tokens: int) -> tuple[float, float, float]:
-    """(prefill tokens/s at 1 row, decode ms/step at 1 row, at 4 rows) of the embedded model."""
-    import torch
-
-    ids = torch.tensor([prompt_ids(tokens)])
-    with torch.inference_mode():
-        model(ids[:, :32], logits_to_keep=1)  # warm-up
-        t = time.perf_counter()
-        model(ids, logits_to_keep=1)
-        prefill = tokens / (time.perf_counter() - t)
-        steps = []
-        for rows in (1, 4):
-            out = model(ids[:, :128].repeat(rows, 1), use_cache=True, logits_to_keep=1)
-            kv, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
-            t = time.perf_counter()
-            for _ in range(8):
-                out = model(nxt, past_key_values=kv, use_cache=True)
-                kv, nxt = out.past_key_values, out.logits[:, -1:].argmax(-1)
-            steps.append(1000 * (time.perf_counter() - t) / 8)
-    return prefill, steps[0], steps[1]
 
 
 def open_gguf(name: str, workdir: Path, threads: int):
@@ -96,7 +73,7 @@ def llama_last_logits(llm):
 
 def llama_speed(llm, tokens: int) -> tuple[float, float]:
     """(prefill tokens/s, decode ms/token single stream) of llama.cpp, on an emptied context."""
-    ids = prompt_ids(tokens)
+    ids = token_ids(tokens)  # the prompt the torch side is timed on
     llm.reset()
     llm.eval(ids[:32])  # warm-up
     llm.reset()
@@ -169,7 +146,7 @@ def run_bench(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory(prefix="rso-gguf-") as tmp:
         for name in args.models.split(","):
             model, tok = load(name, mode)
-            t_pre, t_d1, t_d4 = torch_speed(model, args.tokens)
+            t_pre, t_d1, t_d4 = speed(model, args.tokens, rows=(1, 4))
             print(
                 f"{name} torch {mode}: prefill {t_pre:.0f} tok/s, decode {t_d1:.0f} ms/step at 1 row, {t_d4:.0f} at 4"
             )

@@ -183,11 +183,11 @@ def persuasiveness(
         PRSCase: ``over`` if ``i_post > i_true`` (checked first, as in PC-CRS), ``excluded`` if
         ``|i_true - i_pre| < min_gap``, ``missing`` if any input is None/NaN, else ``ok``.
     """
+    if intentions not in PRS_INTENTIONS:
+        raise ValueError(f"PRS intentions must be one of {PRS_INTENTIONS}, got {intentions!r}")
     vals = (i_pre, i_post, i_true)
     if any(v is None or (isinstance(v, float) and math.isnan(v)) for v in vals):
         return PRSCase(PRS_MISSING, None)
-    if intentions not in PRS_INTENTIONS:
-        raise ValueError(f"PRS intentions must be one of {PRS_INTENTIONS}, got {intentions!r}")
     if intentions == "whole":
         i_pre, i_post, i_true = (whole_rating(v) for v in vals)
     if i_post > i_true + tol:

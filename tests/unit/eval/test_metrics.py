@@ -118,3 +118,5 @@ def test_prs_whole_intentions_follow_the_authors_integer_rules():
     assert M.persuasiveness(2.0, 4.6, 4.1).status == M.PRS_OVER
     with pytest.raises(ValueError, match="intentions"):
         M.persuasiveness(2, 3, 4, intentions="rounded")
+    with pytest.raises(ValueError, match="intentions"):  # a typo fails even where a value is missing
+        M.persuasiveness(None, 3, 4, intentions="rounded")
